@@ -1,0 +1,76 @@
+// The local store's key layout. Each bucket is one RocksDB column family
+// ("b:<name>"); settings and revision counters live in the "meta" family.
+//
+// In a bucket's family:
+//   'k' key                    -> latest Record of the key (Get is one lookup)
+//   'h' key '\0' BE64(rev)     -> an earlier Record still retained by history
+//   'r' BE64(rev)              -> key: the revision log, in revision order
+// Keys never contain '\0', so the 'h' prefix of one key never runs into
+// another's. Big-endian revisions sort numerically.
+//
+// In the meta family:
+//   "format"                   -> store format version (BE64)
+//   "cfg/" name                -> BucketConfig
+//   "rev/" name                -> BE64 of the bucket's last revision
+
+#ifndef REVKV_ENGINE_LAYOUT_H_
+#define REVKV_ENGINE_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace revkv::engine {
+
+inline constexpr char kLatestPrefix = 'k';
+inline constexpr char kHistoryPrefix = 'h';
+inline constexpr char kRevisionPrefix = 'r';
+inline constexpr const char* kMetaFamily = "meta";
+inline constexpr const char* kBucketFamilyPrefix = "b:";
+inline constexpr uint64_t kStoreFormatVersion = 1;
+
+inline void AppendBE64(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+inline uint64_t DecodeBE64(std::string_view s) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8 && i < s.size(); ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+inline std::string LatestKey(std::string_view key) {
+  std::string out;
+  out.reserve(key.size() + 1);
+  out.push_back(kLatestPrefix);
+  out.append(key);
+  return out;
+}
+
+inline std::string HistoryKey(std::string_view key, uint64_t rev) {
+  std::string out;
+  out.reserve(key.size() + 10);
+  out.push_back(kHistoryPrefix);
+  out.append(key);
+  out.push_back('\0');
+  AppendBE64(&out, rev);
+  return out;
+}
+
+inline std::string RevisionKey(uint64_t rev) {
+  std::string out;
+  out.reserve(9);
+  out.push_back(kRevisionPrefix);
+  AppendBE64(&out, rev);
+  return out;
+}
+
+inline std::string BucketFamily(std::string_view bucket) {
+  return std::string(kBucketFamilyPrefix) + std::string(bucket);
+}
+inline std::string ConfigKey(std::string_view bucket) { return "cfg/" + std::string(bucket); }
+inline std::string CounterKey(std::string_view bucket) { return "rev/" + std::string(bucket); }
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_LAYOUT_H_

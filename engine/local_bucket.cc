@@ -1,0 +1,354 @@
+#include "engine/local_bucket.h"
+
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "engine/layout.h"
+#include "engine/rocks.h"
+#include "revkv/validation.h"
+
+namespace revkv::engine {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The literal part of a filter before its first wildcard token, so that Keys
+// can seek instead of scanning the whole bucket. "a.b.*" -> "a.b.".
+std::string LiteralPrefix(std::string_view filter) {
+  std::string out;
+  size_t start = 0;
+  while (start < filter.size()) {
+    size_t end = filter.find('.', start);
+    if (end == std::string_view::npos) end = filter.size();
+    std::string_view token = filter.substr(start, end - start);
+    if (token == "*" || token == ">") return out;
+    if (end == filter.size()) {
+      out.append(token);  // whole filter is literal: exact key
+      return out;
+    }
+    out.append(filter.substr(start, end - start + 1));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::string name,
+                         rocksdb::ColumnFamilyHandle* cf, BucketConfigValues config,
+                         uint64_t last_revision)
+    : core_(std::move(core)),
+      name_(std::move(name)),
+      cf_(cf),
+      config_(config),
+      last_revision_(last_revision) {}
+
+std::string LocalBucket::Describe(std::string_view key) const {
+  return "key '" + std::string(key) + "' of bucket '" + name_ + "'";
+}
+
+Status LocalBucket::ReadOnlyError() const {
+  return Status::InvalidArgument("bucket '" + name_ +
+                                 "' was opened by a read-only follower engine; write through the "
+                                 "engine that holds the store");
+}
+
+Result<std::string> LocalBucket::Get(std::string_view key) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  rocksdb::PinnableSlice slice;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
+  if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
+  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+  Operation op;
+  uint64_t revision;
+  std::string value;
+  if (Status s = DecodeValueInto(slice.ToStringView(), "record of " + Describe(key), &op,
+                                 &revision, &value);
+      !s.ok()) {
+    return s;
+  }
+  if (op != Operation::kPut) {
+    return Status::NotFound(Describe(key) + " not found: " +
+                                (op == Operation::kDelete ? "deleted" : "purged") +
+                                " at revision " + std::to_string(revision),
+                            revision);
+  }
+  return value;
+}
+
+Result<Entry> LocalBucket::GetEntry(std::string_view key) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  rocksdb::PinnableSlice slice;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
+  if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
+  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, "record of " + Describe(key));
+  if (!rec.ok()) return rec.status();
+  Entry& e = rec->entry;
+  if (e.operation != Operation::kPut) {
+    return Status::NotFound(Describe(key) + " not found: " +
+                                (e.operation == Operation::kDelete ? "deleted" : "purged") +
+                                " at revision " + std::to_string(e.revision),
+                            e.revision);
+  }
+  if (e.key != key) {
+    return Status::Corruption("record of " + Describe(key) + " names key '" + e.key +
+                              "'; restore the store from a backup or replica");
+  }
+  return std::move(e);
+}
+
+Result<uint64_t> LocalBucket::Put(std::string_view key, std::string_view value) {
+  return Commit(Operation::kPut, key, value, Precondition::kNone, 0);
+}
+
+Result<uint64_t> LocalBucket::Create(std::string_view key, std::string_view value) {
+  return Commit(Operation::kPut, key, value, Precondition::kAbsentOrTombstone, 0);
+}
+
+Result<uint64_t> LocalBucket::Update(std::string_view key, std::string_view value,
+                                     uint64_t expected_revision) {
+  return Commit(Operation::kPut, key, value, Precondition::kRevision, expected_revision);
+}
+
+Result<uint64_t> LocalBucket::Delete(std::string_view key,
+                                     std::optional<uint64_t> expected_revision) {
+  return Commit(Operation::kDelete, key, {},
+                expected_revision ? Precondition::kRevision : Precondition::kNone,
+                expected_revision.value_or(0));
+}
+
+Result<uint64_t> LocalBucket::Purge(std::string_view key,
+                                    std::optional<uint64_t> expected_revision) {
+  return Commit(Operation::kPurge, key, {},
+                expected_revision ? Precondition::kRevision : Precondition::kNone,
+                expected_revision.value_or(0));
+}
+
+Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::string_view value,
+                                     Precondition pre, uint64_t expected_revision) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (value.size() > config_.max_value_size) {
+    return Status::InvalidArgument("value for " + Describe(key) + " is " +
+                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
+                                   std::to_string(config_.max_value_size) +
+                                   " (BucketOptions::max_value_size)");
+  }
+  if (!core_->follower_dir.empty()) return ReadOnlyError();
+
+  const std::string latest_key = LatestKey(key);
+  std::lock_guard<std::mutex> lock(write_mu_);
+
+  // The key's current latest record, if any.
+  rocksdb::PinnableSlice current;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, latest_key, &current);
+  bool has_current = rs.ok();
+  if (!has_current && !rs.IsNotFound()) return FromRocks(rs, "reading " + Describe(key));
+  Record old;
+  if (has_current) {
+    auto decoded =
+        DecodeRecord(current.ToStringView(), DecodeParts::kHeader, "record of " + Describe(key));
+    if (!decoded.ok()) return decoded.status();
+    old = std::move(*decoded);
+  }
+  const uint64_t current_revision = has_current ? old.entry.revision : 0;
+
+  switch (pre) {
+    case Precondition::kNone: break;
+    case Precondition::kAbsentOrTombstone:
+      // After a tombstone this is a compare-and-swap on the tombstone's
+      // revision: the check and the write happen under write_mu_.
+      if (has_current && old.entry.operation == Operation::kPut) {
+        return Status::Exists(Describe(key) + " exists at revision " +
+                                  std::to_string(current_revision) +
+                                  "; use Update with that revision to change it",
+                              current_revision);
+      }
+      break;
+    case Precondition::kRevision:
+      if (current_revision != expected_revision) {
+        return Status::Conflict(
+            "wrong last revision for " + Describe(key) + ": expected " +
+                std::to_string(expected_revision) + ", current is " +
+                std::to_string(current_revision) + "; re-read the key and retry",
+            current_revision);
+      }
+      break;
+  }
+
+  const uint64_t revision = last_revision_.load(std::memory_order_relaxed) + 1;
+  rocksdb::WriteBatch batch;
+
+  // Decide which earlier revisions stay retained under the history setting.
+  std::vector<uint64_t> older;
+  std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
+  std::vector<uint64_t> dropped_log;      // have an 'r' record to delete
+  if (has_current) {
+    older = std::move(old.older_revisions);
+    if (op == Operation::kPurge) {
+      dropped_history = older;
+      dropped_log = older;
+      dropped_log.push_back(current_revision);
+      older.clear();
+    } else {
+      older.push_back(current_revision);
+      size_t keep = static_cast<size_t>(config_.history - 1);
+      size_t drop = older.size() > keep ? older.size() - keep : 0;
+      for (size_t i = 0; i < drop; ++i) {
+        if (older[i] != current_revision) dropped_history.push_back(older[i]);
+        dropped_log.push_back(older[i]);
+      }
+      older.erase(older.begin(), older.begin() + static_cast<std::ptrdiff_t>(drop));
+      if (!older.empty() && older.back() == current_revision) {
+        // The current record becomes history. Its bytes carry its own older
+        // list, which readers of history records ignore.
+        batch.Put(cf_, HistoryKey(key, current_revision), current);
+      }
+    }
+  }
+  for (uint64_t r : dropped_history) batch.Delete(cf_, HistoryKey(key, r));
+  for (uint64_t r : dropped_log) batch.Delete(cf_, RevisionKey(r));
+
+  Entry entry;
+  entry.key.assign(key);
+  if (op == Operation::kPut) entry.value.assign(value);
+  entry.revision = revision;
+  entry.created_ns = NowNs();
+  entry.operation = op;
+  batch.Put(cf_, latest_key, EncodeRecord(entry, older));
+  batch.Put(cf_, RevisionKey(revision), key);
+  std::string counter;
+  AppendBE64(&counter, revision);
+  batch.Put(core_->meta, CounterKey(name_), counter);
+
+  rs = core_->db->Write(core_->write_options, &batch);
+  if (!rs.ok()) return FromRocks(rs, "writing " + Describe(key));
+  last_revision_.store(revision, std::memory_order_release);
+  return revision;
+}
+
+Result<std::vector<std::string>> LocalBucket::Keys(std::string_view filter) {
+  if (Status s = ValidateFilter(filter); !s.ok()) return s;
+  std::string prefix = LatestKey(LiteralPrefix(filter));
+  std::string upper(1, static_cast<char>(kLatestPrefix + 1));
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
+  std::vector<std::string> keys;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    std::string_view raw = it->key().ToStringView();
+    if (raw.substr(0, prefix.size()) != prefix) break;
+    std::string_view key = raw.substr(1);
+    if (!FilterMatches(filter, key)) continue;
+    auto rec = DecodeRecord(it->value().ToStringView(), DecodeParts::kHeader,
+                            "record of " + Describe(key));
+    if (!rec.ok()) return rec.status();
+    if (rec->entry.operation == Operation::kPut) keys.emplace_back(key);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "listing keys of bucket '" + name_ + "'");
+  return keys;
+}
+
+Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  // A snapshot keeps the latest record and its history consistent with each
+  // other while writers go on.
+  const rocksdb::Snapshot* snap = core_->db->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{core_->db, snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+
+  rocksdb::PinnableSlice slice;
+  rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
+  if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " has no history");
+  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+  auto latest = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, "record of " + Describe(key));
+  if (!latest.ok()) return latest.status();
+
+  std::vector<Entry> out;
+  out.reserve(latest->older_revisions.size() + 1);
+  for (uint64_t r : latest->older_revisions) {
+    rocksdb::PinnableSlice h;
+    rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &h);
+    std::string what = "revision " + std::to_string(r) + " of " + Describe(key);
+    if (rs.IsNotFound()) {
+      return Status::Corruption(what + " is missing; restore the store from a backup or replica");
+    }
+    if (!rs.ok()) return FromRocks(rs, "reading " + what);
+    auto rec = DecodeRecord(h.ToStringView(), DecodeParts::kAll, what);
+    if (!rec.ok()) return rec.status();
+    out.push_back(std::move(rec->entry));
+  }
+  out.push_back(std::move(latest->entry));
+  return out;
+}
+
+Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, size_t limit) {
+  if (limit == 0) return Status::InvalidArgument("ChangesSince needs a limit of at least 1");
+  const rocksdb::Snapshot* snap = core_->db->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{core_->db, snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string upper(1, static_cast<char>(kRevisionPrefix + 1));
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+
+  std::vector<Entry> out;
+  std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
+  for (it->Seek(RevisionKey(after_revision + 1)); it->Valid() && out.size() < limit; it->Next()) {
+    uint64_t r = DecodeBE64(it->key().ToStringView().substr(1));
+    std::string key = it->value().ToString();
+    std::string what = "revision " + std::to_string(r) + " of " + Describe(key);
+    rocksdb::PinnableSlice slice;
+    rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
+    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what);
+    Result<Record> rec = Status::NotFound(what);
+    if (rs.ok()) rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what);
+    if (rec.ok() && rec->entry.revision != r) {
+      slice.Reset();
+      rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &slice);
+      if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what);
+      rec = rs.ok() ? DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what)
+                    : Result<Record>(Status::NotFound(what));
+    }
+    if (!rec.ok()) {
+      if (rec.status().IsNotFound()) {
+        return Status::Corruption(what + " is in the revision log but its record is missing; "
+                                  "restore the store from a backup or replica");
+      }
+      return rec.status();
+    }
+    rec->entry.key = std::move(key);
+    out.push_back(std::move(rec->entry));
+  }
+  if (!it->status().ok()) {
+    return FromRocks(it->status(), "reading the revision log of bucket '" + name_ + "'");
+  }
+  return out;
+}
+
+uint64_t LocalBucket::LastRevision() {
+  if (core_->follower_dir.empty()) return last_revision_.load(std::memory_order_acquire);
+  // A follower sees the holder's commits only through the store.
+  std::string counter;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, CounterKey(name_), &counter);
+  return rs.ok() ? DecodeBE64(counter) : 0;
+}
+
+}  // namespace revkv::engine

@@ -1,0 +1,190 @@
+#include "engine/record_codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+#include <exception>
+
+#include "record.capnp.h"
+
+namespace revkv::engine {
+namespace {
+
+// Records are small and written by this engine, but a damaged file could
+// still hold anything: bound the walk so garbage fails fast.
+capnp::ReaderOptions LocalReaderOptions(size_t words) {
+  capnp::ReaderOptions opts;
+  opts.traversalLimitInWords = words * 2 + 64;
+  opts.nestingLimit = 8;
+  return opts;
+}
+
+std::string ToBytes(capnp::MessageBuilder& builder) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// FlatArrayMessageReader needs word-aligned input. RocksDB's pinned slices
+// usually are not aligned, so copy into a per-thread buffer when needed.
+kj::ArrayPtr<const capnp::word> AlignedWords(std::string_view bytes) {
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) {
+    return {reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
+  }
+  thread_local std::vector<capnp::word> buffer;
+  size_t words = bytes.size() / sizeof(capnp::word);
+  if (buffer.size() < words) buffer.resize(words);
+  std::memcpy(buffer.data(), bytes.data(), words * sizeof(capnp::word));
+  return {buffer.data(), words};
+}
+
+Status Damaged(std::string_view what, std::string_view why) {
+  return Status::Corruption(std::string(what) + " is damaged (" + std::string(why) +
+                            "); restore the store from a backup or replica");
+}
+
+Status CheckShape(std::string_view bytes, std::string_view what) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
+    return Damaged(what, "size " + std::to_string(bytes.size()) + " is not a whole number of words");
+  }
+  return Status::OK();
+}
+
+Result<Operation> ToOperation(schema::Operation op, std::string_view what) {
+  switch (op) {
+    case schema::Operation::PUT: return Operation::kPut;
+    case schema::Operation::DELETE: return Operation::kDelete;
+    case schema::Operation::PURGE: return Operation::kPurge;
+  }
+  return Damaged(what, "unknown operation " + std::to_string(static_cast<int>(op)));
+}
+
+schema::Operation FromOperation(Operation op) {
+  switch (op) {
+    case Operation::kPut: return schema::Operation::PUT;
+    case Operation::kDelete: return schema::Operation::DELETE;
+    case Operation::kPurge: return schema::Operation::PURGE;
+  }
+  return schema::Operation::PUT;
+}
+
+// Runs `fn` and turns any exception from Cap'n Proto into Corruption; this is
+// the one place where kj exceptions are converted.
+template <typename Fn>
+Status Guard(std::string_view what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const kj::Exception& e) {
+    return Damaged(what, e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    return Damaged(what, e.what());
+  }
+}
+
+}  // namespace
+
+std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_revisions) {
+  // One first segment sized for the whole record keeps the output to a single
+  // segment.
+  size_t words = 16 + (entry.key.size() + entry.value.size()) / 8 + older_revisions.size();
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(words));
+  auto rec = builder.initRoot<schema::Record>();
+  rec.setSchemaVersion(kRecordSchemaVersion);
+  rec.setOperation(FromOperation(entry.operation));
+  rec.setRevision(entry.revision);
+  rec.setCreatedNs(entry.created_ns);
+  rec.setKey(capnp::Text::Reader(entry.key.data(), entry.key.size()));
+  rec.setValue(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(entry.value.data()),
+                                   entry.value.size()));
+  if (!older_revisions.empty()) {
+    auto list = rec.initOlderRevisions(static_cast<unsigned>(older_revisions.size()));
+    for (size_t i = 0; i < older_revisions.size(); ++i) list.set(static_cast<unsigned>(i), older_revisions[i]);
+  }
+  return ToBytes(builder);
+}
+
+Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
+                       uint64_t* revision, std::string* value) {
+  if (Status s = CheckShape(bytes, what); !s.ok()) return s;
+  return Guard(what, [&]() -> Status {
+    auto words = AlignedWords(bytes);
+    capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
+    auto rec = reader.getRoot<schema::Record>();
+    if (rec.getSchemaVersion() == 0 || rec.getSchemaVersion() > kRecordSchemaVersion) {
+      return Damaged(what, "schema version " + std::to_string(rec.getSchemaVersion()));
+    }
+    auto parsed = ToOperation(rec.getOperation(), what);
+    if (!parsed.ok()) return parsed.status();
+    *op = *parsed;
+    *revision = rec.getRevision();
+    auto data = rec.getValue();
+    value->assign(reinterpret_cast<const char*>(data.begin()), data.size());
+    return Status::OK();
+  });
+}
+
+Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, std::string_view what) {
+  if (Status s = CheckShape(bytes, what); !s.ok()) return s;
+  Record out;
+  Status s = Guard(what, [&]() -> Status {
+    auto words = AlignedWords(bytes);
+    capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
+    auto rec = reader.getRoot<schema::Record>();
+    if (rec.getSchemaVersion() == 0 || rec.getSchemaVersion() > kRecordSchemaVersion) {
+      return Damaged(what, "schema version " + std::to_string(rec.getSchemaVersion()));
+    }
+    auto parsed = ToOperation(rec.getOperation(), what);
+    if (!parsed.ok()) return parsed.status();
+    out.entry.operation = *parsed;
+    out.entry.revision = rec.getRevision();
+    if (out.entry.revision == 0) return Damaged(what, "revision 0");
+    if (parts == DecodeParts::kValueOnly || parts == DecodeParts::kAll) {
+      auto data = rec.getValue();
+      out.entry.value.assign(reinterpret_cast<const char*>(data.begin()), data.size());
+    }
+    if (parts == DecodeParts::kValueOnly) return Status::OK();
+    out.entry.created_ns = rec.getCreatedNs();
+    auto older = rec.getOlderRevisions();
+    out.older_revisions.reserve(older.size());
+    for (uint64_t r : older) out.older_revisions.push_back(r);
+    if (parts == DecodeParts::kAll) {
+      auto key = rec.getKey();
+      out.entry.key.assign(key.begin(), key.size());
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+std::string EncodeBucketConfig(const BucketConfigValues& cfg) {
+  capnp::MallocMessageBuilder builder(16);
+  auto c = builder.initRoot<schema::BucketConfig>();
+  c.setSchemaVersion(kRecordSchemaVersion);
+  c.setHistory(static_cast<uint8_t>(cfg.history));
+  c.setMaxValueSize(cfg.max_value_size);
+  return ToBytes(builder);
+}
+
+Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::string_view what) {
+  if (Status s = CheckShape(bytes, what); !s.ok()) return s;
+  BucketConfigValues out;
+  Status s = Guard(what, [&]() -> Status {
+    auto words = AlignedWords(bytes);
+    capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
+    auto c = reader.getRoot<schema::BucketConfig>();
+    out.history = c.getHistory();
+    out.max_value_size = c.getMaxValueSize();
+    if (out.history < 1 || out.history > 64 || out.max_value_size == 0) {
+      return Damaged(what, "history " + std::to_string(out.history) + ", max value size " +
+                               std::to_string(out.max_value_size));
+    }
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+}  // namespace revkv::engine

@@ -1,0 +1,51 @@
+// Encoding and decoding of records (record.capnp). Every kj exception thrown
+// by Cap'n Proto is caught here and becomes Status::Corruption.
+
+#ifndef REVKV_ENGINE_RECORD_CODEC_H_
+#define REVKV_ENGINE_RECORD_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "revkv/entry.h"
+#include "revkv/result.h"
+
+namespace revkv::engine {
+
+inline constexpr uint16_t kRecordSchemaVersion = 1;
+
+// A decoded record: the entry plus, for a key's latest record, the earlier
+// revisions still retained.
+struct Record {
+  Entry entry;
+  std::vector<uint64_t> older_revisions;
+};
+
+// What a caller needs from a record; decoding less is faster.
+enum class DecodeParts {
+  kValueOnly,   // entry.operation, entry.revision and entry.value
+  kHeader,      // everything but value and key
+  kAll,
+};
+
+std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_revisions);
+
+// Decodes `bytes`. `what` names the record in a Corruption message.
+Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, std::string_view what);
+
+// Like DecodeRecord(kValueOnly) but writes into `out` to spare allocations.
+Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
+                       uint64_t* revision, std::string* value);
+
+struct BucketConfigValues {
+  int history = 1;
+  uint32_t max_value_size = 0;
+};
+std::string EncodeBucketConfig(const BucketConfigValues& cfg);
+Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::string_view what);
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_RECORD_CODEC_H_

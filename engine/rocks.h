@@ -1,0 +1,29 @@
+// The RocksDB side of the local store: the options every store (and the
+// benchmark baselines) use, and the one place rocksdb::Status becomes a
+// revkv Status.
+
+#ifndef REVKV_ENGINE_ROCKS_H_
+#define REVKV_ENGINE_ROCKS_H_
+
+#include <rocksdb/options.h>
+#include <rocksdb/status.h>
+
+#include <string_view>
+
+#include "revkv/options.h"
+#include "revkv/status.h"
+
+namespace revkv::engine {
+
+// DB-wide options for a store opened with `options`.
+rocksdb::Options MakeDBOptions(const Options& options);
+// Options of every column family (buckets and meta) of such a store.
+rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options);
+
+// Converts `s`; `context` says what was being done ("writing key 'k' of
+// bucket 'b'") and leads the message.
+Status FromRocks(const rocksdb::Status& s, std::string_view context);
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_ROCKS_H_

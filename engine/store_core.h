@@ -1,0 +1,34 @@
+// StoreCore: the open RocksDB instance behind an Engine, shared by the Engine
+// and every Bucket it handed out, so that the store closes only when the last
+// of them is destroyed.
+
+#ifndef REVKV_ENGINE_STORE_CORE_H_
+#define REVKV_ENGINE_STORE_CORE_H_
+
+#include <rocksdb/db.h>
+
+#include <string>
+#include <vector>
+
+#include "revkv/options.h"
+
+namespace revkv::engine {
+
+struct StoreCore {
+  StoreCore() = default;
+  StoreCore(const StoreCore&) = delete;
+  StoreCore& operator=(const StoreCore&) = delete;
+  ~StoreCore();
+
+  // Constant after construction.
+  Options options;
+  rocksdb::DB* db = nullptr;                           // owned
+  rocksdb::ColumnFamilyHandle* meta = nullptr;         // owned via `handles`
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;   // owned; appended under the engine mutex
+  rocksdb::WriteOptions write_options;
+  std::string follower_dir;  // a follower's private directory, removed on close
+};
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_STORE_CORE_H_

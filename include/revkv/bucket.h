@@ -1,0 +1,117 @@
+// Bucket: a named keyspace with per-key revisions, NATS KV semantics.
+//
+// Keys follow the NATS KV rules: characters [A-Za-z0-9_=/.-], not empty, at
+// most kMaxKeyLength bytes, no leading or trailing '.', no "..". A key that
+// breaks them gets InvalidArgument and nothing is written.
+//
+// Revisions are bucket-wide and strictly increasing; every committed write
+// (Put, Create, Update, Delete, Purge) takes the next one.
+//
+// Thread safety: every method may be called from any number of threads at
+// once. Writes to one bucket are linearizable: compare-and-swap (Create,
+// Update, Delete/Purge with an expected revision) is atomic however many
+// callers race.
+//
+// A Bucket keeps its Engine's store open: the store closes when the Engine
+// and every Bucket from it are destroyed.
+
+#ifndef REVKV_BUCKET_H_
+#define REVKV_BUCKET_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "revkv/entry.h"
+#include "revkv/result.h"
+
+namespace revkv {
+
+inline constexpr size_t kMaxKeyLength = 1024;
+
+class Bucket {
+ public:
+  virtual ~Bucket() = default;
+
+  // The bucket's name.
+  virtual const std::string& name() const = 0;
+  // The bucket's effective history setting (1..64).
+  virtual int history() const = 0;
+  // The bucket's effective maximum value size, in bytes.
+  virtual uint32_t max_value_size() const = 0;
+
+  // Returns the value of `key`: the last write wins.
+  // NotFound: the key has no entry, or its last operation is a Delete or
+  //   Purge (status.revision() is then the tombstone's revision).
+  // InvalidArgument: bad key. Corruption: the stored record is damaged.
+  virtual Result<std::string> Get(std::string_view key) = 0;
+
+  // Returns the key's latest entry: value, revision, created, operation.
+  // NotFound: as Get (tombstones read as NotFound, with their revision).
+  // InvalidArgument, Corruption: as Get.
+  virtual Result<Entry> GetEntry(std::string_view key) = 0;
+
+  // Writes `value` whatever the key's state; returns the new revision.
+  // InvalidArgument: bad key, or value larger than max_value_size().
+  // IOError: the store could not write. Nothing is written on error.
+  virtual Result<uint64_t> Put(std::string_view key, std::string_view value) = 0;
+
+  // Writes `value` only if the key is absent or its last operation is a
+  // tombstone; returns the new revision. After a tombstone, Create is a
+  // compare-and-swap on the tombstone's revision, never a blind write.
+  // Exists: the key is live; status.revision() is its revision.
+  // InvalidArgument, IOError: as Put.
+  virtual Result<uint64_t> Create(std::string_view key, std::string_view value) = 0;
+
+  // Writes `value` only if the key's latest revision (live or tombstone) is
+  // `expected_revision`; 0 expects that the key has no entry at all. Returns
+  // the new revision.
+  // Conflict: the revision differs; status.revision() is the current one
+  //   (0 if the key has no entry).
+  // InvalidArgument, IOError: as Put.
+  virtual Result<uint64_t> Update(std::string_view key, std::string_view value,
+                                  uint64_t expected_revision) = 0;
+
+  // Writes a Delete tombstone; earlier revisions stay in History(). With
+  // `expected_revision`, only if the key's latest revision is that one.
+  // Deleting an absent key still writes a tombstone, as NATS KV does.
+  // Returns the tombstone's revision.
+  // Conflict: as Update. InvalidArgument: bad key. IOError: as Put.
+  virtual Result<uint64_t> Delete(std::string_view key,
+                                  std::optional<uint64_t> expected_revision = std::nullopt) = 0;
+
+  // Writes a Purge tombstone and drops every earlier revision of the key.
+  // With `expected_revision`, only if the key's latest revision is that one.
+  // Returns the tombstone's revision.
+  // Conflict, InvalidArgument, IOError: as Delete.
+  virtual Result<uint64_t> Purge(std::string_view key,
+                                 std::optional<uint64_t> expected_revision = std::nullopt) = 0;
+
+  // Returns the live keys (last operation Put) matching `filter`, sorted.
+  // The filter is a NATS subject pattern over the key's '.'-separated
+  // tokens: "*" matches one token, ">" (last token only) one or more.
+  // ">" or an empty filter matches every key.
+  // InvalidArgument: malformed filter. Corruption: a damaged record.
+  virtual Result<std::vector<std::string>> Keys(std::string_view filter = ">") = 0;
+
+  // Returns the retained revisions of `key`, oldest first, tombstones
+  // included: at most history() of them; after a Purge only the Purge.
+  // NotFound: the key has no entry at all.
+  // InvalidArgument, Corruption: as Get.
+  virtual Result<std::vector<Entry>> History(std::string_view key) = 0;
+
+  // Returns up to `limit` retained entries with revision > `after_revision`,
+  // in revision order, tombstones included. Revisions that history limits or
+  // purges removed are skipped. Used to follow a bucket's changes.
+  // InvalidArgument: limit is 0. Corruption: a damaged record.
+  virtual Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) = 0;
+
+  // The bucket's latest revision: the highest ever committed, 0 when empty.
+  virtual uint64_t LastRevision() = 0;
+};
+
+}  // namespace revkv
+
+#endif  // REVKV_BUCKET_H_

@@ -1,0 +1,63 @@
+// Engine: one per process per data directory. It owns the local store
+// (RocksDB) and hands out Buckets.
+//
+//   auto engine = revkv::Engine::Open({.path = "/var/lib/myservice/kv"});
+//   if (!engine.ok()) { ... engine.status().ToString() ... }
+//   auto bucket = (*engine)->OpenBucket("jobs", {.history = 5});
+//   auto rev = (*bucket)->Put("job.42", "running");
+//
+// Thread safety: an Engine may be used from any number of threads at once.
+
+#ifndef REVKV_ENGINE_H_
+#define REVKV_ENGINE_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "revkv/bucket.h"
+#include "revkv/options.h"
+#include "revkv/result.h"
+
+namespace revkv {
+
+class Engine {
+ public:
+  // Opens (and with create_if_missing, creates) the store at options.path.
+  // InvalidArgument: empty path, or bad options.
+  // NotFound: no store there and create_if_missing is false.
+  // Unavailable: another Engine, in this process or another, holds the store.
+  // IOError: the directory cannot be created or read.
+  // Corruption: the store's metadata is damaged.
+  static Result<std::unique_ptr<Engine>> Open(const Options& options);
+
+  virtual ~Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Opens the bucket `name`, creating it if missing. Opening an open bucket
+  // again returns the same Bucket. Names use [A-Za-z0-9_-], 1..128 bytes.
+  // InvalidArgument: bad name; history outside 1..64; max_value_size above
+  //   kMaxMaxValueSize; or a non-zero setting that differs from the existing
+  //   bucket's (the message lists each difference).
+  // NotFound: a read-only follower asked for a bucket that does not exist.
+  // IOError: the store could not create the bucket.
+  virtual Result<std::shared_ptr<Bucket>> OpenBucket(std::string_view name,
+                                                     const BucketOptions& options = {}) = 0;
+
+  // The names of the existing buckets, sorted.
+  virtual std::vector<std::string> ListBuckets() = 0;
+
+  // Read-only followers only: applies the holder's commits made since the
+  // last catch-up. InvalidArgument on an engine that is not a follower;
+  // IOError if the store cannot be read.
+  virtual Status CatchUp() = 0;
+
+ protected:
+  Engine() = default;
+};
+
+}  // namespace revkv
+
+#endif  // REVKV_ENGINE_H_

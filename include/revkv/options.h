@@ -1,0 +1,78 @@
+// Options for an Engine and for the buckets it opens. Plain structs with
+// in-class defaults; fields are grouped by whether they change behaviour or
+// only performance.
+
+#ifndef REVKV_OPTIONS_H_
+#define REVKV_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace revkv {
+
+// The largest value a bucket accepts unless told otherwise: 1 MiB (the NATS
+// server's default max_payload) minus 1 KiB of room for the headers a
+// replicated write carries, so every value revkv accepts can be mirrored.
+inline constexpr uint32_t kDefaultMaxValueSize = 1024 * 1024 - 1024;
+// The largest max_value_size a bucket may be given: NATS's own ceiling.
+inline constexpr uint32_t kMaxMaxValueSize = 64 * 1024 * 1024;
+// History limits, as in NATS KV.
+inline constexpr int kMaxHistory = 64;
+
+struct Options {
+  // ---- Behaviour ----
+
+  // The data directory. One Engine per directory at a time: a second opener,
+  // in this process or another, gets Unavailable.
+  // REQUIRES: not empty.
+  std::string path;
+
+  // Create the directory and store when missing. When false, opening a
+  // missing store returns NotFound.
+  // Default: true.
+  bool create_if_missing = true;
+
+  // Durability of each committed write.
+  //
+  // false: a write is in the operating system's page cache (RocksDB's WAL)
+  // when it returns. It survives the process crashing or being killed at any
+  // moment, but the last writes before a machine crash or power loss may be
+  // lost. Either all of a write survives or none of it does.
+  //
+  // true: every write is fsync'ed before it returns, so it also survives a
+  // machine crash. Each write then costs a disk flush.
+  // Default: false.
+  bool sync = false;
+
+  // Open the store as a read-only follower of the process that holds it
+  // (RocksDB secondary instance). A follower takes no lock, sees the holder's
+  // commits after Engine::CatchUp(), and refuses writes with InvalidArgument.
+  // Buckets must already exist. Used by `revkv watch`.
+  // Default: false.
+  bool read_only_follower = false;
+
+  // ---- Performance ----
+
+  // Size of the shared block cache, in bytes.
+  // Default: 64 MiB.
+  size_t block_cache_bytes = 64 << 20;
+};
+
+struct BucketOptions {
+  // How many revisions of each key to keep, 1..64, as NATS KV's "history".
+  // 0 means: the stored setting for an existing bucket, 1 for a new one.
+  // A non-zero value that differs from an existing bucket's is an error.
+  // Default: 0.
+  int history = 0;
+
+  // The largest value accepted, in bytes, 1..kMaxMaxValueSize. A larger value
+  // is refused with InvalidArgument, never truncated.
+  // 0 means: the stored setting, or kDefaultMaxValueSize for a new bucket.
+  // Default: 0.
+  uint32_t max_value_size = 0;
+};
+
+}  // namespace revkv
+
+#endif  // REVKV_OPTIONS_H_

@@ -1,0 +1,63 @@
+#include "revkv/validation.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "revkv/bucket.h"
+
+namespace revkv {
+namespace {
+
+TEST(ValidateKey, AcceptsNatsKeyCharacters) {
+  for (const char* k : {"a", "job.42", "A-Z_a=z/0.9", "x/y/z", "--", "==", "a.b.c.d"}) {
+    EXPECT_TRUE(ValidateKey(k).ok()) << k;
+  }
+}
+
+TEST(ValidateKey, RejectsBadKeysWithInvalidArgument) {
+  for (const char* k : {"", ".a", "a.", "a..b", "a b", "a*", "a>", "a\\b", "é", "a\tb", "a:b"}) {
+    Status s = ValidateKey(k);
+    EXPECT_TRUE(s.IsInvalidArgument()) << "'" << k << "' gave " << s.ToString();
+    EXPECT_FALSE(s.message().empty());
+  }
+  EXPECT_TRUE(ValidateKey(std::string(kMaxKeyLength, 'a')).ok());
+  EXPECT_TRUE(ValidateKey(std::string(kMaxKeyLength + 1, 'a')).IsInvalidArgument());
+  EXPECT_TRUE(ValidateKey(std::string("a\0b", 3)).IsInvalidArgument());
+}
+
+TEST(ValidateFilter, WildcardsMustBeWholeTokensAndGreaterThanLast) {
+  for (const char* f : {"", ">", "*", "a.*", "a.>", "*.b.>", "a.*.c"}) {
+    EXPECT_TRUE(ValidateFilter(f).ok()) << f;
+  }
+  for (const char* f : {"a*", ">.a", "a.>.b", "a..b", ".a", "a b"}) {
+    EXPECT_TRUE(ValidateFilter(f).IsInvalidArgument()) << f;
+  }
+}
+
+TEST(ValidateBucketName, AllowsOnlyNameCharacters) {
+  EXPECT_TRUE(ValidateBucketName("jobs_2-x").ok());
+  for (const char* n : {"", "a.b", "a b", "a/b", "a*"}) {
+    EXPECT_TRUE(ValidateBucketName(n).IsInvalidArgument()) << n;
+  }
+  EXPECT_TRUE(ValidateBucketName(std::string(129, 'a')).IsInvalidArgument());
+}
+
+TEST(FilterMatches, StarIsOneTokenGreaterThanIsOneOrMore) {
+  EXPECT_TRUE(FilterMatches(">", "a"));
+  EXPECT_TRUE(FilterMatches("", "a.b"));
+  EXPECT_TRUE(FilterMatches("a.*", "a.b"));
+  EXPECT_FALSE(FilterMatches("a.*", "a.b.c"));
+  EXPECT_FALSE(FilterMatches("a.*", "a"));
+  EXPECT_TRUE(FilterMatches("a.>", "a.b.c"));
+  EXPECT_FALSE(FilterMatches("a.>", "a"));
+  EXPECT_TRUE(FilterMatches("*.b", "x.b"));
+  EXPECT_FALSE(FilterMatches("*.b", "x.c"));
+  EXPECT_TRUE(FilterMatches("a.b", "a.b"));
+  EXPECT_FALSE(FilterMatches("a.b", "a.bc"));
+  EXPECT_FALSE(FilterMatches("a", "a.b"));
+  EXPECT_TRUE(FilterMatches("*.*.c", "a.b.c"));
+}
+
+}  // namespace
+}  // namespace revkv
