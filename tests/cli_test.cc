@@ -1,0 +1,2 @@
+#include <gtest/gtest.h>
+TEST(Placeholder, CliBuilds) { EXPECT_EQ(1, 1); }
