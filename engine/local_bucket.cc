@@ -304,7 +304,9 @@ Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, si
     ~Release() { db->ReleaseSnapshot(snap); }
   } release{core_->db, snap};
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
+  // RocksDB refuses snapshots on a secondary instance; a follower's view only
+  // moves on CatchUp(), so it is already stable.
+  if (core_->follower_dir.empty()) ro.snapshot = snap;
   std::string upper(1, static_cast<char>(kRevisionPrefix + 1));
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;

@@ -66,7 +66,11 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
   if (!has(rocksdb::kDefaultColumnFamilyName)) names.push_back(rocksdb::kDefaultColumnFamilyName);
   if (!has(kMetaFamily)) {
     if (options.read_only_follower) {
-      return Status::Corruption("the store at '" + path + "' has no meta family; it is not a revkv store");
+      // The holder may still be creating the store; say so rather than
+      // calling a young store damaged.
+      return Status::NotFound("the store at '" + path +
+                              "' is not initialised yet (no meta family); retry once its holder "
+                              "has opened it");
     }
     names.push_back(kMetaFamily);
   }

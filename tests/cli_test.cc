@@ -1,2 +1,1130 @@
+// The `revkv` command-line contract, driven through the built binary: every
+// test runs it as a child process and checks its stdout, stderr and exit code.
+
+#include <errno.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
-TEST(Placeholder, CliBuilds) { EXPECT_EQ(1, 1); }
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "revkv/revkv.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr char kCli[] = REVKV_CLI;
+bool AllDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// RFC 3339 in UTC with nanoseconds, e.g. 2026-11-28T09:22:36.123456789Z.
+// (Hand-written: std::regex trips GCC 12's -Wmaybe-uninitialized under
+// sanitizers, and -Werror is on.)
+bool IsRfc3339Nanos(std::string_view s) {
+  constexpr std::string_view kShape = "0000-00-00T00:00:00.000000000Z";
+  if (s.size() != kShape.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (kShape[i] == '0' ? (s[i] < '0' || s[i] > '9') : s[i] != kShape[i]) return false;
+  }
+  return true;
+}
+
+// A history/watch line: REVISION OPERATION CREATED VALUE (VALUE may hold
+// spaces or be empty).
+struct HistoryLine {
+  std::string revision, operation, created, value;
+};
+
+std::optional<HistoryLine> ParseHistoryLine(std::string_view line) {
+  HistoryLine out;
+  std::string* fields[] = {&out.revision, &out.operation, &out.created};
+  for (std::string* field : fields) {
+    size_t space = line.find(' ');
+    if (space == std::string_view::npos) return std::nullopt;
+    *field = std::string(line.substr(0, space));
+    line.remove_prefix(space + 1);
+  }
+  out.value = std::string(line);
+  if (!AllDigits(out.revision) || !IsRfc3339Nanos(out.created)) return std::nullopt;
+  if (out.operation != "PUT" && out.operation != "DEL" && out.operation != "PURGE") {
+    return std::nullopt;
+  }
+  return out;
+}
+
+// A fresh directory, removed with everything in it when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "revkv-cli-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) abort();
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The bytes of a string literal, embedded NULs included.
+template <size_t N>
+std::string Bytes(const char (&literal)[N]) {
+  return std::string(literal, N - 1);
+}
+
+// ---- Child processes ----
+
+struct Child {
+  pid_t pid = -1;
+  int stdin_fd = -1;  // our ends of the child's pipes
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+};
+
+void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+// Starts the CLI with `args`, its stdin, stdout and stderr on pipes.
+// `extra_env` entries ("NAME=value") override the inherited environment.
+Child Spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {}) {
+  // A child that exits without reading its stdin must fail our write, not
+  // kill the test.
+  signal(SIGPIPE, SIG_IGN);
+  int in[2], out[2], err[2];
+  // O_CLOEXEC: the child keeps only the dup2'ed copies, so EOF arrives when
+  // it exits.
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << strerror(errno);
+    return {};
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+
+  std::vector<std::string> argv_storage = {kCli};
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    bool overridden = std::any_of(extra_env.begin(), extra_env.end(), [&](const std::string& x) {
+      return entry.substr(0, entry.find('=') + 1) == x.substr(0, x.find('=') + 1);
+    });
+    if (!overridden) env_storage.emplace_back(entry);
+  }
+  env_storage.insert(env_storage.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp;
+  for (std::string& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  // The child starts with default signal handling and nothing blocked, as
+  // from a shell, whatever this process ignores.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  posix_spawnattr_setsigmask(&attr, &sigs);
+  sigaddset(&sigs, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &sigs);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  Child child;
+  int rc = posix_spawn(&child.pid, kCli, &actions, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (rc != 0) {
+    ADD_FAILURE() << "posix_spawn " << kCli << ": " << strerror(rc);
+    close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    return {};
+  }
+  child.stdin_fd = in[1];
+  child.stdout_fd = out[0];
+  child.stderr_fd = err[0];
+  fcntl(child.stdin_fd, F_SETFL, fcntl(child.stdin_fd, F_GETFL) | O_NONBLOCK);
+  return child;
+}
+
+// Waits for `pid` until `deadline`, then kills it. Returns the exit code, or
+// 128 + signal number as a shell would, or -1 if it had to be killed.
+int WaitChild(pid_t pid, Clock::time_point deadline) {
+  int status = 0;
+  while (true) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
+      ADD_FAILURE() << "waitpid: " << strerror(errno);
+      return -1;
+    }
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "revkv (pid " << pid << ") did not exit in time; killed";
+      return -1;
+    }
+    usleep(10 * 1000);
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::ostream& operator<<(std::ostream& os, const RunResult& r) {
+  return os << "exit " << r.exit_code << ", stdout [" << r.out << "], stderr [" << r.err << "]";
+}
+
+// Runs the CLI to completion, feeding `input` on stdin while collecting
+// stdout and stderr (all at once, so that no pipe can fill up and deadlock).
+RunResult RunCli(const std::vector<std::string>& args, std::string_view input = {}) {
+  const auto deadline = Clock::now() + 60s;
+  Child child = Spawn(args);
+  RunResult result;
+  if (child.pid < 0) return result;
+  size_t written = 0;
+  if (input.empty()) CloseFd(&child.stdin_fd);
+  while (child.stdout_fd >= 0 || child.stderr_fd >= 0) {
+    std::vector<pollfd> fds;
+    if (child.stdin_fd >= 0) fds.push_back({child.stdin_fd, POLLOUT, 0});
+    if (child.stdout_fd >= 0) fds.push_back({child.stdout_fd, POLLIN, 0});
+    if (child.stderr_fd >= 0) fds.push_back({child.stderr_fd, POLLIN, 0});
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= 0ms) break;
+    int n = poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+    if (n < 0 && errno != EINTR) break;
+    for (const pollfd& p : fds) {
+      if (p.revents == 0) continue;
+      if (p.fd == child.stdin_fd) {
+        ssize_t w = write(p.fd, input.data() + written, input.size() - written);
+        if (w > 0) written += static_cast<size_t>(w);
+        // EPIPE: the child stopped reading; the rest of the input is moot.
+        if (written == input.size() || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+          CloseFd(&child.stdin_fd);
+        }
+        continue;
+      }
+      char buf[65536];
+      ssize_t r = read(p.fd, buf, sizeof(buf));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        CloseFd(p.fd == child.stdout_fd ? &child.stdout_fd : &child.stderr_fd);
+        continue;
+      }
+      (p.fd == child.stdout_fd ? result.out : result.err).append(buf, static_cast<size_t>(r));
+    }
+  }
+  CloseFd(&child.stdin_fd);
+  CloseFd(&child.stdout_fd);
+  CloseFd(&child.stderr_fd);
+  result.exit_code = WaitChild(child.pid, deadline);
+  return result;
+}
+
+// Reads a background child's output line by line, never blocking past a
+// deadline.
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+
+  // The next complete line without its '\n', or nullopt at the deadline or
+  // at EOF.
+  std::optional<std::string> Next(Clock::time_point deadline) {
+    while (true) {
+      if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      if (eof_) return std::nullopt;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left <= 0ms) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      int n = poll(&p, 1, static_cast<int>(left.count()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::nullopt;
+      char buf[4096];
+      ssize_t r = read(fd_, buf, sizeof(buf));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        eof_ = true;
+        continue;
+      }
+      buf_.append(buf, static_cast<size_t>(r));
+    }
+  }
+  bool eof() const { return eof_; }
+
+ private:
+  int fd_;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+std::string ReadAll(int fd, Clock::time_point deadline) {
+  LineReader reader(fd);
+  std::string out;
+  while (auto line = reader.Next(deadline)) out += *line + "\n";
+  return out;
+}
+
+// ---- A small JSON reader, strict enough to catch bad escaping ----
+
+struct Json {
+  enum Type { kNull, kBool, kNumber, kString, kArray, kObject } type = kNull;
+  std::string text;  // string contents, or a number's literal
+  bool boolean = false;
+  std::vector<Json> items;
+  std::vector<std::pair<std::string, Json>> fields;
+
+  const Json* Field(std::string_view name) const {
+    for (const auto& [k, v] : fields) {
+      if (k == name) return &v;
+    }
+    return nullptr;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(std::string_view s) : s_(s) {}
+
+  std::optional<Json> ParseDocument() {
+    Json v;
+    if (!Value(&v)) return std::nullopt;
+    Space();
+    if (pos_ != s_.size()) return std::nullopt;
+    return v;
+  }
+
+ private:
+  void Space() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+  bool Literal(std::string_view word) {
+    if (s_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+  bool Hex4(uint32_t* out) {
+    if (pos_ + 4 > s_.size()) return false;
+    *out = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = s_[pos_++];
+      *out <<= 4;
+      if (c >= '0' && c <= '9') {
+        *out |= static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        *out |= static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        *out |= static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      *out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      *out += static_cast<char>(0xc0 | (cp >> 6));
+      *out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      *out += static_cast<char>(0xe0 | (cp >> 12));
+      *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      *out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+      *out += static_cast<char>(0xf0 | (cp >> 18));
+      *out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+      *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      *out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+  }
+  bool String(std::string* out) {
+    if (pos_ >= s_.size() || s_[pos_] != '"') return false;
+    ++pos_;
+    while (pos_ < s_.size()) {
+      unsigned char c = static_cast<unsigned char>(s_[pos_++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;  // JSON forbids raw control characters
+      if (c != '\\') {
+        *out += static_cast<char>(c);
+        continue;
+      }
+      if (pos_ >= s_.size()) return false;
+      char e = s_[pos_++];
+      switch (e) {
+        case '"':
+          *out += '"';
+          break;
+        case '\\':
+          *out += '\\';
+          break;
+        case '/':
+          *out += '/';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
+        case 'n':
+          *out += '\n';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case 't':
+          *out += '\t';
+          break;
+        case 'u': {
+          uint32_t cp;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xd800 && cp < 0xdc00) {
+            uint32_t low;
+            if (!Literal("\\u") || !Hex4(&low) || low < 0xdc00 || low > 0xdfff) return false;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+  bool Value(Json* v) {
+    Space();
+    if (pos_ >= s_.size()) return false;
+    char c = s_[pos_];
+    if (c == '"') {
+      v->type = Json::kString;
+      return String(&v->text);
+    }
+    if (c == '{') {
+      v->type = Json::kObject;
+      ++pos_;
+      Space();
+      if (Literal("}")) return true;
+      while (true) {
+        Space();
+        std::string name;
+        if (!String(&name)) return false;
+        Space();
+        if (!Literal(":")) return false;
+        Json field;
+        if (!Value(&field)) return false;
+        v->fields.emplace_back(std::move(name), std::move(field));
+        Space();
+        if (Literal("}")) return true;
+        if (!Literal(",")) return false;
+      }
+    }
+    if (c == '[') {
+      v->type = Json::kArray;
+      ++pos_;
+      Space();
+      if (Literal("]")) return true;
+      while (true) {
+        Json item;
+        if (!Value(&item)) return false;
+        v->items.push_back(std::move(item));
+        Space();
+        if (Literal("]")) return true;
+        if (!Literal(",")) return false;
+      }
+    }
+    if (Literal("true")) {
+      v->type = Json::kBool;
+      v->boolean = true;
+      return true;
+    }
+    if (Literal("false")) {
+      v->type = Json::kBool;
+      return true;
+    }
+    if (Literal("null")) return true;
+    size_t start = pos_;
+    while (pos_ < s_.size() &&
+           (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '-' ||
+            s_[pos_] == '+' || s_[pos_] == '.' || s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+    }
+    if (pos_ == start) return false;
+    v->type = Json::kNumber;
+    v->text = std::string(s_.substr(start, pos_ - start));
+    return true;
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+};
+
+std::optional<Json> ParseJson(std::string_view s) { return JsonParser(s).ParseDocument(); }
+
+// ---- Assertions ----
+
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t nl = s.find('\n', start);
+    if (nl == std::string::npos) nl = s.size();
+    out.push_back(s.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+// Every failure is one line on stderr, prefixed "revkv: ".
+::testing::AssertionResult OneErrorLine(const RunResult& r) {
+  if (r.err.rfind("revkv: ", 0) != 0) {
+    return ::testing::AssertionFailure() << "stderr lacks the 'revkv: ' prefix: " << r;
+  }
+  if (std::count(r.err.begin(), r.err.end(), '\n') != 1 || r.err.back() != '\n') {
+    return ::testing::AssertionFailure() << "stderr is not exactly one line: " << r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A failure with `code`, nothing on stdout and one line on stderr.
+::testing::AssertionResult FailsWith(int code, const RunResult& r) {
+  if (r.exit_code != code) {
+    return ::testing::AssertionFailure() << "expected exit " << code << ", got " << r;
+  }
+  if (!r.out.empty()) return ::testing::AssertionFailure() << "stdout not empty: " << r;
+  return OneErrorLine(r);
+}
+
+// True if `text` contains `number` as a whole number, not inside another.
+bool MentionsNumber(const std::string& text, uint64_t number) {
+  const std::string digits = std::to_string(number);
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  for (size_t at = text.find(digits); at != std::string::npos; at = text.find(digits, at + 1)) {
+    const size_t end = at + digits.size();
+    if ((at == 0 || !is_digit(text[at - 1])) && (end == text.size() || !is_digit(text[end]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+uint64_t ParseRevision(const RunResult& r) {
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_TRUE(r.err.empty()) << r;
+  const std::string_view out(r.out);
+  if (!out.ends_with('\n') || !AllDigits(out.substr(0, out.size() - 1))) {
+    ADD_FAILURE() << "not a revision line: " << r;
+    return 0;
+  }
+  return std::stoull(r.out);
+}
+
+// Lower-case because gtest_discover_tests names each test "suite.test" and
+// `ctest -R cli` (case-sensitive) is how this suite is selected.
+class cli : public ::testing::Test {
+ protected:
+  std::string db() const { return dir_.path() + "/db"; }
+
+  // Runs `revkv --db <db> args...`.
+  RunResult Cli(std::vector<std::string> args, std::string_view input = {}) {
+    args.insert(args.begin(), {"--db", db()});
+    return RunCli(args, input);
+  }
+  uint64_t Put(const std::string& key, const std::string& value) {
+    return ParseRevision(Cli({"put", key, value}));
+  }
+  std::string Keys(const std::string& filter = ">") { return Cli({"keys", filter}).out; }
+
+  TempDir dir_;
+};
+
+// ---- Reading and writing ----
+
+TEST_F(cli, PutGetRoundTripsExactBytesWithoutNewline) {
+  RunResult put = Cli({"put", "greeting", "hello world"});
+  EXPECT_EQ(put.exit_code, 0) << put;
+  EXPECT_EQ(put.out, "1\n");
+  EXPECT_EQ(put.err, "");
+
+  // stdout is a pipe here, so get adds no newline of its own...
+  RunResult get = Cli({"get", "greeting"});
+  EXPECT_EQ(get.exit_code, 0) << get;
+  EXPECT_EQ(get.out, "hello world");
+  EXPECT_EQ(get.err, "");
+
+  // ...and keeps the value's own.
+  EXPECT_EQ(Put("greeting", "line\n"), 2u);
+  EXPECT_EQ(Cli({"get", "greeting"}).out, "line\n");
+}
+
+TEST_F(cli, BinaryValueFromStdinRoundTrips) {
+  const std::string value = Bytes("\0\xff\x01 bin\n\r\x7f\0");
+  RunResult put = Cli({"put", "blob", "-"}, value);
+  EXPECT_EQ(put.exit_code, 0) << put;
+  EXPECT_EQ(put.out, "1\n");
+  RunResult get = Cli({"get", "blob"});
+  EXPECT_EQ(get.exit_code, 0) << get;
+  EXPECT_EQ(get.out, value);
+
+  // Larger than a pipe's buffer in both directions.
+  std::string big(300000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7919) >> 3);
+  EXPECT_EQ(ParseRevision(Cli({"put", "big", "-"}, big)), 2u);
+  EXPECT_EQ(Cli({"get", "big"}).out, big);
+
+  // "-" reads stdin for create and update too.
+  EXPECT_EQ(ParseRevision(Cli({"create", "c", "-"}, Bytes("x\0y"))), 3u);
+  EXPECT_EQ(ParseRevision(Cli({"update", "c", "-", "3"}, Bytes("\xff"))), 4u);
+  EXPECT_EQ(Cli({"get", "c"}).out, "\xff");
+}
+
+TEST_F(cli, RevisionsStrictlyIncreaseAcrossEveryWrite) {
+  std::vector<uint64_t> revs;
+  revs.push_back(ParseRevision(Cli({"put", "k", "v1"})));
+  revs.push_back(ParseRevision(Cli({"create", "other", "v"})));
+  revs.push_back(ParseRevision(Cli({"update", "k", "v2", std::to_string(revs[0])})));
+  revs.push_back(ParseRevision(Cli({"delete", "k"})));
+  revs.push_back(ParseRevision(Cli({"purge", "other"})));
+  revs.push_back(ParseRevision(Cli({"put", "k", "v3"})));
+  ASSERT_EQ(revs.size(), 6u);
+  EXPECT_GT(revs[0], 0u);
+  for (size_t i = 1; i < revs.size(); ++i) {
+    EXPECT_GT(revs[i], revs[i - 1]) << "write " << i;
+  }
+  // Revisions are bucket-wide: each write takes the next one.
+  EXPECT_EQ(revs.back(), revs.front() + 5);
+}
+
+TEST_F(cli, CreateOnLiveKeyIsExists) {
+  EXPECT_EQ(Put("k", "original"), 1u);
+  RunResult r = Cli({"create", "k", "other"});
+  EXPECT_TRUE(FailsWith(3, r));
+  EXPECT_NE(r.err.find("Exists"), std::string::npos) << r;
+  EXPECT_EQ(Cli({"get", "k"}).out, "original");
+}
+
+TEST_F(cli, CreateAfterDeleteSucceeds) {
+  EXPECT_EQ(ParseRevision(Cli({"create", "k", "one"})), 1u);
+  EXPECT_EQ(ParseRevision(Cli({"delete", "k"})), 2u);
+  EXPECT_EQ(ParseRevision(Cli({"create", "k", "two"})), 3u);
+  EXPECT_EQ(Cli({"get", "k"}).out, "two");
+}
+
+TEST_F(cli, UpdateWithStaleRevisionConflictsAndNamesCurrent) {
+  // Distinct revisions so the number in the message is unambiguous.
+  Put("filler", "x");
+  Put("filler", "x");
+  const uint64_t stale = Put("k", "a");
+  Put("filler", "x");
+  const uint64_t current = Put("k", "b");
+  ASSERT_EQ(current, 5u);
+
+  RunResult r = Cli({"update", "k", "c", std::to_string(stale)});
+  EXPECT_TRUE(FailsWith(4, r));
+  EXPECT_NE(r.err.find("Conflict"), std::string::npos) << r;
+  EXPECT_TRUE(MentionsNumber(r.err, current)) << r;
+  EXPECT_EQ(Cli({"get", "k"}).out, "b");
+
+  RunResult ok = Cli({"update", "k", "c", std::to_string(current)});
+  EXPECT_EQ(ParseRevision(ok), current + 1);
+  EXPECT_EQ(Cli({"get", "k"}).out, "c");
+
+  // Revision 0 means "no entry at all", which a written key is not.
+  EXPECT_TRUE(FailsWith(4, Cli({"update", "k", "d", "0"})));
+  EXPECT_EQ(ParseRevision(Cli({"update", "fresh", "d", "0"})), current + 2);
+}
+
+TEST_F(cli, DeleteAndPurgeWithWrongRevisionConflict) {
+  const uint64_t rev = Put("k", "v");
+  RunResult del = Cli({"delete", "k", "--revision", std::to_string(rev + 10)});
+  EXPECT_TRUE(FailsWith(4, del));
+  EXPECT_TRUE(MentionsNumber(del.err, rev)) << del;
+  RunResult purge = Cli({"purge", "k", "--revision=" + std::to_string(rev + 11)});
+  EXPECT_TRUE(FailsWith(4, purge));
+  EXPECT_EQ(Cli({"get", "k"}).out, "v");
+
+  const uint64_t tombstone = ParseRevision(Cli({"delete", "k", "--revision", std::to_string(rev)}));
+  EXPECT_EQ(tombstone, rev + 1);
+  EXPECT_EQ(Cli({"get", "k"}).exit_code, 2);
+  EXPECT_EQ(ParseRevision(Cli({"--revision", std::to_string(tombstone), "purge", "k"})),
+            tombstone + 1);
+}
+
+TEST_F(cli, GetMissingKeyIsNotFound) {
+  Put("present", "v");
+  RunResult r = Cli({"get", "absent"});
+  EXPECT_TRUE(FailsWith(2, r));
+  EXPECT_NE(r.err.find("NotFound"), std::string::npos) << r;
+  EXPECT_TRUE(FailsWith(2, Cli({"entry", "absent"})));
+  EXPECT_TRUE(FailsWith(2, Cli({"history", "absent"})));
+}
+
+TEST_F(cli, GetDeletedOrPurgedKeyIsNotFound) {
+  Put("k", "v");
+  const uint64_t tombstone = ParseRevision(Cli({"delete", "k"}));
+  RunResult get = Cli({"get", "k"});
+  EXPECT_TRUE(FailsWith(2, get));
+  EXPECT_TRUE(MentionsNumber(get.err, tombstone)) << get;
+  EXPECT_TRUE(FailsWith(2, Cli({"entry", "k"})));
+
+  Put("p", "v");
+  ParseRevision(Cli({"purge", "p"}));
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "p"})));
+  EXPECT_EQ(Keys(), "");
+}
+
+TEST_F(cli, ReadCommandsCreateNeitherStoreNorBucket) {
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "k"})));
+  EXPECT_FALSE(std::filesystem::exists(db()));
+
+  Put("k", "v");
+  RunResult keys = Cli({"--bucket", "elsewhere", "keys"});
+  EXPECT_EQ(keys.exit_code, 0) << keys;
+  EXPECT_EQ(keys.out, "");
+  EXPECT_TRUE(FailsWith(2, Cli({"--bucket", "elsewhere", "get", "k"})));
+
+  auto engine = revkv::Engine::Open({.path = db()});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  EXPECT_EQ((*engine)->ListBuckets(), std::vector<std::string>{"default"});
+}
+
+// ---- Invalid input ----
+
+TEST_F(cli, BadKeysAreInvalidAndWriteNothing) {
+  const uint64_t rev = Put("good", "v");
+  for (const char* key : {"a..b", ".a", "a.", "a b", "a*b", ""}) {
+    RunResult r = Cli({"put", key, "v"});
+    EXPECT_TRUE(FailsWith(7, r)) << "key '" << key << "'";
+    EXPECT_NE(r.err.find("InvalidArgument"), std::string::npos) << r;
+    EXPECT_TRUE(FailsWith(7, Cli({"create", key, "v"}))) << "key '" << key << "'";
+    EXPECT_TRUE(FailsWith(7, Cli({"delete", key}))) << "key '" << key << "'";
+  }
+  EXPECT_EQ(Keys(), "good\n");
+  // Not even a revision was used up.
+  EXPECT_EQ(Put("good", "w"), rev + 1);
+}
+
+TEST_F(cli, BadBucketNameIsInvalid) {
+  for (const char* name : {"a.b", "bad name", "", "x*"}) {
+    RunResult r = Cli({"--bucket", name, "put", "k", "v"});
+    EXPECT_TRUE(FailsWith(7, r)) << "bucket '" << name << "'";
+    EXPECT_NE(r.err.find("bucket"), std::string::npos) << r;
+  }
+  EXPECT_FALSE(std::filesystem::exists(db()));
+}
+
+TEST_F(cli, OversizedValueFromStdinIsInvalidAndWritesNothing) {
+  const size_t limit = revkv::kDefaultMaxValueSize;
+  ASSERT_EQ(limit, 1047552u);
+  RunResult r = Cli({"put", "big", "-"}, std::string(limit + 1, 'x'));
+  EXPECT_TRUE(FailsWith(7, r));
+  EXPECT_TRUE(MentionsNumber(r.err, limit)) << r;
+  EXPECT_EQ(Keys(), "");
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "big"})));
+
+  // The limit itself is accepted, and is the first revision.
+  EXPECT_EQ(ParseRevision(Cli({"put", "big", "-"}, std::string(limit, 'y'))), 1u);
+  EXPECT_EQ(Cli({"get", "big"}).out.size(), limit);
+}
+
+TEST_F(cli, BadNumbersAreInvalid) {
+  const uint64_t rev = Put("k", "v");
+  for (const char* text : {"12x", "-1", "", " 1", "1 ", "+1", "0x10", "18446744073709551616"}) {
+    EXPECT_TRUE(FailsWith(7, Cli({"update", "k", "w", text}))) << "REVISION '" << text << "'";
+    EXPECT_TRUE(FailsWith(7, Cli({"delete", "k", "--revision=" + std::string(text)})))
+        << "--revision '" << text << "'";
+  }
+  for (const char* text : {"0", "65", "3x", "-3", ""}) {
+    EXPECT_TRUE(FailsWith(7, Cli({"--history", text, "put", "h", "v"})))
+        << "--history '" << text << "'";
+  }
+  EXPECT_EQ(Cli({"get", "k"}).out, "v");
+  EXPECT_EQ(Keys(), "k\n");
+  // The largest revision parses, and only conflicts.
+  EXPECT_TRUE(FailsWith(4, Cli({"update", "k", "w", "18446744073709551615"})));
+  EXPECT_EQ(Put("k", "x"), rev + 1);
+}
+
+TEST_F(cli, UsageErrorsExitOne) {
+  EXPECT_TRUE(FailsWith(1, Cli({"frobnicate", "k"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"--frobnicate", "put", "k", "v"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k", "v", "--frobnicate=1"})));
+  EXPECT_TRUE(FailsWith(1, RunCli({"put", "k", "v"})));          // no --db
+  EXPECT_TRUE(FailsWith(1, RunCli({"put", "k", "v", "--db"})));  // --db without a value
+  EXPECT_TRUE(FailsWith(1, Cli({})));                            // no command
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k", "v", "extra"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"get"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"update", "k", "v"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"keys", "a", "b"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k", "v", "--revision", "1"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"--json=yes", "keys"})));
+  EXPECT_FALSE(std::filesystem::exists(db()));
+
+  for (const char* flag : {"--help", "-h"}) {
+    RunResult help = RunCli({flag});
+    EXPECT_EQ(help.exit_code, 0) << help;
+    EXPECT_NE(help.out.find("Usage: revkv"), std::string::npos) << help;
+    EXPECT_EQ(help.err, "");
+  }
+  // Help wins over everything else on the line.
+  EXPECT_EQ(RunCli({"--bogus", "put", "--help"}).exit_code, 0);
+}
+
+TEST_F(cli, FlagsMayComeAnywhereInEitherForm) {
+  EXPECT_EQ(ParseRevision(RunCli({"put", "k", "v1", "--db=" + db(), "--bucket=b2"})), 1u);
+  EXPECT_EQ(
+      ParseRevision(RunCli({"--bucket", "b2", "put", "--db", db(), "k", "-", "--sync"}, "v2")), 2u);
+  EXPECT_EQ(RunCli({"get", "--db", db(), "k", "--bucket", "b2"}).out, "v2");
+  // The default bucket is a separate keyspace.
+  EXPECT_EQ(RunCli({"--db", db(), "keys"}).out, "");
+  // After "--" everything is positional, so a value may look like a flag.
+  EXPECT_EQ(ParseRevision(RunCli({"--db", db(), "--bucket=b2", "put", "--", "k", "--json"})), 3u);
+  EXPECT_EQ(RunCli({"--db", db(), "--bucket=b2", "get", "k"}).out, "--json");
+}
+
+// ---- Listing ----
+
+TEST_F(cli, KeysHonourWildcards) {
+  EXPECT_EQ(Keys(), "");
+  for (const char* key : {"a.b", "x", "a.b.c", "a.c"}) Put(key, "v");
+  EXPECT_EQ(Keys(), "a.b\na.b.c\na.c\nx\n");
+  EXPECT_EQ(Cli({"keys"}).out, "a.b\na.b.c\na.c\nx\n");
+  EXPECT_EQ(Keys("a.*"), "a.b\na.c\n");
+  EXPECT_EQ(Keys("a.>"), "a.b\na.b.c\na.c\n");
+  EXPECT_EQ(Keys("*"), "x\n");
+  EXPECT_EQ(Keys("*.b.*"), "a.b.c\n");
+  RunResult none = Cli({"keys", "nothing.>"});
+  EXPECT_EQ(none.exit_code, 0) << none;
+  EXPECT_EQ(none.out, "");
+  EXPECT_EQ(none.err, "");
+  EXPECT_TRUE(FailsWith(7, Cli({"keys", "a.>.b"})));
+
+  RunResult json = Cli({"--json", "keys", "a.>"});
+  EXPECT_EQ(json.exit_code, 0) << json;
+  EXPECT_EQ(json.out, "[\"a.b\",\"a.b.c\",\"a.c\"]\n");
+  auto parsed = ParseJson(json.out);
+  ASSERT_TRUE(parsed.has_value()) << json.out;
+  EXPECT_EQ(parsed->type, Json::kArray);
+  EXPECT_EQ(parsed->items.size(), 3u);
+  EXPECT_EQ(Cli({"--json", "keys", "nothing"}).out, "[]\n");
+
+  // Deleted keys are not live.
+  Cli({"delete", "a.b"});
+  EXPECT_EQ(Keys("a.*"), "a.c\n");
+}
+
+TEST_F(cli, HistoryKeepsLastNAndShowsDelete) {
+  const std::vector<uint64_t> revs = {ParseRevision(Cli({"--history", "3", "put", "k", "v1"})),
+                                      Put("k", "v2"), Put("k", "v3"), Put("k", "v4"),
+                                      ParseRevision(Cli({"delete", "k"}))};
+  RunResult r = Cli({"history", "k"});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"PUT", "v3"}, {"PUT", "v4"}, {"DEL", ""}};
+  for (size_t i = 0; i < 3; ++i) {
+    auto parsed = ParseHistoryLine(lines[i]);
+    ASSERT_TRUE(parsed.has_value()) << lines[i];
+    EXPECT_EQ(parsed->revision, std::to_string(revs[i + 2])) << lines[i];
+    EXPECT_EQ(parsed->operation, want[i].first) << lines[i];
+    EXPECT_EQ(parsed->value, want[i].second) << lines[i];
+  }
+
+  // The setting applies at creation and sticks: a different one is refused.
+  EXPECT_TRUE(FailsWith(7, Cli({"--history", "5", "put", "k", "v"})));
+  EXPECT_EQ(ParseRevision(Cli({"--history", "3", "put", "k", "v5"})), revs.back() + 1);
+
+  RunResult json = Cli({"--json", "history", "k"});
+  const std::vector<std::string> json_lines = Lines(json.out);
+  ASSERT_EQ(json_lines.size(), 3u) << json.out;
+  auto last = ParseJson(json_lines[2]);
+  ASSERT_TRUE(last.has_value()) << json_lines[2];
+  ASSERT_NE(last->Field("value"), nullptr);
+  EXPECT_EQ(last->Field("value")->text, "v5");
+  auto del = ParseJson(json_lines[1]);
+  ASSERT_TRUE(del.has_value()) << json_lines[1];
+  ASSERT_NE(del->Field("operation"), nullptr);
+  EXPECT_EQ(del->Field("operation")->text, "DEL");
+}
+
+TEST_F(cli, HistoryEscapesControlBytes) {
+  ParseRevision(Cli({"put", "k", "-"}, Bytes("a\tb\\c\x01\n\r\x7f\xc3\xa9\0z")));
+  RunResult r = Cli({"history", "k"});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  auto parsed = ParseHistoryLine(r.out.substr(0, r.out.size() - 1));
+  ASSERT_TRUE(parsed.has_value()) << r.out;
+  EXPECT_EQ(parsed->revision, "1");
+  EXPECT_EQ(parsed->value, "a\\tb\\\\c\\x01\\n\\r\\x7f\xc3\xa9\\x00z");
+}
+
+TEST_F(cli, PurgeLeavesOnlyThePurgeInHistory) {
+  Cli({"--history", "5", "put", "k", "v1"});
+  Put("k", "v2");
+  const uint64_t purge = ParseRevision(Cli({"purge", "k"}));
+  RunResult r = Cli({"history", "k"});
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r;
+  EXPECT_EQ(lines[0].rfind(std::to_string(purge) + " PURGE ", 0), 0u) << lines[0];
+}
+
+// ---- Entries and JSON ----
+
+TEST_F(cli, EntryPrintsTextAndJson) {
+  Put("other", "x");
+  const uint64_t rev = Put("k", "hello");
+  RunResult text = Cli({"entry", "k"});
+  EXPECT_EQ(text.exit_code, 0) << text;
+  const std::vector<std::string> lines = Lines(text.out);
+  ASSERT_EQ(lines.size(), 5u) << text.out;
+  EXPECT_EQ(lines[0], "key: k");
+  EXPECT_EQ(lines[1], "revision: " + std::to_string(rev));
+  EXPECT_EQ(lines[2], "operation: PUT");
+  ASSERT_EQ(lines[3].rfind("created: ", 0), 0u) << lines[3];
+  const std::string created = lines[3].substr(9);
+  EXPECT_TRUE(IsRfc3339Nanos(created)) << created;
+  EXPECT_EQ(lines[4], "value: hello");
+
+  RunResult json = Cli({"entry", "k", "--json"});
+  EXPECT_EQ(json.exit_code, 0) << json;
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 1) << json.out;
+  auto parsed = ParseJson(json.out);
+  ASSERT_TRUE(parsed.has_value()) << json.out;
+  ASSERT_EQ(parsed->type, Json::kObject);
+  for (const char* field : {"key", "value", "revision", "operation", "created"}) {
+    EXPECT_NE(parsed->Field(field), nullptr) << field << " missing from " << json.out;
+  }
+  if (::testing::Test::HasFailure()) return;
+  EXPECT_EQ(parsed->Field("key")->text, "k");
+  EXPECT_EQ(parsed->Field("value")->text, "hello");
+  EXPECT_EQ(parsed->Field("revision")->type, Json::kNumber);
+  EXPECT_EQ(parsed->Field("revision")->text, std::to_string(rev));
+  EXPECT_EQ(parsed->Field("operation")->text, "PUT");
+  EXPECT_EQ(parsed->Field("created")->text, created);
+  EXPECT_EQ(parsed->Field("value_encoding"), nullptr);
+}
+
+TEST_F(cli, JsonEscapesStringsAndBase64EncodesNonUtf8) {
+  // Valid UTF-8 with every character JSON must escape survives a round trip.
+  const std::string tricky = Bytes("q\"b\\n\nt\tc\x01\x1f\x7f caf\xc3\xa9 \0end");
+  ParseRevision(Cli({"put", "text", "-"}, tricky));
+  RunResult text = Cli({"--json", "entry", "text"});
+  auto parsed = ParseJson(text.out);
+  ASSERT_TRUE(parsed.has_value()) << text.out;
+  ASSERT_NE(parsed->Field("value"), nullptr) << text.out;
+  EXPECT_EQ(parsed->Field("value")->text, tricky);
+  EXPECT_EQ(parsed->Field("value_encoding"), nullptr) << text.out;
+
+  // 0xff can never appear in UTF-8.
+  ParseRevision(Cli({"put", "bin", "-"}, Bytes("a\0b\xff")));
+  RunResult bin = Cli({"--json", "entry", "bin"});
+  parsed = ParseJson(bin.out);
+  ASSERT_TRUE(parsed.has_value()) << bin.out;
+  ASSERT_NE(parsed->Field("value"), nullptr) << bin.out;
+  ASSERT_NE(parsed->Field("value_encoding"), nullptr) << bin.out;
+  EXPECT_EQ(parsed->Field("value")->text, "YQBi/w==");
+  EXPECT_EQ(parsed->Field("value_encoding")->text, "base64");
+
+  // Overlong forms and lone surrogates are not UTF-8 either.
+  for (const std::string& bad : {std::string("\xc0\xaf"), std::string("\xed\xa0\x80")}) {
+    ParseRevision(Cli({"put", "bad", "-"}, bad));
+    parsed = ParseJson(Cli({"--json", "entry", "bad"}).out);
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_NE(parsed->Field("value_encoding"), nullptr);
+  }
+}
+
+// ---- Concurrency with other processes ----
+
+TEST_F(cli, StoreHeldByAnotherProcessIsUnavailable) {
+  Put("k", "v");
+  {
+    auto holder = revkv::Engine::Open({.path = db()});
+    ASSERT_TRUE(holder.ok()) << holder.status().ToString();
+    RunResult put = Cli({"put", "k", "w"});
+    EXPECT_TRUE(FailsWith(6, put));
+    EXPECT_NE(put.err.find("Unavailable"), std::string::npos) << put;
+    EXPECT_TRUE(FailsWith(6, Cli({"get", "k"})));
+  }
+  EXPECT_EQ(Put("k", "w"), 2u);
+}
+
+// A `revkv watch` running in the background, stopped and reaped by the test.
+class Watcher {
+ public:
+  Watcher(const std::vector<std::string>& args, const std::string& tmpdir)
+      : child_(Spawn(args, {"TMPDIR=" + tmpdir})), reader_(child_.stdout_fd) {
+    CloseFd(&child_.stdin_fd);
+  }
+  ~Watcher() {
+    if (child_.pid > 0) {
+      kill(child_.pid, SIGKILL);
+      waitpid(child_.pid, nullptr, 0);
+    }
+    CloseFd(&child_.stdout_fd);
+    CloseFd(&child_.stderr_fd);
+  }
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  bool started() const { return child_.pid > 0; }
+  std::optional<std::string> NextLine(Clock::time_point deadline) { return reader_.Next(deadline); }
+  // Sends `sig` and returns the exit code; stderr is then in err().
+  int Stop(int sig) {
+    kill(child_.pid, sig);
+    const auto deadline = Clock::now() + 15s;
+    err_ = ReadAll(child_.stderr_fd, deadline);
+    int code = WaitChild(child_.pid, deadline);
+    child_.pid = -1;
+    return code;
+  }
+  // Whatever the watcher said on stderr, for failure messages while running.
+  std::string DrainErr() { return ReadAll(child_.stderr_fd, Clock::now() + 100ms); }
+  const std::string& err() const { return err_; }
+
+ private:
+  Child child_;
+  LineReader reader_;
+  std::string err_;
+};
+
+TEST_F(cli, WatchWaitsForStoreThenStreamsMatchingChanges) {
+  const std::string tmp = dir_.path() + "/tmp";
+  ASSERT_TRUE(std::filesystem::create_directory(tmp));
+  // Started before the store exists: it must wait for it, not fail.
+  Watcher watcher({"--db", db(), "watch", "a.>"}, tmp);
+  ASSERT_TRUE(watcher.started());
+  usleep(300 * 1000);
+
+  // Each write is its own process, which takes the lock the watcher leaves.
+  // A matching write must show up before the next one is made, so this also
+  // checks that output is flushed promptly rather than at exit.
+  const auto deadline = Clock::now() + 30s;
+  struct Step {
+    std::vector<std::string> args;
+    std::string key;
+    std::string shown;  // OPERATION and VALUE as printed; empty: not matched
+  };
+  const std::vector<Step> steps = {
+      {{"put", "a.one", "1"}, "a.one", "PUT 1"},
+      {{"put", "b.skip", "hidden"}, "b.skip", ""},
+      {{"put", "a.two", "two words"}, "a.two", "PUT two words"},
+      {{"put", "a", "not under a."}, "a", ""},
+      {{"put", "a.x.y", "tab\there"}, "a.x.y", "PUT tab\\there"},
+      {{"delete", "a.one"}, "a.one", "DEL "},
+  };
+  for (const Step& step : steps) {
+    const uint64_t revision = ParseRevision(Cli(step.args));
+    if (step.shown.empty()) continue;
+    auto line = watcher.NextLine(deadline);
+    ASSERT_TRUE(line.has_value()) << "watcher printed nothing for revision " << revision
+                                  << "; stderr: " << watcher.DrainErr();
+    // REVISION KEY OPERATION CREATED VALUE, in revision order: a skipped
+    // non-matching key would show up here instead.
+    const size_t rev_end = line->find(' ');
+    ASSERT_NE(rev_end, std::string::npos) << *line;
+    const size_t key_end = line->find(' ', rev_end + 1);
+    ASSERT_NE(key_end, std::string::npos) << *line;
+    EXPECT_EQ(line->substr(rev_end + 1, key_end - rev_end - 1), step.key) << *line;
+    auto parsed = ParseHistoryLine(line->substr(0, rev_end) + line->substr(key_end));
+    ASSERT_TRUE(parsed.has_value()) << *line;
+    EXPECT_EQ(parsed->revision, std::to_string(revision)) << *line;
+    EXPECT_EQ(parsed->operation + " " + parsed->value, step.shown) << *line;
+  }
+
+  EXPECT_EQ(watcher.Stop(SIGTERM), 0);
+  EXPECT_EQ(watcher.err(), "");
+  // A clean exit removed the follower's private directory.
+  EXPECT_TRUE(std::filesystem::is_empty(tmp));
+}
+
+TEST_F(cli, WatchPrintsCurrentStateFirstAsJson) {
+  const std::string tmp = dir_.path() + "/tmp";
+  ASSERT_TRUE(std::filesystem::create_directory(tmp));
+  const uint64_t first = Put("a.1", "before");
+  Put("b.1", "other");
+  Watcher watcher({"watch", "--json", "a.*", "--db=" + db()}, tmp);
+  ASSERT_TRUE(watcher.started());
+  const auto deadline = Clock::now() + 20s;
+
+  auto expect_entry = [&](const std::string& key, const std::string& value, uint64_t revision) {
+    auto line = watcher.NextLine(deadline);
+    ASSERT_TRUE(line.has_value()) << "watcher printed nothing more; waiting for " << key
+                                  << "; stderr: " << watcher.DrainErr();
+    auto parsed = ParseJson(*line);
+    ASSERT_TRUE(parsed.has_value()) << *line;
+    ASSERT_NE(parsed->Field("key"), nullptr) << *line;
+    ASSERT_NE(parsed->Field("value"), nullptr) << *line;
+    ASSERT_NE(parsed->Field("revision"), nullptr) << *line;
+    EXPECT_EQ(parsed->Field("key")->text, key) << *line;
+    EXPECT_EQ(parsed->Field("value")->text, value) << *line;
+    EXPECT_EQ(parsed->Field("revision")->text, std::to_string(revision)) << *line;
+  };
+  expect_entry("a.1", "before", first);
+  if (HasFatalFailure()) return;
+  const uint64_t second = Put("a.2", "after");
+  expect_entry("a.2", "after", second);
+  if (HasFatalFailure()) return;
+  Put("a.2.deep", "not one token");
+  const uint64_t third = Put("a.3", "q\"uote");
+  // The next line is a.3's: a.2.deep does not match "a.*".
+  expect_entry("a.3", "q\"uote", third);
+
+  EXPECT_EQ(watcher.Stop(SIGINT), 0);
+  EXPECT_EQ(watcher.err(), "");
+  EXPECT_TRUE(std::filesystem::is_empty(tmp));
+}
+
+}  // namespace

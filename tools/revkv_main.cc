@@ -1,1 +1,709 @@
-int main() { return 0; }
+// revkv: the command-line tool over the public revkv API.
+//
+//   revkv --db DIR [--bucket NAME] [--json] [--history N] [--sync] COMMAND ...
+//
+// Scripts depend on the exit codes and output formats below, so they are a
+// contract: see Usage() and the comments on each command.
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "revkv/revkv.h"
+
+namespace {
+
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitError = 1,  // usage errors and every code without its own number
+  kExitNotFound = 2,
+  kExitExists = 3,
+  kExitConflict = 4,
+  kExitTimeout = 5,
+  kExitUnavailable = 6,
+  kExitInvalidArgument = 7,
+};
+
+constexpr std::string_view kUsage =
+    "Usage: revkv --db DIR [--bucket NAME] [--json] [--history N] [--sync] COMMAND ...\n"
+    "\n"
+    "Commands:\n"
+    "  put KEY VALUE                   write VALUE; prints the new revision\n"
+    "  get KEY                         print the value\n"
+    "  entry KEY                       print the latest entry (key, revision, operation, ...)\n"
+    "  create KEY VALUE                write only if KEY is absent or deleted\n"
+    "  update KEY VALUE REVISION       write only if KEY's latest revision is REVISION\n"
+    "  delete KEY [--revision N]       write a delete tombstone; prints its revision\n"
+    "  purge KEY [--revision N]        write a purge tombstone, dropping KEY's history\n"
+    "  keys [FILTER]                   list live keys; FILTER takes '*' and '>' wildcards\n"
+    "  history KEY                     print KEY's retained revisions, oldest first\n"
+    "  watch [FILTER]                  print changes as they happen, until interrupted\n"
+    "\n"
+    "Options (anywhere on the command line, as --flag VALUE or --flag=VALUE):\n"
+    "  --db DIR         the store's directory (required)\n"
+    "  --bucket NAME    the bucket (default: default)\n"
+    "  --json           print entries and key lists as JSON\n"
+    "  --history N      revisions kept per key (1..64), applied when the bucket is created\n"
+    "  --sync           fsync every write before it returns\n"
+    "  --revision N     delete/purge: only if KEY's latest revision is N\n"
+    "  -h, --help       print this help\n"
+    "  --               treat every later argument as a positional one\n"
+    "\n"
+    "A VALUE of '-' reads the value from standard input.\n"
+    "\n"
+    "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 exists, 4 conflict,\n"
+    "5 timeout, 6 unavailable (store held by another process), 7 invalid argument.\n";
+
+// Error text ends up on one stderr line, so anything that could break the
+// line or the terminal is escaped.
+std::string Printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string Quote(std::string_view s) {
+  // Built by appending: GCC 12 raises a false -Wrestrict on "'" + string.
+  std::string out(1, '\'');
+  out.append(Printable(s));
+  out.push_back('\'');
+  return out;
+}
+
+// Every failure goes through here so that each prints exactly one line.
+int Fail(int code, std::string_view message) {
+  std::string line = "revkv: " + Printable(message) + "\n";
+  fwrite(line.data(), 1, line.size(), stderr);
+  fflush(stderr);
+  return code;
+}
+
+int UsageError(std::string_view message) {
+  return Fail(kExitError, std::string(message) + "; run 'revkv --help' for usage");
+}
+
+int ExitCodeFor(revkv::Code code) {
+  switch (code) {
+    case revkv::Code::kOk:
+      return kExitOk;
+    case revkv::Code::kNotFound:
+      return kExitNotFound;
+    case revkv::Code::kExists:
+      return kExitExists;
+    case revkv::Code::kConflict:
+      return kExitConflict;
+    case revkv::Code::kTimeout:
+      return kExitTimeout;
+    case revkv::Code::kUnavailable:
+      return kExitUnavailable;
+    case revkv::Code::kInvalidArgument:
+      return kExitInvalidArgument;
+    default:
+      return kExitError;
+  }
+}
+
+int FailStatus(const revkv::Status& status) {
+  return Fail(ExitCodeFor(status.code()), status.ToString());
+}
+
+// ---- Argument parsing ----
+
+struct Args {
+  std::optional<std::string> db;
+  std::optional<std::string> bucket;
+  bool json = false;
+  bool sync = false;
+  bool help = false;
+  std::optional<std::string> history;   // raw text; parsed after usage checks
+  std::optional<std::string> revision;  // raw text of --revision
+  std::vector<std::string> positional;  // COMMAND and its arguments
+};
+
+// Returns the first usage error, or an empty string. Scanning goes on past an
+// error so that --help anywhere still wins.
+std::string ParseArgs(int argc, char** argv, Args* args) {
+  std::string error;
+  auto note = [&error](std::string message) {
+    if (error.empty()) error = std::move(message);
+  };
+  bool only_positional = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (only_positional || arg.size() <= 2 || !arg.starts_with("--")) {
+      if (!only_positional && arg == "-h") {
+        args->help = true;
+      } else if (!only_positional && arg == "--") {
+        only_positional = true;
+      } else {
+        args->positional.emplace_back(arg);
+      }
+      continue;
+    }
+    const size_t eq = arg.find('=');
+    const std::string_view name = arg.substr(2, eq == std::string_view::npos ? eq : eq - 2);
+    std::optional<std::string_view> inline_value;
+    if (eq != std::string_view::npos) inline_value = arg.substr(eq + 1);
+
+    if (name == "help" || name == "json" || name == "sync") {
+      if (inline_value) {
+        note("--" + std::string(name) + " takes no value");
+        continue;
+      }
+      if (name == "help") args->help = true;
+      if (name == "json") args->json = true;
+      if (name == "sync") args->sync = true;
+      continue;
+    }
+    std::optional<std::string>* target = nullptr;
+    if (name == "db") {
+      target = &args->db;
+    } else if (name == "bucket") {
+      target = &args->bucket;
+    } else if (name == "history") {
+      target = &args->history;
+    } else if (name == "revision") {
+      target = &args->revision;
+    } else {
+      note("unknown flag " + Quote(arg.substr(0, eq)));
+      continue;
+    }
+    std::string value;
+    if (inline_value) {
+      value = *inline_value;
+    } else {
+      // A following "--flag" means the value was forgotten; swallowing the
+      // next flag as a value would only produce a stranger error later.
+      std::string_view next = i + 1 < argc ? std::string_view(argv[i + 1]) : std::string_view();
+      if (i + 1 >= argc || (next.size() > 2 && next.starts_with("--"))) {
+        note("--" + std::string(name) + " needs a value");
+        continue;
+      }
+      value = next;
+      ++i;
+    }
+    *target = std::move(value);
+  }
+  return error;
+}
+
+// A full decimal uint64: digits only, no sign, no spaces, no overflow.
+std::optional<uint64_t> ParseUint64(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+// ---- Output formats ----
+
+std::string FormatTime(int64_t ns) {
+  constexpr int64_t kNsPerSec = 1000000000;
+  int64_t seconds = ns / kNsPerSec;
+  int64_t fraction = ns % kNsPerSec;
+  if (fraction < 0) {  // floor, so that times before 1970 still format
+    fraction += kNsPerSec;
+    --seconds;
+  }
+  const time_t t = static_cast<time_t>(seconds);
+  struct tm tm {};
+  if (gmtime_r(&t, &tm) == nullptr) return "invalid-time(" + std::to_string(ns) + ")";
+  char date[64];
+  strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[96];
+  snprintf(out, sizeof(out), "%s.%09lldZ", date, static_cast<long long>(fraction));
+  return out;
+}
+
+// Values in text output stay on one line and keep bytes >= 0x80 raw, so UTF-8
+// text reads naturally while control bytes cannot corrupt the line format.
+std::string EscapeText(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\x";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
+// because JSON readers reject or mangle anything else.
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size()) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) {
+      return false;
+    }
+    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string Base64(std::string_view s) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((s.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= s.size(); i += 3) {
+    const uint32_t n = (static_cast<uint32_t>(static_cast<unsigned char>(s[i])) << 16) |
+                       (static_cast<uint32_t>(static_cast<unsigned char>(s[i + 1])) << 8) |
+                       static_cast<uint32_t>(static_cast<unsigned char>(s[i + 2]));
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += kAlphabet[(n >> 6) & 63];
+    out += kAlphabet[n & 63];
+  }
+  const size_t rest = s.size() - i;
+  if (rest > 0) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(s[i])) << 16;
+    if (rest == 2) n |= static_cast<uint32_t>(static_cast<unsigned char>(s[i + 1])) << 8;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string EntryJson(const revkv::Entry& e) {
+  std::string out = "{\"key\":" + JsonString(e.key) + ",\"value\":";
+  if (IsValidUtf8(e.value)) {
+    out += JsonString(e.value);
+  } else {
+    out += "\"" + Base64(e.value) + "\",\"value_encoding\":\"base64\"";
+  }
+  out += ",\"revision\":" + std::to_string(e.revision);
+  out += ",\"operation\":" + JsonString(revkv::OperationName(e.operation));
+  out += ",\"created\":" + JsonString(FormatTime(e.created_ns));
+  out += "}\n";
+  return out;
+}
+
+// The `history` line: REVISION OPERATION CREATED VALUE; `watch` adds the key
+// after the revision, since its lines mix keys. The value field is present
+// (empty) for tombstones, so every line has the same shape.
+std::string EntryLine(const revkv::Entry& e, bool json, bool with_key) {
+  if (json) return EntryJson(e);
+  std::string line = std::to_string(e.revision) + " ";
+  if (with_key) line += e.key + " ";
+  return line + std::string(revkv::OperationName(e.operation)) + " " + FormatTime(e.created_ns) +
+         " " + EscapeText(e.value) + "\n";
+}
+
+std::string EntryText(const revkv::Entry& e) {
+  return "key: " + e.key + "\nrevision: " + std::to_string(e.revision) +
+         "\noperation: " + std::string(revkv::OperationName(e.operation)) +
+         "\ncreated: " + FormatTime(e.created_ns) + "\nvalue: " + EscapeText(e.value) + "\n";
+}
+
+bool Write(std::string_view s) { return fwrite(s.data(), 1, s.size(), stdout) == s.size(); }
+
+// Output errors (a full disk, a closed pipe) must not pass for success.
+int FinishOutput() {
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    return Fail(kExitError, std::string("cannot write to standard output: ") + strerror(errno));
+  }
+  return kExitOk;
+}
+
+// ---- Input ----
+
+// Reads all of stdin. Nothing larger than kMaxMaxValueSize can be stored in
+// any bucket, so reading stops one byte past it instead of exhausting memory.
+int ReadStdin(std::string* out) {
+  constexpr size_t kLimit = revkv::kMaxMaxValueSize;
+  out->clear();
+  char buf[1 << 16];
+  while (out->size() <= kLimit) {
+    const ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+    if (n == 0) return kExitOk;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Fail(kExitError, std::string("cannot read standard input: ") + strerror(errno));
+    }
+    out->append(buf, static_cast<size_t>(n));
+  }
+  return Fail(kExitInvalidArgument, "InvalidArgument: value from standard input is larger than " +
+                                        std::to_string(kLimit) +
+                                        " bytes, more than any bucket accepts");
+}
+
+// ---- Commands ----
+
+struct CommandSpec {
+  std::string_view name;
+  size_t min_args;
+  size_t max_args;
+  std::string_view synopsis;
+  bool writes;
+};
+
+constexpr CommandSpec kCommands[] = {
+    {"put", 2, 2, "put KEY VALUE", true},
+    {"get", 1, 1, "get KEY", false},
+    {"entry", 1, 1, "entry KEY", false},
+    {"create", 2, 2, "create KEY VALUE", true},
+    {"update", 3, 3, "update KEY VALUE REVISION", true},
+    {"delete", 1, 1, "delete KEY [--revision N]", true},
+    {"purge", 1, 1, "purge KEY [--revision N]", true},
+    {"keys", 0, 1, "keys [FILTER]", false},
+    {"history", 1, 1, "history KEY", false},
+    {"watch", 0, 1, "watch [FILTER]", false},
+};
+
+volatile sig_atomic_t g_stop = 0;
+
+void OnStopSignal(int) { g_stop = 1; }
+
+// Follows the store as a read-only follower: the writer holding the store's
+// lock keeps writing while this prints what it committed.
+int RunWatch(const Args& args, const std::string& bucket_name, const std::string& filter) {
+  // The stop signals are blocked and taken with sigtimedwait, so they cannot
+  // interrupt RocksDB's I/O midway; the handler only covers a thread that was
+  // started before the mask was set. Exiting through main, not by the default
+  // action, lets the follower remove its private directory.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &action, nullptr);
+  // A vanished reader then shows up as a write error, and returning through
+  // main still removes the follower's directory.
+  signal(SIGPIPE, SIG_IGN);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  // Returns false once a stop signal has arrived.
+  auto sleep_ms = [&stop_signals](long ms) {
+    if (g_stop) return false;
+    struct timespec ts {};
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    if (sigtimedwait(&stop_signals, nullptr, &ts) > 0) g_stop = 1;
+    return g_stop == 0;
+  };
+
+  std::unique_ptr<revkv::Engine> engine;
+  std::shared_ptr<revkv::Bucket> bucket;
+  // A follower opening while the first writer is still creating the store
+  // can see it without its meta family and report Corruption; only a
+  // persisting Corruption is real.
+  int corruption_retries = 0;
+  while (bucket == nullptr) {
+    revkv::Options options;
+    options.path = *args.db;
+    options.read_only_follower = true;
+    auto opened = revkv::Engine::Open(options);
+    revkv::Status status;
+    if (opened.ok()) {
+      // --history is not passed: a follower never creates the bucket, and a
+      // bucket caught mid-creation would read as having the default setting.
+      auto b = (*opened)->OpenBucket(bucket_name);
+      if (b.ok()) {
+        engine = std::move(*opened);
+        bucket = std::move(*b);
+        break;
+      }
+      status = b.status();
+    } else {
+      status = opened.status();
+    }
+    // A follower sees only the buckets that existed when it opened, so a
+    // missing bucket means reopening the whole engine.
+    const bool retry = status.IsNotFound() || (status.IsCorruption() && ++corruption_retries < 25);
+    if (!retry) return g_stop ? kExitOk : FailStatus(status);
+    if (!sleep_ms(200)) return kExitOk;
+  }
+
+  constexpr size_t kBatch = 1000;
+  // A catch-up can race with the writer rotating its log files; only a
+  // failure that persists is reported.
+  constexpr int kMaxCatchUpFailures = 20;
+  int catch_up_failures = 0;
+  uint64_t last_seen = 0;
+  while (!g_stop) {
+    if (revkv::Status s = engine->CatchUp(); !s.ok()) {
+      if (g_stop) break;
+      if (++catch_up_failures >= kMaxCatchUpFailures) return FailStatus(s);
+      if (!sleep_ms(100)) break;
+      continue;
+    }
+    catch_up_failures = 0;
+    while (!g_stop) {
+      auto changes = bucket->ChangesSince(last_seen, kBatch);
+      if (!changes.ok()) return g_stop ? kExitOk : FailStatus(changes.status());
+      for (const revkv::Entry& e : *changes) {
+        last_seen = e.revision;
+        if (!revkv::FilterMatches(filter, e.key)) continue;
+        if (!Write(EntryLine(e, args.json, /*with_key=*/true)) || fflush(stdout) != 0) {
+          return Fail(kExitError,
+                      std::string("cannot write to standard output: ") + strerror(errno));
+        }
+      }
+      if (changes->size() < kBatch) break;
+    }
+    if (!sleep_ms(100)) break;
+  }
+  return kExitOk;
+}
+
+int Run(int argc, char** argv) {
+  Args args;
+  const std::string usage_error = ParseArgs(argc, argv, &args);
+  if (args.help) {
+    Write(kUsage);
+    return FinishOutput();
+  }
+  if (!usage_error.empty()) return UsageError(usage_error);
+  if (!args.db) return UsageError("missing --db DIR");
+  if (args.db->empty()) return UsageError("--db needs a directory, not an empty string");
+  if (args.positional.empty()) return UsageError("missing COMMAND");
+  const std::string bucket_name = args.bucket.value_or("default");
+
+  const std::string& command = args.positional[0];
+  const std::vector<std::string> params(args.positional.begin() + 1, args.positional.end());
+  const CommandSpec* spec = nullptr;
+  for (const CommandSpec& c : kCommands) {
+    if (c.name == command) spec = &c;
+  }
+  if (spec == nullptr) return UsageError("unknown command " + Quote(command));
+  if (params.size() < spec->min_args || params.size() > spec->max_args) {
+    return UsageError("wrong number of arguments; use: revkv " + std::string(spec->synopsis));
+  }
+  if (args.revision && command != "delete" && command != "purge") {
+    return UsageError("--revision applies only to delete and purge");
+  }
+
+  // Everything that can be checked without the store is checked first, so a
+  // bad invocation neither creates a store nor takes its lock.
+  revkv::BucketOptions bucket_options;
+  if (args.history) {
+    auto h = ParseUint64(*args.history);
+    if (!h || *h < 1 || *h > static_cast<uint64_t>(revkv::kMaxHistory)) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: --history " + Quote(*args.history) +
+                                            " is not a number from 1 to " +
+                                            std::to_string(revkv::kMaxHistory));
+    }
+    bucket_options.history = static_cast<int>(*h);
+  }
+  std::optional<uint64_t> expected_revision;
+  if (args.revision) {
+    expected_revision = ParseUint64(*args.revision);
+    if (!expected_revision) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: --revision " + Quote(*args.revision) +
+                                            " is not a revision number (0 or more)");
+    }
+  }
+  if (command == "update") {
+    expected_revision = ParseUint64(params[2]);
+    if (!expected_revision) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: REVISION " + Quote(params[2]) +
+                                            " is not a revision number (0 or more)");
+    }
+  }
+  if (revkv::Status s = revkv::ValidateBucketName(bucket_name); !s.ok()) return FailStatus(s);
+  const bool has_filter = command == "keys" || command == "watch";
+  const std::string filter = has_filter && !params.empty() ? params[0] : ">";
+  if (has_filter) {
+    if (revkv::Status s = revkv::ValidateFilter(filter); !s.ok()) return FailStatus(s);
+  } else {
+    if (revkv::Status s = revkv::ValidateKey(params[0]); !s.ok()) return FailStatus(s);
+  }
+  std::string value;
+  if (spec->min_args >= 2) {
+    if (params[1] == "-") {
+      if (int rc = ReadStdin(&value); rc != kExitOk) return rc;
+    } else {
+      value = params[1];
+    }
+  }
+
+  if (command == "watch") return RunWatch(args, bucket_name, filter);
+
+  revkv::Options options;
+  options.path = *args.db;
+  options.sync = args.sync;
+  // Reading must not leave a new store behind a mistyped --db.
+  options.create_if_missing = spec->writes;
+  auto engine = revkv::Engine::Open(options);
+  if (!engine.ok()) return FailStatus(engine.status());
+  if (!spec->writes) {
+    // Nor create a bucket just to find it empty.
+    const std::vector<std::string> buckets = (*engine)->ListBuckets();
+    if (std::find(buckets.begin(), buckets.end(), bucket_name) == buckets.end()) {
+      if (command == "keys") {
+        if (args.json) Write("[]\n");
+        return FinishOutput();
+      }
+      return Fail(kExitNotFound, "NotFound: bucket " + Quote(bucket_name) +
+                                     " does not exist in the store at " + Quote(*args.db));
+    }
+  }
+  auto opened_bucket = (*engine)->OpenBucket(bucket_name, bucket_options);
+  if (!opened_bucket.ok()) return FailStatus(opened_bucket.status());
+  revkv::Bucket& bucket = **opened_bucket;
+  const std::string& key = params.empty() ? filter : params[0];
+
+  auto print_revision = [](const revkv::Result<uint64_t>& r) {
+    if (!r.ok()) return FailStatus(r.status());
+    Write(std::to_string(*r) + "\n");
+    return FinishOutput();
+  };
+
+  if (command == "put") return print_revision(bucket.Put(key, value));
+  if (command == "create") return print_revision(bucket.Create(key, value));
+  if (command == "update") return print_revision(bucket.Update(key, value, *expected_revision));
+  if (command == "delete") return print_revision(bucket.Delete(key, expected_revision));
+  if (command == "purge") return print_revision(bucket.Purge(key, expected_revision));
+  if (command == "get") {
+    auto got = bucket.Get(key);
+    if (!got.ok()) return FailStatus(got.status());
+    Write(*got);
+    // A shell prompt after a value without a newline is unreadable, but a
+    // pipe or file must get the exact bytes.
+    if (isatty(STDOUT_FILENO)) Write("\n");
+    return FinishOutput();
+  }
+  if (command == "entry") {
+    auto entry = bucket.GetEntry(key);
+    if (!entry.ok()) return FailStatus(entry.status());
+    Write(args.json ? EntryJson(*entry) : EntryText(*entry));
+    return FinishOutput();
+  }
+  if (command == "keys") {
+    auto keys = bucket.Keys(filter);
+    if (!keys.ok()) return FailStatus(keys.status());
+    std::string out;
+    if (args.json) {
+      out = "[";
+      for (size_t i = 0; i < keys->size(); ++i) {
+        if (i > 0) out += ",";
+        out += JsonString((*keys)[i]);
+      }
+      out += "]\n";
+    } else {
+      for (const std::string& k : *keys) out += k + "\n";
+    }
+    Write(out);
+    return FinishOutput();
+  }
+  if (command == "history") {
+    auto history = bucket.History(key);
+    if (!history.ok()) return FailStatus(history.status());
+    std::string out;
+    for (const revkv::Entry& e : *history) out += EntryLine(e, args.json, /*with_key=*/false);
+    Write(out);
+    return FinishOutput();
+  }
+  return Fail(kExitError, "internal error: command " + Quote(command) + " has no handler");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    return Fail(kExitError, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return Fail(kExitError, "internal error: unknown exception");
+  }
+}
