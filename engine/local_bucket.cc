@@ -1,5 +1,6 @@
 #include "engine/local_bucket.h"
 
+#include <rocksdb/snapshot.h>
 #include <rocksdb/write_batch.h>
 
 #include <chrono>
@@ -261,14 +262,9 @@ Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   // A snapshot keeps the latest record and its history consistent with each
   // other while writers go on.
-  const rocksdb::Snapshot* snap = core_->db->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{core_->db, snap};
+  rocksdb::ManagedSnapshot snap(core_->db);
   rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
+  ro.snapshot = snap.snapshot();
 
   rocksdb::PinnableSlice slice;
   rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
@@ -297,16 +293,11 @@ Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
 
 Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, size_t limit) {
   if (limit == 0) return Status::InvalidArgument("ChangesSince needs a limit of at least 1");
-  const rocksdb::Snapshot* snap = core_->db->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snap;
-    ~Release() { db->ReleaseSnapshot(snap); }
-  } release{core_->db, snap};
+  rocksdb::ManagedSnapshot snap(core_->db);
   rocksdb::ReadOptions ro;
   // RocksDB refuses snapshots on a secondary instance; a follower's view only
   // moves on CatchUp(), so it is already stable.
-  if (core_->follower_dir.empty()) ro.snapshot = snap;
+  if (core_->follower_dir.empty()) ro.snapshot = snap.snapshot();
   std::string upper(1, static_cast<char>(kRevisionPrefix + 1));
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;

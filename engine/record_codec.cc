@@ -105,16 +105,29 @@ std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_
   return ToBytes(builder);
 }
 
-Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
-                       uint64_t* revision, std::string* value) {
+namespace {
+
+// Checks the shape, opens a reader over `bytes` and hands `fn` the root of
+// type Root once its schema version is one this engine reads.
+template <typename Root, typename Fn>
+Status ReadRoot(std::string_view bytes, std::string_view what, Fn&& fn) {
   if (Status s = CheckShape(bytes, what); !s.ok()) return s;
   return Guard(what, [&]() -> Status {
     auto words = AlignedWords(bytes);
     capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
-    auto rec = reader.getRoot<schema::Record>();
-    if (rec.getSchemaVersion() == 0 || rec.getSchemaVersion() > kRecordSchemaVersion) {
-      return Damaged(what, "schema version " + std::to_string(rec.getSchemaVersion()));
+    auto root = reader.getRoot<Root>();
+    if (root.getSchemaVersion() == 0 || root.getSchemaVersion() > kRecordSchemaVersion) {
+      return Damaged(what, "schema version " + std::to_string(root.getSchemaVersion()));
     }
+    return fn(root);
+  });
+}
+
+}  // namespace
+
+Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
+                       uint64_t* revision, std::string* value) {
+  return ReadRoot<schema::Record>(bytes, what, [&](schema::Record::Reader rec) -> Status {
     auto parsed = ToOperation(rec.getOperation(), what);
     if (!parsed.ok()) return parsed.status();
     *op = *parsed;
@@ -126,15 +139,8 @@ Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation*
 }
 
 Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, std::string_view what) {
-  if (Status s = CheckShape(bytes, what); !s.ok()) return s;
   Record out;
-  Status s = Guard(what, [&]() -> Status {
-    auto words = AlignedWords(bytes);
-    capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
-    auto rec = reader.getRoot<schema::Record>();
-    if (rec.getSchemaVersion() == 0 || rec.getSchemaVersion() > kRecordSchemaVersion) {
-      return Damaged(what, "schema version " + std::to_string(rec.getSchemaVersion()));
-    }
+  Status s = ReadRoot<schema::Record>(bytes, what, [&](schema::Record::Reader rec) -> Status {
     auto parsed = ToOperation(rec.getOperation(), what);
     if (!parsed.ok()) return parsed.status();
     out.entry.operation = *parsed;
@@ -169,20 +175,17 @@ std::string EncodeBucketConfig(const BucketConfigValues& cfg) {
 }
 
 Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::string_view what) {
-  if (Status s = CheckShape(bytes, what); !s.ok()) return s;
   BucketConfigValues out;
-  Status s = Guard(what, [&]() -> Status {
-    auto words = AlignedWords(bytes);
-    capnp::FlatArrayMessageReader reader(words, LocalReaderOptions(words.size()));
-    auto c = reader.getRoot<schema::BucketConfig>();
-    out.history = c.getHistory();
-    out.max_value_size = c.getMaxValueSize();
-    if (out.history < 1 || out.history > 64 || out.max_value_size == 0) {
-      return Damaged(what, "history " + std::to_string(out.history) + ", max value size " +
-                               std::to_string(out.max_value_size));
-    }
-    return Status::OK();
-  });
+  Status s =
+      ReadRoot<schema::BucketConfig>(bytes, what, [&](schema::BucketConfig::Reader c) -> Status {
+        out.history = c.getHistory();
+        out.max_value_size = c.getMaxValueSize();
+        if (out.history < 1 || out.history > 64 || out.max_value_size == 0) {
+          return Damaged(what, "history " + std::to_string(out.history) + ", max value size " +
+                                   std::to_string(out.max_value_size));
+        }
+        return Status::OK();
+      });
   if (!s.ok()) return s;
   return out;
 }

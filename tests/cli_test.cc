@@ -1,6 +1,7 @@
 // The `revkv` command-line contract, driven through the built binary: every
 // test runs it as a child process and checks its stdout, stderr and exit code.
 
+#include "tests/test_util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -72,25 +73,7 @@ std::optional<HistoryLine> ParseHistoryLine(std::string_view line) {
   return out;
 }
 
-// A fresh directory, removed with everything in it when the object dies.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "revkv-cli-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using revkv::testing::TempDir;
 
 // The bytes of a string literal, embedded NULs included.
 template <size_t N>

@@ -10,6 +10,8 @@
 // Each test runs several kill rounds on one directory; the writer resumes
 // from the reopened state each time.
 
+#include "tests/test_util.h"
+#include "tests/crash_value.h"
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -63,20 +65,8 @@ constexpr auto kRoundDeadline = std::chrono::seconds(20);
 
 // ---- Helpers shared with crash_writer.cc's value format ----
 
-uint64_t Fnv1a64(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
-  return std::string(buf, 16);
-}
+using revkv::testing::Fnv1a64;
+using revkv::testing::Hex16;
 
 // Empty if `value` is a well-formed writer value for `key`, else what is
 // wrong: "<key>|<pid>|<seq>|<length>|<filler><16 hex FNV-1a of the rest>".
@@ -193,24 +183,7 @@ std::string ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "revkv-crash-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using revkv::testing::TempDir;
 
 // The writer child: started with fork+exec, stdout on a pipe, stderr in a
 // file. Killed only through its own PID.

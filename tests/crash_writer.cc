@@ -18,6 +18,7 @@
 // the whole value in 16 hex digits, or "-" for tombstones. Any error goes to
 // stderr and the writer exits with status 1.
 
+#include "tests/crash_value.h"
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,20 +42,8 @@ constexpr int kKeys = 20;
 constexpr size_t kMinValue = 10;
 constexpr size_t kMaxValue = 20 * 1024;
 
-uint64_t Fnv1a64(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
-  return std::string(buf, 16);
-}
+using revkv::testing::Fnv1a64;
+using revkv::testing::Hex16;
 
 [[noreturn]] void Fail(const std::string& what) {
   std::fprintf(stderr, "revkv_crash_writer: %s\n", what.c_str());
