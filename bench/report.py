@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Pairs revkv engine benchmarks with their raw RocksDB baselines.
+
+Usage: report.py RESULTS.json [--markdown OUT.md]
+
+RESULTS.json is Google Benchmark output (--benchmark_out=... with
+--benchmark_out_format=json) from revkv_engine_bench. Each engine benchmark is
+paired with its baseline at the same thread count:
+
+    BM_EngineGet    <-> BM_RawGet            target >= 0.8
+    BM_EnginePut    <-> BM_RawPut            no target
+    BM_EngineUpdate <-> BM_RawGetWriteBatch  target >= 0.8
+
+ns/op is real (wall) time per iteration; for runs with more than one thread it
+is 1e9 / items_per_second when that counter is present (wall-clock throughput
+over all threads), else real time. The ratio is engine throughput over raw
+throughput, i.e. raw ns/op / engine ns/op: 1.0 means parity, 0.5 means the
+engine does half as many operations per second.
+
+With --benchmark_repetitions, the median aggregate is used when present,
+else the mean of the repetitions.
+
+Exits 1 if the file is missing or unreadable, a pair is incomplete, or a
+benchmark reported an error; prints the table first when it can.
+"""
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+# (operation label, raw baseline, engine benchmark, target ratio or None)
+PAIRS = [
+    ("Get", "BM_RawGet", "BM_EngineGet", 0.8),
+    ("Put", "BM_RawPut", "BM_EnginePut", None),
+    ("Update (CAS)", "BM_RawGetWriteBatch", "BM_EngineUpdate", 0.8),
+]
+
+TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def fail(msg):
+    print(f"report.py: error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        fail(f"results file '{path}' not found; run revkv_engine_bench with "
+             f"--benchmark_out={path} --benchmark_out_format=json first")
+    except OSError as e:
+        fail(f"cannot read '{path}': {e}")
+    except json.JSONDecodeError as e:
+        fail(f"'{path}' is not valid JSON ({e}); was the benchmark run interrupted?")
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        fail(f"'{path}' has no 'benchmarks' list; is it Google Benchmark JSON output?")
+    return data
+
+
+def base_name(bench):
+    name = bench.get("run_name") or bench.get("name", "")
+    return name.split("/")[0]
+
+
+def ns_per_op(bench):
+    """Wall-clock nanoseconds per operation of one benchmark run."""
+    threads = int(bench.get("threads", 1))
+    ips = bench.get("items_per_second")
+    if threads > 1 and isinstance(ips, (int, float)) and ips > 0:
+        return 1e9 / ips
+    unit = bench.get("time_unit", "ns")
+    if unit not in TIME_UNIT_NS:
+        fail(f"benchmark '{bench.get('name')}' has unknown time_unit '{unit}'")
+    real = bench.get("real_time")
+    if not isinstance(real, (int, float)) or real <= 0:
+        fail(f"benchmark '{bench.get('name')}' has no usable real_time")
+    return real * TIME_UNIT_NS[unit]
+
+
+def collect(data):
+    """{(base name, threads): ns/op}, plus the names of failed runs."""
+    iterations = defaultdict(list)
+    medians = {}
+    errors = []
+    for b in data["benchmarks"]:
+        key = (base_name(b), int(b.get("threads", 1)))
+        if b.get("error_occurred"):
+            errors.append(f"{b.get('name')}: {b.get('error_message', 'error')}")
+            continue
+        run_type = b.get("run_type", "iteration")
+        if run_type == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = ns_per_op(b)
+        elif run_type == "iteration":
+            iterations[key].append(ns_per_op(b))
+    results = {k: sum(v) / len(v) for k, v in iterations.items()}
+    results.update(medians)
+    return results, errors
+
+
+def build_rows(results):
+    rows = []
+    missing = []
+    for op, raw_name, engine_name, target in PAIRS:
+        threads = sorted({t for (n, t) in results if n in (raw_name, engine_name)})
+        if not threads:
+            missing.append(f"{op}: neither {raw_name} nor {engine_name} is in the results")
+            continue
+        for t in threads:
+            raw = results.get((raw_name, t))
+            eng = results.get((engine_name, t))
+            if raw is None or eng is None:
+                absent = raw_name if raw is None else engine_name
+                missing.append(f"{op} at {t} thread(s): {absent} is missing "
+                               f"(pairs {engine_name} with {raw_name})")
+                continue
+            ratio = raw / eng
+            if target is None:
+                target_s, verdict = "\u2014", "\u2014"
+            else:
+                target_s = f"\u2265{target:.1f}"
+                verdict = "pass" if ratio >= target else "MISS"
+            rows.append((op, t, raw, eng, ratio, target, target_s, verdict))
+    return rows, missing
+
+
+def fmt_ratio(ratio, target):
+    """Two decimals, or more when two would round across the target."""
+    for digits in range(2, 7):
+        text = f"{ratio:.{digits}f}"
+        if target is None or (float(text) >= target) == (ratio >= target):
+            break
+    return text
+
+
+def render(rows, context):
+    lines = []
+    if context:
+        ctx = ", ".join(f"{k}={v}" for k, v in context)
+        lines.append(f"<!-- {ctx} -->")
+    lines.append("| operation | threads | raw ns/op | engine ns/op | engine/raw throughput "
+                 "| target | result |")
+    lines.append("|---|---:|---:|---:|---:|:---:|:---:|")
+    for op, t, raw, eng, ratio, target, target_s, verdict in rows:
+        lines.append(f"| {op} | {t} | {raw:,.0f} | {eng:,.0f} | {fmt_ratio(ratio, target)}x "
+                     f"| {target_s} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", help="Google Benchmark JSON output of revkv_engine_bench")
+    parser.add_argument("--markdown", metavar="OUT.md", help="also write the table to this file")
+    args = parser.parse_args()
+
+    data = load(args.results)
+    results, errors = collect(data)
+    rows, missing = build_rows(results)
+
+    ctx = data.get("context", {})
+    keys = ("date", "host_name", "num_cpus", "library_build_type", "rocksdb_version",
+            "revkv_engine_record_bytes")
+    # library_build_type is Google Benchmark's own build, not revkv's.
+    context = [("gbench_" + k if k == "library_build_type" else k, ctx[k])
+               for k in keys if k in ctx]
+    table = render(rows, context)
+    if rows:
+        print(table, end="")
+    if args.markdown:
+        try:
+            with open(args.markdown, "w", encoding="utf-8") as f:
+                f.write(table)
+        except OSError as e:
+            fail(f"cannot write '{args.markdown}': {e}")
+
+    problems = [f"benchmark failed: {e}" for e in errors] + [f"missing pair: {m}" for m in missing]
+    if problems:
+        for p in problems:
+            print(f"report.py: error: {p}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
