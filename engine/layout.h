@@ -1,12 +1,17 @@
-// The local store's key layout. Each bucket is one RocksDB column family
-// ("b:<name>"); settings and revision counters live in the "meta" family.
+// The local store's key layout. Each bucket has two RocksDB column families:
+// its records ("b:<name>") and its revision log ("l:<name>"), kept apart so
+// that the family Get reads holds nothing but records. Settings and revision
+// counters live in the "meta" family.
 //
-// In a bucket's family:
+// In a bucket's record family:
 //   'k' key                    -> latest Record of the key (Get is one lookup)
 //   'h' key '\0' BE64(rev)     -> an earlier Record still retained by history
-//   'r' BE64(rev)              -> key: the revision log, in revision order
 // Keys never contain '\0', so the 'h' prefix of one key never runs into
-// another's. Big-endian revisions sort numerically.
+// another's.
+//
+// In a bucket's log family:
+//   BE64(rev)                  -> key, for every retained revision. Big-endian
+//                                 revisions sort numerically.
 //
 // In the meta family:
 //   "format"                   -> store format version (BE64)
@@ -24,9 +29,9 @@ namespace revkv::engine {
 
 inline constexpr char kLatestPrefix = 'k';
 inline constexpr char kHistoryPrefix = 'h';
-inline constexpr char kRevisionPrefix = 'r';
 inline constexpr const char* kMetaFamily = "meta";
 inline constexpr const char* kBucketFamilyPrefix = "b:";
+inline constexpr const char* kLogFamilyPrefix = "l:";
 inline constexpr uint64_t kStoreFormatVersion = 1;
 
 inline void AppendBE64(std::string* out, uint64_t v) {
@@ -59,14 +64,16 @@ inline std::string HistoryKey(std::string_view key, uint64_t rev) {
 
 inline std::string RevisionKey(uint64_t rev) {
   std::string out;
-  out.reserve(9);
-  out.push_back(kRevisionPrefix);
+  out.reserve(8);
   AppendBE64(&out, rev);
   return out;
 }
 
 inline std::string BucketFamily(std::string_view bucket) {
   return std::string(kBucketFamilyPrefix) + std::string(bucket);
+}
+inline std::string LogFamily(std::string_view bucket) {
+  return std::string(kLogFamilyPrefix) + std::string(bucket);
 }
 inline std::string ConfigKey(std::string_view bucket) { return "cfg/" + std::string(bucket); }
 inline std::string CounterKey(std::string_view bucket) { return "rev/" + std::string(bucket); }

@@ -43,11 +43,12 @@ std::string LiteralPrefix(std::string_view filter) {
 }  // namespace
 
 LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::string name,
-                         rocksdb::ColumnFamilyHandle* cf, BucketConfigValues config,
-                         uint64_t last_revision)
+                         rocksdb::ColumnFamilyHandle* cf, rocksdb::ColumnFamilyHandle* log_cf,
+                         BucketConfigValues config, uint64_t last_revision)
     : core_(std::move(core)),
       name_(std::move(name)),
       cf_(cf),
+      log_cf_(log_cf),
       config_(config),
       last_revision_(last_revision) {}
 
@@ -70,7 +71,7 @@ Result<std::string> LocalBucket::Get(std::string_view key) {
   Operation op;
   uint64_t revision;
   std::string value;
-  if (Status s = DecodeValueInto(slice.ToStringView(), "record of " + Describe(key), &op,
+  if (Status s = DecodeValueInto(slice.ToStringView(), RecordName{name_, key}, &op,
                                  &revision, &value);
       !s.ok()) {
     return s;
@@ -90,7 +91,7 @@ Result<Entry> LocalBucket::GetEntry(std::string_view key) {
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
   if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
   if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
-  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, "record of " + Describe(key));
+  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
   if (!rec.ok()) return rec.status();
   Entry& e = rec->entry;
   if (e.operation != Operation::kPut) {
@@ -100,7 +101,7 @@ Result<Entry> LocalBucket::GetEntry(std::string_view key) {
                             e.revision);
   }
   if (e.key != key) {
-    return Status::Corruption("record of " + Describe(key) + " names key '" + e.key +
+    return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" + e.key +
                               "'; restore the store from a backup or replica");
   }
   return std::move(e);
@@ -147,17 +148,27 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   const std::string latest_key = LatestKey(key);
   std::lock_guard<std::mutex> lock(write_mu_);
 
-  // The key's current latest record, if any.
+  // The key's current latest record, if any. With history 1 the write path
+  // needs only its revision and operation, which the cache usually holds.
   rocksdb::PinnableSlice current;
-  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, latest_key, &current);
-  bool has_current = rs.ok();
-  if (!has_current && !rs.IsNotFound()) return FromRocks(rs, "reading " + Describe(key));
+  rocksdb::Status rs;
+  bool has_current = false;
   Record old;
-  if (has_current) {
-    auto decoded =
-        DecodeRecord(current.ToStringView(), DecodeParts::kHeader, "record of " + Describe(key));
-    if (!decoded.ok()) return decoded.status();
-    old = std::move(*decoded);
+  auto cached = write_cache_.find(key);
+  if (cached != write_cache_.end()) {
+    has_current = true;
+    old.entry.revision = cached->second.revision;
+    old.entry.operation = cached->second.operation;
+  } else {
+    rs = core_->db->Get(rocksdb::ReadOptions(), cf_, latest_key, &current);
+    has_current = rs.ok();
+    if (!has_current && !rs.IsNotFound()) return FromRocks(rs, "reading " + Describe(key));
+    if (has_current) {
+      auto decoded =
+          DecodeRecord(current.ToStringView(), DecodeParts::kHeader, RecordName{name_, key});
+      if (!decoded.ok()) return decoded.status();
+      old = std::move(*decoded);
+    }
   }
   const uint64_t current_revision = has_current ? old.entry.revision : 0;
 
@@ -190,7 +201,7 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   // Decide which earlier revisions stay retained under the history setting.
   std::vector<uint64_t> older;
   std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
-  std::vector<uint64_t> dropped_log;      // have an 'r' record to delete
+  std::vector<uint64_t> dropped_log;      // have a log record to delete
   if (has_current) {
     older = std::move(old.older_revisions);
     if (op == Operation::kPurge) {
@@ -215,7 +226,7 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
     }
   }
   for (uint64_t r : dropped_history) batch.Delete(cf_, HistoryKey(key, r));
-  for (uint64_t r : dropped_log) batch.Delete(cf_, RevisionKey(r));
+  for (uint64_t r : dropped_log) batch.Delete(log_cf_, RevisionKey(r));
 
   Entry entry;
   entry.key.assign(key);
@@ -224,14 +235,27 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   entry.created_ns = NowNs();
   entry.operation = op;
   batch.Put(cf_, latest_key, EncodeRecord(entry, older));
-  batch.Put(cf_, RevisionKey(revision), key);
+  batch.Put(log_cf_, RevisionKey(revision), key);
   std::string counter;
   AppendBE64(&counter, revision);
   batch.Put(core_->meta, CounterKey(name_), counter);
 
   rs = core_->db->Write(core_->write_options, &batch);
-  if (!rs.ok()) return FromRocks(rs, "writing " + Describe(key));
+  if (!rs.ok()) {
+    if (cached != write_cache_.end()) write_cache_.erase(cached);
+    return FromRocks(rs, "writing " + Describe(key));
+  }
   last_revision_.store(revision, std::memory_order_release);
+  if (config_.history == 1) {
+    if (cached != write_cache_.end()) {
+      cached->second = {revision, op};
+    } else {
+      // A full cache is dropped whole: cheaper than tracking recency, and a
+      // miss only costs the read the cache saves.
+      if (write_cache_.size() >= kWriteCacheEntries) write_cache_.clear();
+      write_cache_.emplace(std::string(key), KeyState{revision, op});
+    }
+  }
   return revision;
 }
 
@@ -250,7 +274,7 @@ Result<std::vector<std::string>> LocalBucket::Keys(std::string_view filter) {
     std::string_view key = raw.substr(1);
     if (!FilterMatches(filter, key)) continue;
     auto rec = DecodeRecord(it->value().ToStringView(), DecodeParts::kHeader,
-                            "record of " + Describe(key));
+                            RecordName{name_, key});
     if (!rec.ok()) return rec.status();
     if (rec->entry.operation == Operation::kPut) keys.emplace_back(key);
   }
@@ -270,7 +294,7 @@ Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
   rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
   if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " has no history");
   if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
-  auto latest = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, "record of " + Describe(key));
+  auto latest = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
   if (!latest.ok()) return latest.status();
 
   std::vector<Entry> out;
@@ -278,11 +302,12 @@ Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
   for (uint64_t r : latest->older_revisions) {
     rocksdb::PinnableSlice h;
     rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &h);
-    std::string what = "revision " + std::to_string(r) + " of " + Describe(key);
+    const RecordName what{name_, key, r};
     if (rs.IsNotFound()) {
-      return Status::Corruption(what + " is missing; restore the store from a backup or replica");
+      return Status::Corruption(what.ToString() +
+                                " is missing; restore the store from a backup or replica");
     }
-    if (!rs.ok()) return FromRocks(rs, "reading " + what);
+    if (!rs.ok()) return FromRocks(rs, "reading " + what.ToString());
     auto rec = DecodeRecord(h.ToStringView(), DecodeParts::kAll, what);
     if (!rec.ok()) return rec.status();
     out.push_back(std::move(rec->entry));
@@ -298,31 +323,28 @@ Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, si
   // RocksDB refuses snapshots on a secondary instance; a follower's view only
   // moves on CatchUp(), so it is already stable.
   if (core_->follower_dir.empty()) ro.snapshot = snap.snapshot();
-  std::string upper(1, static_cast<char>(kRevisionPrefix + 1));
-  rocksdb::Slice upper_slice(upper);
-  ro.iterate_upper_bound = &upper_slice;
 
   std::vector<Entry> out;
-  std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
+  std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, log_cf_));
   for (it->Seek(RevisionKey(after_revision + 1)); it->Valid() && out.size() < limit; it->Next()) {
-    uint64_t r = DecodeBE64(it->key().ToStringView().substr(1));
+    uint64_t r = DecodeBE64(it->key().ToStringView());
     std::string key = it->value().ToString();
-    std::string what = "revision " + std::to_string(r) + " of " + Describe(key);
+    const RecordName what{name_, key, r};
     rocksdb::PinnableSlice slice;
     rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
-    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what);
-    Result<Record> rec = Status::NotFound(what);
+    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what.ToString());
+    Result<Record> rec = Status::NotFound(what.ToString());
     if (rs.ok()) rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what);
     if (rec.ok() && rec->entry.revision != r) {
       slice.Reset();
       rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &slice);
-      if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what);
+      if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what.ToString());
       rec = rs.ok() ? DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what)
-                    : Result<Record>(Status::NotFound(what));
+                    : Result<Record>(Status::NotFound(what.ToString()));
     }
     if (!rec.ok()) {
       if (rec.status().IsNotFound()) {
-        return Status::Corruption(what + " is in the revision log but its record is missing; "
+        return Status::Corruption(what.ToString() + " is in the revision log but its record is missing; "
                                   "restore the store from a backup or replica");
       }
       return rec.status();

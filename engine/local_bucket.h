@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "engine/record_codec.h"
 #include "engine/store_core.h"
@@ -21,7 +22,8 @@ namespace revkv::engine {
 class LocalBucket final : public Bucket {
  public:
   LocalBucket(std::shared_ptr<StoreCore> core, std::string name, rocksdb::ColumnFamilyHandle* cf,
-              BucketConfigValues config, uint64_t last_revision);
+              rocksdb::ColumnFamilyHandle* log_cf, BucketConfigValues config,
+              uint64_t last_revision);
 
   const std::string& name() const override { return name_; }
   int history() const override { return config_.history; }
@@ -41,6 +43,7 @@ class LocalBucket final : public Bucket {
   uint64_t LastRevision() override;
 
   rocksdb::ColumnFamilyHandle* TEST_family() const { return cf_; }
+  rocksdb::ColumnFamilyHandle* TEST_log_family() const { return log_cf_; }
 
  private:
   // What must hold before a write commits.
@@ -54,10 +57,27 @@ class LocalBucket final : public Bucket {
   // Constant after construction.
   const std::shared_ptr<StoreCore> core_;
   const std::string name_;
-  rocksdb::ColumnFamilyHandle* const cf_;
+  rocksdb::ColumnFamilyHandle* const cf_;      // records
+  rocksdb::ColumnFamilyHandle* const log_cf_;  // revision log
   const BucketConfigValues config_;
 
+  // The revision and operation of recently written keys, kept only for
+  // history-1 buckets, where they are all a write needs to know about the
+  // record it replaces. Every write goes through Commit() under write_mu_,
+  // so the cache never disagrees with the store.
+  struct KeyState {
+    uint64_t revision;
+    Operation operation;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  static constexpr size_t kWriteCacheEntries = 1 << 16;
+
   std::mutex write_mu_;  // serializes Commit()
+  std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>
+      write_cache_;                      // GUARDED_BY(write_mu_)
   std::atomic<uint64_t> last_revision_;  // written under write_mu_ after a commit
 };
 

@@ -101,8 +101,11 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
     if (n == kMetaFamily) {
       core->meta = core->handles[i];
     } else if (n.rfind(kBucketFamilyPrefix, 0) == 0) {
-      engine->families_.emplace(n.substr(std::string_view(kBucketFamilyPrefix).size()),
-                                core->handles[i]);
+      engine->families_[n.substr(std::string_view(kBucketFamilyPrefix).size())].records =
+          core->handles[i];
+    } else if (n.rfind(kLogFamilyPrefix, 0) == 0) {
+      engine->families_[n.substr(std::string_view(kLogFamilyPrefix).size())].log =
+          core->handles[i];
     }
   }
 
@@ -157,18 +160,24 @@ Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name_vi
   if (auto it = buckets_.find(name); it != buckets_.end()) {
     bucket = it->second;
   } else {
-    rocksdb::ColumnFamilyHandle* cf = nullptr;
-    if (auto f = families_.find(name); f != families_.end()) {
-      cf = f->second;
-    } else if (!core_->follower_dir.empty()) {
-      return Status::NotFound("bucket '" + name + "' does not exist in the store at '" +
-                              core_->options.path + "'; create it through the holding engine");
-    } else {
-      rocksdb::Status rs = core_->db->CreateColumnFamily(MakeFamilyOptions(core_->options),
-                                                         BucketFamily(name), &cf);
-      if (!rs.ok()) return FromRocks(rs, "creating bucket '" + name + "'");
-      core_->handles.push_back(cf);
-      families_.emplace(name, cf);
+    Families& fam = families_[name];
+    if (fam.records == nullptr || fam.log == nullptr) {
+      if (!core_->follower_dir.empty()) {
+        families_.erase(name);
+        return Status::NotFound("bucket '" + name + "' does not exist in the store at '" +
+                                core_->options.path + "'; create it through the holding engine");
+      }
+      for (auto [handle, family] : {std::pair{&fam.records, BucketFamily(name)},
+                                    std::pair{&fam.log, LogFamily(name)}}) {
+        if (*handle != nullptr) continue;
+        rocksdb::Status rs =
+            core_->db->CreateColumnFamily(MakeFamilyOptions(core_->options), family, handle);
+        if (!rs.ok()) {
+          if (fam.records == nullptr && fam.log == nullptr) families_.erase(name);
+          return FromRocks(rs, "creating bucket '" + name + "'");
+        }
+        core_->handles.push_back(*handle);
+      }
     }
     auto cfg = LoadOrCreateConfig(name, options);
     if (!cfg.ok()) return cfg.status();
@@ -178,7 +187,7 @@ Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name_vi
       return FromRocks(rs, "reading the revision counter of bucket '" + name + "'");
     }
     uint64_t last = rs.ok() ? DecodeBE64(counter) : 0;
-    bucket = std::make_shared<LocalBucket>(core_, name, cf, *cfg, last);
+    bucket = std::make_shared<LocalBucket>(core_, name, fam.records, fam.log, *cfg, last);
     buckets_.emplace(name, bucket);
   }
 
@@ -202,7 +211,9 @@ Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name_vi
 std::vector<std::string> LocalEngine::ListBuckets() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> out;
-  for (const auto& [name, cf] : families_) out.push_back(name);
+  for (const auto& [name, fam] : families_) {
+    if (fam.records != nullptr && fam.log != nullptr) out.push_back(name);
+  }
   return out;
 }
 

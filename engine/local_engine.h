@@ -36,7 +36,13 @@ class LocalEngine final : public Engine {
   const std::shared_ptr<StoreCore> core_;
 
   std::mutex mu_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families_;  // GUARDED_BY(mu_)
+  // A bucket's record and log families. Either may be missing if a crash cut
+  // bucket creation short; OpenBucket creates what is missing.
+  struct Families {
+    rocksdb::ColumnFamilyHandle* records = nullptr;
+    rocksdb::ColumnFamilyHandle* log = nullptr;
+  };
+  std::map<std::string, Families, std::less<>> families_;                    // GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<LocalBucket>, std::less<>> buckets_;   // GUARDED_BY(mu_)
 };
 

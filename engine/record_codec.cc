@@ -22,9 +22,11 @@ capnp::ReaderOptions LocalReaderOptions(size_t words) {
 }
 
 std::string ToBytes(capnp::MessageBuilder& builder) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-  kj::ArrayPtr<const kj::byte> bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  std::string out(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word), '\0');
+  kj::ArrayOutputStream stream(
+      kj::arrayPtr(reinterpret_cast<kj::byte*>(out.data()), out.size()));
+  capnp::writeMessage(stream, builder);
+  return out;
 }
 
 // FlatArrayMessageReader needs word-aligned input. RocksDB's pinned slices
@@ -40,19 +42,24 @@ kj::ArrayPtr<const capnp::word> AlignedWords(std::string_view bytes) {
   return {buffer.data(), words};
 }
 
-Status Damaged(std::string_view what, std::string_view why) {
-  return Status::Corruption(std::string(what) + " is damaged (" + std::string(why) +
+std::string NameOf(std::string_view what) { return std::string(what); }
+std::string NameOf(const RecordName& name) { return name.ToString(); }
+
+template <typename Name>
+Status Damaged(const Name& what, std::string_view why) {
+  return Status::Corruption(NameOf(what) + " is damaged (" + std::string(why) +
                             "); restore the store from a backup or replica");
 }
 
-Status CheckShape(std::string_view bytes, std::string_view what) {
+template <typename Name>
+Status CheckShape(std::string_view bytes, const Name& what) {
   if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0) {
     return Damaged(what, "size " + std::to_string(bytes.size()) + " is not a whole number of words");
   }
   return Status::OK();
 }
 
-Result<Operation> ToOperation(schema::Operation op, std::string_view what) {
+Result<Operation> ToOperation(schema::Operation op, const RecordName& what) {
   switch (op) {
     case schema::Operation::PUT: return Operation::kPut;
     case schema::Operation::DELETE: return Operation::kDelete;
@@ -72,8 +79,8 @@ schema::Operation FromOperation(Operation op) {
 
 // Runs `fn` and turns any exception from Cap'n Proto into Corruption; this is
 // the one place where kj exceptions are converted.
-template <typename Fn>
-Status Guard(std::string_view what, Fn&& fn) {
+template <typename Name, typename Fn>
+Status Guard(const Name& what, Fn&& fn) {
   try {
     return fn();
   } catch (const kj::Exception& e) {
@@ -85,11 +92,25 @@ Status Guard(std::string_view what, Fn&& fn) {
 
 }  // namespace
 
+std::string RecordName::ToString() const {
+  std::string out = revision == 0 ? "record" : "revision " + std::to_string(revision);
+  out += " of key '";
+  out += key;
+  out += "' of bucket '";
+  out += bucket;
+  out += "'";
+  return out;
+}
+
 std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_revisions) {
-  // One first segment sized for the whole record keeps the output to a single
-  // segment.
-  size_t words = 16 + (entry.key.size() + entry.value.size()) / 8 + older_revisions.size();
-  capnp::MallocMessageBuilder builder(static_cast<unsigned>(words));
+  // The first segment is a zeroed per-thread buffer sized for the whole
+  // record: no allocation while building, and the output is one segment.
+  const size_t words = 16 + (entry.key.size() + entry.value.size()) / sizeof(capnp::word) +
+                       older_revisions.size();
+  thread_local std::vector<capnp::word> scratch;
+  if (scratch.size() < words) scratch.resize(words);
+  std::memset(scratch.data(), 0, words * sizeof(capnp::word));
+  capnp::MallocMessageBuilder builder(kj::arrayPtr(scratch.data(), words));
   auto rec = builder.initRoot<schema::Record>();
   rec.setSchemaVersion(kRecordSchemaVersion);
   rec.setOperation(FromOperation(entry.operation));
@@ -100,7 +121,9 @@ std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_
                                    entry.value.size()));
   if (!older_revisions.empty()) {
     auto list = rec.initOlderRevisions(static_cast<unsigned>(older_revisions.size()));
-    for (size_t i = 0; i < older_revisions.size(); ++i) list.set(static_cast<unsigned>(i), older_revisions[i]);
+    for (size_t i = 0; i < older_revisions.size(); ++i) {
+      list.set(static_cast<unsigned>(i), older_revisions[i]);
+    }
   }
   return ToBytes(builder);
 }
@@ -109,8 +132,8 @@ namespace {
 
 // Checks the shape, opens a reader over `bytes` and hands `fn` the root of
 // type Root once its schema version is one this engine reads.
-template <typename Root, typename Fn>
-Status ReadRoot(std::string_view bytes, std::string_view what, Fn&& fn) {
+template <typename Root, typename Name, typename Fn>
+Status ReadRoot(std::string_view bytes, const Name& what, Fn&& fn) {
   if (Status s = CheckShape(bytes, what); !s.ok()) return s;
   return Guard(what, [&]() -> Status {
     auto words = AlignedWords(bytes);
@@ -125,7 +148,7 @@ Status ReadRoot(std::string_view bytes, std::string_view what, Fn&& fn) {
 
 }  // namespace
 
-Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
+Status DecodeValueInto(std::string_view bytes, const RecordName& what, Operation* op,
                        uint64_t* revision, std::string* value) {
   return ReadRoot<schema::Record>(bytes, what, [&](schema::Record::Reader rec) -> Status {
     auto parsed = ToOperation(rec.getOperation(), what);
@@ -138,7 +161,7 @@ Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation*
   });
 }
 
-Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, std::string_view what) {
+Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, const RecordName& what) {
   Record out;
   Status s = ReadRoot<schema::Record>(bytes, what, [&](schema::Record::Reader rec) -> Status {
     auto parsed = ToOperation(rec.getOperation(), what);

@@ -30,13 +30,22 @@ enum class DecodeParts {
   kAll,
 };
 
+// Names a record in a Corruption message. The text is built only when a
+// record turns out to be damaged, so that reads stay allocation-light.
+struct RecordName {
+  std::string_view bucket;
+  std::string_view key;
+  uint64_t revision = 0;  // 0: the key's latest record
+  std::string ToString() const;
+};
+
 std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_revisions);
 
-// Decodes `bytes`. `what` names the record in a Corruption message.
-Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, std::string_view what);
+// Decodes `bytes`; Corruption if they are not a valid record.
+Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, const RecordName& name);
 
 // Like DecodeRecord(kValueOnly) but writes into `out` to spare allocations.
-Status DecodeValueInto(std::string_view bytes, std::string_view what, Operation* op,
+Status DecodeValueInto(std::string_view bytes, const RecordName& name, Operation* op,
                        uint64_t* revision, std::string* value);
 
 struct BucketConfigValues {

@@ -419,16 +419,19 @@ void VerifyRawLayout(Engine& engine, Bucket& bucket, const Model& model) {
     for (size_t i = 0; i + 1 < revs.size(); ++i) {
       want.insert(engine::HistoryKey(key, revs[i].revision));
     }
-    for (const Revision& r : revs) want.insert(engine::RevisionKey(r.revision));
+    // Log records are told apart from record keys by a leading "log/".
+    for (const Revision& r : revs) want.insert("log/" + engine::RevisionKey(r.revision));
   }
-  std::unique_ptr<rocksdb::Iterator> it(
-      db->NewIterator(rocksdb::ReadOptions(), local_bucket->TEST_family()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) got.insert(it->key().ToString());
-  ASSERT_TRUE(it->status().ok()) << it->status().ToString();
+  for (auto* family : {local_bucket->TEST_family(), local_bucket->TEST_log_family()}) {
+    const std::string tag = family == local_bucket->TEST_family() ? "" : "log/";
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), family));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) got.insert(tag + it->key().ToString());
+    ASSERT_TRUE(it->status().ok()) << it->status().ToString();
+  }
 
   auto printable = [](const std::string& raw) {
-    if (raw[0] == engine::kRevisionPrefix) {
-      return "r" + std::to_string(engine::DecodeBE64(raw.substr(1)));
+    if (raw.rfind("log/", 0) == 0) {
+      return "r" + std::to_string(engine::DecodeBE64(raw.substr(4)));
     }
     size_t nul = raw.find('\0');
     if (nul == std::string::npos) return raw;
