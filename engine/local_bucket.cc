@@ -3,11 +3,16 @@
 #include <rocksdb/snapshot.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <random>
+#include <thread>
 #include <string>
 #include <vector>
 
+#include "engine/bucket_registry.h"
 #include "engine/layout.h"
+#include "engine/local_watcher.h"
 #include "engine/rocks.h"
 #include "revkv/validation.h"
 
@@ -42,10 +47,12 @@ std::string LiteralPrefix(std::string_view filter) {
 
 }  // namespace
 
-LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::string name,
+LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::weak_ptr<BucketRegistry> registry,
+                         std::string name,
                          rocksdb::ColumnFamilyHandle* cf, rocksdb::ColumnFamilyHandle* log_cf,
                          BucketConfigValues config, uint64_t last_revision)
     : core_(std::move(core)),
+      registry_(std::move(registry)),
       name_(std::move(name)),
       cf_(cf),
       log_cf_(log_cf),
@@ -107,35 +114,40 @@ Result<Entry> LocalBucket::GetEntry(std::string_view key) {
   return std::move(e);
 }
 
-Result<uint64_t> LocalBucket::Put(std::string_view key, std::string_view value) {
-  return Commit(Operation::kPut, key, value, Precondition::kNone, 0);
+Result<uint64_t> LocalBucket::Put(std::string_view key, std::string_view value,
+                                  const WriteOptions& options) {
+  return Commit(Operation::kPut, key, value, Precondition::kNone, 0, options);
 }
 
-Result<uint64_t> LocalBucket::Create(std::string_view key, std::string_view value) {
-  return Commit(Operation::kPut, key, value, Precondition::kAbsentOrTombstone, 0);
+Result<uint64_t> LocalBucket::Create(std::string_view key, std::string_view value,
+                                     const WriteOptions& options) {
+  return Commit(Operation::kPut, key, value, Precondition::kAbsentOrTombstone, 0, options);
 }
 
 Result<uint64_t> LocalBucket::Update(std::string_view key, std::string_view value,
-                                     uint64_t expected_revision) {
-  return Commit(Operation::kPut, key, value, Precondition::kRevision, expected_revision);
+                                     uint64_t expected_revision, const WriteOptions& options) {
+  return Commit(Operation::kPut, key, value, Precondition::kRevision, expected_revision, options);
 }
 
 Result<uint64_t> LocalBucket::Delete(std::string_view key,
-                                     std::optional<uint64_t> expected_revision) {
+                                     std::optional<uint64_t> expected_revision,
+                                     const WriteOptions& options) {
   return Commit(Operation::kDelete, key, {},
                 expected_revision ? Precondition::kRevision : Precondition::kNone,
-                expected_revision.value_or(0));
+                expected_revision.value_or(0), options);
 }
 
 Result<uint64_t> LocalBucket::Purge(std::string_view key,
-                                    std::optional<uint64_t> expected_revision) {
+                                    std::optional<uint64_t> expected_revision,
+                                    const WriteOptions& options) {
   return Commit(Operation::kPurge, key, {},
                 expected_revision ? Precondition::kRevision : Precondition::kNone,
-                expected_revision.value_or(0));
+                expected_revision.value_or(0), options);
 }
 
 Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::string_view value,
-                                     Precondition pre, uint64_t expected_revision) {
+                                     Precondition pre, uint64_t expected_revision,
+                                     const WriteOptions& options) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (value.size() > config_.max_value_size) {
     return Status::InvalidArgument("value for " + Describe(key) + " is " +
@@ -143,10 +155,69 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
                                    std::to_string(config_.max_value_size) +
                                    " (BucketOptions::max_value_size)");
   }
-  if (!core_->follower_dir.empty()) return ReadOnlyError();
+  if (is_follower()) return ReadOnlyError();
+  if (!options.fence) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return CommitLocked(op, key, value, pre, expected_revision);
+  }
 
-  const std::string latest_key = LatestKey(key);
+  // A fenced write holds the locks bucket's write lock across the check and
+  // its own commit, so no takeover can slip in between: the two act as one
+  // atomic step. Lock order: locks bucket, then this bucket.
+  if (name_ == core_->options.locks_bucket) {
+    return Status::InvalidArgument("fenced writes cannot target the locks bucket '" + name_ +
+                                   "'; locks change only through Acquire and Release");
+  }
+  auto registry = registry_.lock();
+  if (!registry) {
+    return Status::Unavailable("the engine of bucket '" + name_ +
+                               "' is closed; fenced writes need its locks bucket");
+  }
+  auto locks = registry->Open(core_->options.locks_bucket, {});
+  if (!locks.ok()) return locks.status();
+  std::lock_guard<std::mutex> locks_lock((*locks)->write_mu_);
+  if (Status s = (*locks)->CheckFenceLocked(*options.fence); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(write_mu_);
+  return CommitLocked(op, key, value, pre, expected_revision);
+}
+
+Status LocalBucket::CheckFenceLocked(const Fence& fence) {
+  if (Status s = ValidateKey(fence.lock); !s.ok()) {
+    return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
+  }
+  rocksdb::PinnableSlice slice;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(fence.lock), &slice);
+  if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading lock '" + fence.lock + "'");
+  Operation op = Operation::kDelete;
+  uint64_t revision = 0;
+  std::string value;
+  if (rs.ok()) {
+    if (Status s = DecodeValueInto(slice.ToStringView(), RecordName{name_, fence.lock}, &op,
+                                   &revision, &value);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (op != Operation::kPut) {
+    return Status::LockLost("lock '" + fence.lock + "' is not held, so fencing token " +
+                            std::to_string(fence.token) +
+                            " is stale; acquire the lock again before writing");
+  }
+  auto lock = DecodeLockRecord(value, "lock record '" + fence.lock + "'");
+  if (!lock.ok()) return lock.status();
+  const uint64_t current = lock->token != 0 ? lock->token : revision;
+  if (current != fence.token) {
+    return Status::LockLost("fencing token " + std::to_string(fence.token) + " of lock '" +
+                            fence.lock + "' is stale: the lock's current token is " +
+                            std::to_string(current) + "; acquire the lock again before writing");
+  }
+  return Status::OK();
+}
+
+Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
+                                           std::string_view value, Precondition pre,
+                                           uint64_t expected_revision) {
+  const std::string latest_key = LatestKey(key);
 
   // The key's current latest record, if any. With history 1 the write path
   // needs only its revision and operation, which the cache usually holds.
@@ -256,30 +327,75 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
       write_cache_.emplace(std::string(key), KeyState{revision, op});
     }
   }
+  if (has_listeners_.load(std::memory_order_relaxed)) {
+    for (const auto& [id, listener] : listeners_) listener(entry);
+  }
   return revision;
 }
 
-Result<std::vector<std::string>> LocalBucket::Keys(std::string_view filter) {
+uint64_t LocalBucket::AddCommitListener(CommitListener listener) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  uint64_t id = next_listener_id_++;
+  listeners_.emplace(id, std::move(listener));
+  has_listeners_.store(true, std::memory_order_relaxed);
+  return id;
+}
+
+void LocalBucket::RemoveCommitListener(uint64_t id) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  listeners_.erase(id);
+  has_listeners_.store(!listeners_.empty(), std::memory_order_relaxed);
+}
+
+void LocalBucket::RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  fn(last_revision_.load(std::memory_order_acquire));
+}
+
+Status LocalBucket::ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot,
+                               DecodeParts parts,
+                               const std::function<void(std::string_view, Record&&)>& fn) {
   if (Status s = ValidateFilter(filter); !s.ok()) return s;
   std::string prefix = LatestKey(LiteralPrefix(filter));
   std::string upper(1, static_cast<char>(kLatestPrefix + 1));
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
+  ro.snapshot = snapshot;
   std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
-  std::vector<std::string> keys;
   for (it->Seek(prefix); it->Valid(); it->Next()) {
     std::string_view raw = it->key().ToStringView();
     if (raw.substr(0, prefix.size()) != prefix) break;
     std::string_view key = raw.substr(1);
     if (!FilterMatches(filter, key)) continue;
-    auto rec = DecodeRecord(it->value().ToStringView(), DecodeParts::kHeader,
-                            RecordName{name_, key});
+    auto rec = DecodeRecord(it->value().ToStringView(), parts, RecordName{name_, key});
     if (!rec.ok()) return rec.status();
-    if (rec->entry.operation == Operation::kPut) keys.emplace_back(key);
+    fn(key, std::move(*rec));
   }
   if (!it->status().ok()) return FromRocks(it->status(), "listing keys of bucket '" + name_ + "'");
+  return Status::OK();
+}
+
+Result<std::vector<std::string>> LocalBucket::Keys(std::string_view filter) {
+  std::vector<std::string> keys;
+  Status s = ScanLatest(filter, nullptr, DecodeParts::kHeader, [&](std::string_view key, Record&& rec) {
+    if (rec.entry.operation == Operation::kPut) keys.emplace_back(key);
+  });
+  if (!s.ok()) return s;
   return keys;
+}
+
+Result<std::vector<Entry>> LocalBucket::LatestEntries(std::string_view filter,
+                                                      const rocksdb::Snapshot* snapshot) {
+  std::vector<Entry> entries;
+  Status s = ScanLatest(filter, snapshot, DecodeParts::kAll, [&](std::string_view key, Record&& rec) {
+    rec.entry.key.assign(key);
+    entries.push_back(std::move(rec.entry));
+  });
+  if (!s.ok()) return s;
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.revision < b.revision; });
+  return entries;
 }
 
 Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
@@ -364,6 +480,78 @@ uint64_t LocalBucket::LastRevision() {
   std::string counter;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, CounterKey(name_), &counter);
   return rs.ok() ? DecodeBE64(counter) : 0;
+}
+
+Result<UpdateOutcome> LocalBucket::UpdateWithRetry(std::string_view key, const Mutator& mutate,
+                                                   const RetryPolicy& policy,
+                                                   const WriteOptions& options) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (policy.max_attempts < 1) {
+    return Status::InvalidArgument("RetryPolicy::max_attempts is " +
+                                   std::to_string(policy.max_attempts) + "; give at least 1");
+  }
+  if (!mutate) return Status::InvalidArgument("UpdateWithRetry needs a mutate function");
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const bool has_deadline = policy.deadline.count() > 0;
+  const auto deadline = start + policy.deadline;
+  thread_local std::minstd_rand rng(std::random_device{}());
+  auto backoff = std::max(policy.initial_backoff, std::chrono::microseconds(1));
+
+  // Threads of this process queue here per key, so that only writers
+  // elsewhere can make an attempt conflict.
+  KeyGate::Pass pass(&update_gate_, key);
+  uint64_t seen = 0;
+  for (int attempt = 1;; ++attempt) {
+    std::optional<std::string> current;
+    auto entry = GetEntry(key);
+    if (entry.ok()) {
+      seen = entry->revision;
+      current = std::move(entry->value);
+    } else if (entry.status().IsNotFound()) {
+      seen = entry.status().revision();  // the tombstone's, or 0
+    } else {
+      return entry.status();
+    }
+    std::optional<std::string> next = mutate(current);
+    if (!next) return UpdateOutcome{seen, attempt, false};
+    // Create when absent or tombstoned (a CAS on the tombstone), never a
+    // blind Put: a concurrent creator must make this attempt fail.
+    auto written = current ? Update(key, *next, seen, options) : Create(key, *next, options);
+    if (written.ok()) return UpdateOutcome{*written, attempt, true};
+    const Status& st = written.status();
+    if (!st.IsConflict() && !st.IsExists()) return st;
+    const bool out_of_time = has_deadline && Clock::now() >= deadline;
+    if (attempt >= policy.max_attempts || out_of_time) {
+      return Status::Conflict("gave up updating " + Describe(key) + " after " +
+                                  std::to_string(attempt) + " attempts" +
+                                  (out_of_time ? " (deadline passed)" : "") +
+                                  ": other writers kept changing it; last seen at revision " +
+                                  std::to_string(st.revision()),
+                              st.revision());
+    }
+    // Full jitter: a uniform wait in [0, backoff] spreads retrying writers.
+    auto wait = std::chrono::microseconds(
+        std::uniform_int_distribution<int64_t>(0, backoff.count())(rng));
+    if (has_deadline) {
+      wait = std::min(wait, std::chrono::duration_cast<std::chrono::microseconds>(
+                                deadline - Clock::now()));
+    }
+    if (wait.count() > 0) std::this_thread::sleep_for(wait);
+    backoff = std::min(backoff * 2, std::max(policy.max_backoff, policy.initial_backoff));
+  }
+}
+
+Result<std::unique_ptr<Watcher>> LocalBucket::Watch(std::string_view filter,
+                                                    const WatchOptions& options) {
+  return LocalWatcher::Start(shared_from_this(), filter, options, nullptr);
+}
+
+Result<std::unique_ptr<Watcher>> LocalBucket::Watch(std::string_view filter,
+                                                    const WatchOptions& options,
+                                                    WatchCallback callback) {
+  if (!callback) return Status::InvalidArgument("Watch needs a callback; use the other overload");
+  return LocalWatcher::Start(shared_from_this(), filter, options, std::move(callback));
 }
 
 }  // namespace revkv::engine

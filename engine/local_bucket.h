@@ -1,29 +1,35 @@
-// LocalBucket: a bucket stored in one RocksDB column family of the local
-// store (layout.h). Reads take no lock; writes to one bucket are serialized
-// by a mutex so that the revision counter, the compare-and-swap check and the
-// WriteBatch that commits them act as one step.
+// LocalBucket: a bucket stored in the local store (layout.h). Reads take no
+// lock; writes to one bucket are serialized by a mutex so that the revision
+// counter, the compare-and-swap check and the WriteBatch that commits them
+// act as one step. Committed entries are then handed to the bucket's commit
+// listeners (watchers, lock waiters) in revision order.
 
 #ifndef REVKV_ENGINE_LOCAL_BUCKET_H_
 #define REVKV_ENGINE_LOCAL_BUCKET_H_
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 
+#include "engine/key_gate.h"
 #include "engine/record_codec.h"
 #include "engine/store_core.h"
 #include "revkv/bucket.h"
 
 namespace revkv::engine {
 
-class LocalBucket final : public Bucket {
+class BucketRegistry;
+
+class LocalBucket final : public Bucket, public std::enable_shared_from_this<LocalBucket> {
  public:
-  LocalBucket(std::shared_ptr<StoreCore> core, std::string name, rocksdb::ColumnFamilyHandle* cf,
-              rocksdb::ColumnFamilyHandle* log_cf, BucketConfigValues config,
-              uint64_t last_revision);
+  LocalBucket(std::shared_ptr<StoreCore> core, std::weak_ptr<BucketRegistry> registry,
+              std::string name, rocksdb::ColumnFamilyHandle* cf, rocksdb::ColumnFamilyHandle* log_cf,
+              BucketConfigValues config, uint64_t last_revision);
 
   const std::string& name() const override { return name_; }
   int history() const override { return config_.history; }
@@ -31,16 +37,50 @@ class LocalBucket final : public Bucket {
 
   Result<std::string> Get(std::string_view key) override;
   Result<Entry> GetEntry(std::string_view key) override;
-  Result<uint64_t> Put(std::string_view key, std::string_view value) override;
-  Result<uint64_t> Create(std::string_view key, std::string_view value) override;
-  Result<uint64_t> Update(std::string_view key, std::string_view value,
-                          uint64_t expected_revision) override;
-  Result<uint64_t> Delete(std::string_view key, std::optional<uint64_t> expected_revision) override;
-  Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected_revision) override;
-  Result<std::vector<std::string>> Keys(std::string_view filter) override;
+  // Default arguments repeat the interface's, so calls through either type agree.
+  Result<uint64_t> Put(std::string_view key, std::string_view value,
+                       const WriteOptions& options = {}) override;
+  Result<uint64_t> Create(std::string_view key, std::string_view value,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected_revision,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Delete(std::string_view key,
+                          std::optional<uint64_t> expected_revision = std::nullopt,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Purge(std::string_view key,
+                         std::optional<uint64_t> expected_revision = std::nullopt,
+                         const WriteOptions& options = {}) override;
+  Result<std::vector<std::string>> Keys(std::string_view filter = ">") override;
   Result<std::vector<Entry>> History(std::string_view key) override;
   Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) override;
   uint64_t LastRevision() override;
+  Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,
+                                        const RetryPolicy& policy = {},
+                                        const WriteOptions& options = {}) override;
+  Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
+                                         const WatchOptions& options = {}) override;
+  Result<std::unique_ptr<Watcher>> Watch(std::string_view filter, const WatchOptions& options,
+                                         WatchCallback callback) override;
+
+  // ---- For the engine's own layers (watchers, locks) ----
+
+  // Called with every committed entry, in revision order, while the
+  // bucket's write lock is held: a listener must not call back into this
+  // bucket's writes, and should only queue or signal.
+  using CommitListener = std::function<void(const Entry&)>;
+  uint64_t AddCommitListener(CommitListener listener);
+  void RemoveCommitListener(uint64_t id);
+
+  // Runs `fn` with writes to this bucket held off, with the latest revision.
+  void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn);
+
+  // The latest entries of every key matching `filter`, tombstones included,
+  // as of `snapshot` (nullptr: now), in revision order.
+  Result<std::vector<Entry>> LatestEntries(std::string_view filter,
+                                           const rocksdb::Snapshot* snapshot);
+
+  bool is_follower() const { return !core_->follower_dir.empty(); }
+  rocksdb::DB* db() const { return core_->db; }
 
   rocksdb::ColumnFamilyHandle* TEST_family() const { return cf_; }
   rocksdb::ColumnFamilyHandle* TEST_log_family() const { return log_cf_; }
@@ -50,12 +90,22 @@ class LocalBucket final : public Bucket {
   enum class Precondition { kNone, kAbsentOrTombstone, kRevision };
 
   Result<uint64_t> Commit(Operation op, std::string_view key, std::string_view value,
-                          Precondition pre, uint64_t expected_revision);
+                          Precondition pre, uint64_t expected_revision,
+                          const WriteOptions& options);
+  Result<uint64_t> CommitLocked(Operation op, std::string_view key, std::string_view value,
+                                Precondition pre, uint64_t expected_revision);
+  // With the locks bucket's write lock held: OK if `fence` names the lock's
+  // current token, else LockLost.
+  Status CheckFenceLocked(const Fence& fence);
+  // Calls `fn` with every latest record whose key matches `filter`.
+  Status ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot, DecodeParts parts,
+                    const std::function<void(std::string_view, Record&&)>& fn);
   Status ReadOnlyError() const;
   std::string Describe(std::string_view key) const;
 
   // Constant after construction.
   const std::shared_ptr<StoreCore> core_;
+  const std::weak_ptr<BucketRegistry> registry_;
   const std::string name_;
   rocksdb::ColumnFamilyHandle* const cf_;      // records
   rocksdb::ColumnFamilyHandle* const log_cf_;  // revision log
@@ -63,8 +113,8 @@ class LocalBucket final : public Bucket {
 
   // The revision and operation of recently written keys, kept only for
   // history-1 buckets, where they are all a write needs to know about the
-  // record it replaces. Every write goes through Commit() under write_mu_,
-  // so the cache never disagrees with the store.
+  // record it replaces. Every write goes through CommitLocked() under
+  // write_mu_, so the cache never disagrees with the store.
   struct KeyState {
     uint64_t revision;
     Operation operation;
@@ -75,10 +125,15 @@ class LocalBucket final : public Bucket {
   };
   static constexpr size_t kWriteCacheEntries = 1 << 16;
 
-  std::mutex write_mu_;  // serializes Commit()
+  std::mutex write_mu_;  // serializes commits; taken after the locks bucket's for fenced writes
   std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>
-      write_cache_;                      // GUARDED_BY(write_mu_)
+      write_cache_;                                 // GUARDED_BY(write_mu_)
+  std::map<uint64_t, CommitListener> listeners_;    // GUARDED_BY(write_mu_)
+  uint64_t next_listener_id_ = 1;                   // GUARDED_BY(write_mu_)
+  std::atomic<bool> has_listeners_{false};
   std::atomic<uint64_t> last_revision_;  // written under write_mu_ after a commit
+
+  KeyGate update_gate_;  // serializes UpdateWithRetry per key
 };
 
 }  // namespace revkv::engine

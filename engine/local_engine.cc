@@ -95,19 +95,15 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
   }
   if (!rs.ok()) return FromRocks(rs, "opening the store at '" + path + "'");
 
-  std::unique_ptr<LocalEngine> engine(new LocalEngine(core));
+  auto registry = std::make_shared<BucketRegistry>(core);
   for (size_t i = 0; i < names.size(); ++i) {
-    const std::string& n = names[i];
-    if (n == kMetaFamily) {
+    if (names[i] == kMetaFamily) {
       core->meta = core->handles[i];
-    } else if (n.rfind(kBucketFamilyPrefix, 0) == 0) {
-      engine->families_[n.substr(std::string_view(kBucketFamilyPrefix).size())].records =
-          core->handles[i];
-    } else if (n.rfind(kLogFamilyPrefix, 0) == 0) {
-      engine->families_[n.substr(std::string_view(kLogFamilyPrefix).size())].log =
-          core->handles[i];
+    } else {
+      registry->AddFamily(names[i], core->handles[i]);
     }
   }
+  std::unique_ptr<LocalEngine> engine(new LocalEngine(core, std::move(registry)));
 
   std::string format;
   rs = core->db->Get(rocksdb::ReadOptions(), core->meta, "format", &format);
@@ -126,95 +122,45 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
   return engine;
 }
 
-Result<BucketConfigValues> LocalEngine::LoadOrCreateConfig(const std::string& name,
-                                                          const BucketOptions& options) {
-  std::string raw;
-  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, ConfigKey(name), &raw);
-  if (rs.ok()) return DecodeBucketConfig(raw, "settings of bucket '" + name + "'");
-  if (!rs.IsNotFound()) return FromRocks(rs, "reading the settings of bucket '" + name + "'");
-  BucketConfigValues cfg;
-  cfg.history = options.history == 0 ? 1 : options.history;
-  cfg.max_value_size = options.max_value_size == 0 ? kDefaultMaxValueSize : options.max_value_size;
-  if (!core_->follower_dir.empty()) return cfg;
-  rs = core_->db->Put(core_->write_options, core_->meta, ConfigKey(name), EncodeBucketConfig(cfg));
-  if (!rs.ok()) return FromRocks(rs, "saving the settings of bucket '" + name + "'");
-  return cfg;
-}
-
-Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name_view,
+Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name,
                                                         const BucketOptions& options) {
-  if (Status s = ValidateBucketName(name_view); !s.ok()) return s;
-  if (options.history < 0 || options.history > kMaxHistory) {
-    return Status::InvalidArgument("history " + std::to_string(options.history) +
-                                   " is out of range; use 1..64 (or 0 to keep the stored value)");
-  }
-  if (options.max_value_size > kMaxMaxValueSize) {
-    return Status::InvalidArgument("max_value_size " + std::to_string(options.max_value_size) +
-                                   " is above the limit of " + std::to_string(kMaxMaxValueSize) +
-                                   " bytes");
-  }
-  const std::string name(name_view);
-  std::lock_guard<std::mutex> lock(mu_);
-
-  std::shared_ptr<LocalBucket> bucket;
-  if (auto it = buckets_.find(name); it != buckets_.end()) {
-    bucket = it->second;
-  } else {
-    Families& fam = families_[name];
-    if (fam.records == nullptr || fam.log == nullptr) {
-      if (!core_->follower_dir.empty()) {
-        families_.erase(name);
-        return Status::NotFound("bucket '" + name + "' does not exist in the store at '" +
-                                core_->options.path + "'; create it through the holding engine");
-      }
-      for (auto [handle, family] : {std::pair{&fam.records, BucketFamily(name)},
-                                    std::pair{&fam.log, LogFamily(name)}}) {
-        if (*handle != nullptr) continue;
-        rocksdb::Status rs =
-            core_->db->CreateColumnFamily(MakeFamilyOptions(core_->options), family, handle);
-        if (!rs.ok()) {
-          if (fam.records == nullptr && fam.log == nullptr) families_.erase(name);
-          return FromRocks(rs, "creating bucket '" + name + "'");
-        }
-        core_->handles.push_back(*handle);
-      }
-    }
-    auto cfg = LoadOrCreateConfig(name, options);
-    if (!cfg.ok()) return cfg.status();
-    std::string counter;
-    rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, CounterKey(name), &counter);
-    if (!rs.ok() && !rs.IsNotFound()) {
-      return FromRocks(rs, "reading the revision counter of bucket '" + name + "'");
-    }
-    uint64_t last = rs.ok() ? DecodeBE64(counter) : 0;
-    bucket = std::make_shared<LocalBucket>(core_, name, fam.records, fam.log, *cfg, last);
-    buckets_.emplace(name, bucket);
-  }
-
-  std::string diffs;
-  if (options.history != 0 && options.history != bucket->history()) {
-    diffs += " history " + std::to_string(bucket->history()) + " (asked " +
-             std::to_string(options.history) + ");";
-  }
-  if (options.max_value_size != 0 && options.max_value_size != bucket->max_value_size()) {
-    diffs += " max_value_size " + std::to_string(bucket->max_value_size()) + " (asked " +
-             std::to_string(options.max_value_size) + ");";
-  }
-  if (!diffs.empty()) {
-    diffs.pop_back();
-    return Status::InvalidArgument("bucket '" + name + "' exists with other settings:" + diffs +
-                                   "; pass 0 to keep the stored settings");
-  }
-  return std::shared_ptr<Bucket>(bucket);
+  auto bucket = registry_->Open(name, options);
+  if (!bucket.ok()) return bucket.status();
+  return std::shared_ptr<Bucket>(std::move(*bucket));
 }
 
-std::vector<std::string> LocalEngine::ListBuckets() {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& [name, fam] : families_) {
-    if (fam.records != nullptr && fam.log != nullptr) out.push_back(name);
+std::vector<std::string> LocalEngine::ListBuckets() { return registry_->List(); }
+
+LocalEngine::~LocalEngine() = default;
+
+Result<std::shared_ptr<LockManager>> LocalEngine::Locks() {
+  std::lock_guard<std::mutex> lock(locks_mu_);
+  if (locks_) return locks_;
+  if (!core_->follower_dir.empty()) {
+    return Status::InvalidArgument("a read-only follower engine cannot take locks; use the engine "
+                                   "that holds the store");
   }
-  return out;
+  auto bucket = registry_->Open(core_->options.locks_bucket, {});
+  if (!bucket.ok()) return bucket.status();
+  locks_ = LockManager::Create(*bucket);
+  return locks_;
+}
+
+Result<std::unique_ptr<Lock>> LocalEngine::Acquire(std::string_view name,
+                                                   std::chrono::milliseconds lease,
+                                                   std::chrono::milliseconds timeout,
+                                                   const LockOptions& options) {
+  auto locks = Locks();
+  if (!locks.ok()) return locks.status();
+  return (*locks)->Acquire(name, lease, timeout, options);
+}
+
+Result<std::unique_ptr<Lock>> LocalEngine::TryAcquire(std::string_view name,
+                                                      std::chrono::milliseconds lease,
+                                                      const LockOptions& options) {
+  auto locks = Locks();
+  if (!locks.ok()) return locks.status();
+  return (*locks)->Acquire(name, lease, std::nullopt, options);
 }
 
 Status LocalEngine::CatchUp() {

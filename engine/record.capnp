@@ -37,3 +37,18 @@ struct BucketConfig {
   history @1 :UInt8;
   maxValueSize @2 :UInt32;
 }
+
+# The value of a lock's entry in the locks bucket. Any NATS client reading
+# the locks bucket sees these bytes.
+struct LockRecord {
+  schemaVersion @0 :UInt16;
+  # Who holds it: "<host>/<pid>/<random>", for humans and diagnostics.
+  owner @1 :Text;
+  # The holder's lease. Waiters time expiry with it on their own clocks.
+  leaseNs @2 :Int64;
+  # Holder's wall clock at acquisition; informational only, never compared.
+  acquiredAtNs @3 :Int64;
+  # 0 in the acquiring write, whose revision is the fencing token; renewals
+  # carry that token here, since their own revisions differ.
+  token @4 :UInt64;
+}

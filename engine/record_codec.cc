@@ -213,4 +213,31 @@ Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::strin
   return out;
 }
 
+std::string EncodeLockRecord(const LockRecordValues& lock) {
+  capnp::MallocMessageBuilder builder(16 + lock.owner.size() / sizeof(capnp::word));
+  auto r = builder.initRoot<schema::LockRecord>();
+  r.setSchemaVersion(kRecordSchemaVersion);
+  r.setOwner(capnp::Text::Reader(lock.owner.data(), lock.owner.size()));
+  r.setLeaseNs(lock.lease_ns);
+  r.setAcquiredAtNs(lock.acquired_at_ns);
+  r.setToken(lock.token);
+  return ToBytes(builder);
+}
+
+Result<LockRecordValues> DecodeLockRecord(std::string_view bytes, std::string_view what) {
+  LockRecordValues out;
+  Status s =
+      ReadRoot<schema::LockRecord>(bytes, what, [&](schema::LockRecord::Reader r) -> Status {
+        auto owner = r.getOwner();
+        out.owner.assign(owner.begin(), owner.size());
+        out.lease_ns = r.getLeaseNs();
+        out.acquired_at_ns = r.getAcquiredAtNs();
+        out.token = r.getToken();
+        if (out.lease_ns <= 0) return Damaged(what, "lease " + std::to_string(out.lease_ns));
+        return Status::OK();
+      });
+  if (!s.ok()) return s;
+  return out;
+}
+
 }  // namespace revkv::engine

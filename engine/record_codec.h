@@ -55,6 +55,16 @@ struct BucketConfigValues {
 std::string EncodeBucketConfig(const BucketConfigValues& cfg);
 Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::string_view what);
 
+// The value of a lock entry (record.capnp LockRecord).
+struct LockRecordValues {
+  std::string owner;
+  int64_t lease_ns = 0;
+  int64_t acquired_at_ns = 0;
+  uint64_t token = 0;  // 0: the entry's own revision is the token
+};
+std::string EncodeLockRecord(const LockRecordValues& lock);
+Result<LockRecordValues> DecodeLockRecord(std::string_view bytes, std::string_view what);
+
 }  // namespace revkv::engine
 
 #endif  // REVKV_ENGINE_RECORD_CODEC_H_

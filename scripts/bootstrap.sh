@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config python3
+  build-essential cmake pkg-config python3 python3-matplotlib
   librocksdb-dev
   libnats-dev
   libcapnp-dev capnproto

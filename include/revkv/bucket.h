@@ -19,17 +19,35 @@
 #define REVKV_BUCKET_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "revkv/entry.h"
+#include "revkv/options.h"
 #include "revkv/result.h"
+#include "revkv/watch.h"
 
 namespace revkv {
 
 inline constexpr size_t kMaxKeyLength = 1024;
+
+// What UpdateWithRetry returns on success.
+struct UpdateOutcome {
+  uint64_t revision = 0;  // the revision written (or read, if mutate declined)
+  int attempts = 0;       // read-and-write attempts used, >= 1
+  bool written = false;   // false if mutate returned std::nullopt
+};
+
+// Computes a key's new value from its current one (std::nullopt when the key
+// is absent or tombstoned). Returning std::nullopt leaves the key unchanged.
+// May run several times for one update: it must not have side effects that
+// cannot be repeated.
+using Mutator =
+    std::function<std::optional<std::string>(const std::optional<std::string>& current)>;
 
 class Bucket {
  public:
@@ -56,14 +74,21 @@ class Bucket {
   // Writes `value` whatever the key's state; returns the new revision.
   // InvalidArgument: bad key, or value larger than max_value_size().
   // IOError: the store could not write. Nothing is written on error.
-  virtual Result<uint64_t> Put(std::string_view key, std::string_view value) = 0;
+  //
+  // Every write method takes WriteOptions. With options.fence, the write
+  // commits only if the fence's token is the lock's current fencing token;
+  // otherwise it returns LockLost and writes nothing. A fence naming the
+  // locks bucket itself is InvalidArgument.
+  virtual Result<uint64_t> Put(std::string_view key, std::string_view value,
+                               const WriteOptions& options = {}) = 0;
 
   // Writes `value` only if the key is absent or its last operation is a
   // tombstone; returns the new revision. After a tombstone, Create is a
   // compare-and-swap on the tombstone's revision, never a blind write.
   // Exists: the key is live; status.revision() is its revision.
   // InvalidArgument, IOError: as Put.
-  virtual Result<uint64_t> Create(std::string_view key, std::string_view value) = 0;
+  virtual Result<uint64_t> Create(std::string_view key, std::string_view value,
+                                  const WriteOptions& options = {}) = 0;
 
   // Writes `value` only if the key's latest revision (live or tombstone) is
   // `expected_revision`; 0 expects that the key has no entry at all. Returns
@@ -72,7 +97,8 @@ class Bucket {
   //   (0 if the key has no entry).
   // InvalidArgument, IOError: as Put.
   virtual Result<uint64_t> Update(std::string_view key, std::string_view value,
-                                  uint64_t expected_revision) = 0;
+                                  uint64_t expected_revision,
+                                  const WriteOptions& options = {}) = 0;
 
   // Writes a Delete tombstone; earlier revisions stay in History(). With
   // `expected_revision`, only if the key's latest revision is that one.
@@ -80,14 +106,16 @@ class Bucket {
   // Returns the tombstone's revision.
   // Conflict: as Update. InvalidArgument: bad key. IOError: as Put.
   virtual Result<uint64_t> Delete(std::string_view key,
-                                  std::optional<uint64_t> expected_revision = std::nullopt) = 0;
+                                  std::optional<uint64_t> expected_revision = std::nullopt,
+                                  const WriteOptions& options = {}) = 0;
 
   // Writes a Purge tombstone and drops every earlier revision of the key.
   // With `expected_revision`, only if the key's latest revision is that one.
   // Returns the tombstone's revision.
   // Conflict, InvalidArgument, IOError: as Delete.
   virtual Result<uint64_t> Purge(std::string_view key,
-                                 std::optional<uint64_t> expected_revision = std::nullopt) = 0;
+                                 std::optional<uint64_t> expected_revision = std::nullopt,
+                                 const WriteOptions& options = {}) = 0;
 
   // Returns the live keys (last operation Put) matching `filter`, sorted.
   // The filter is a NATS subject pattern over the key's '.'-separated
@@ -110,7 +138,43 @@ class Bucket {
 
   // The bucket's latest revision: the highest ever committed, 0 when empty.
   virtual uint64_t LastRevision() = 0;
+
+  // Optimistic read-modify-write of one key: reads the entry, calls
+  // `mutate`, then writes with Create (key absent or tombstoned; never a
+  // blind Put) or Update(revision). On Conflict or Exists it backs off
+  // (exponential, full jitter) and tries again, within policy's attempts
+  // and deadline. Threads of this process updating the same key through
+  // UpdateWithRetry are serialized locally, so they do not burn attempts
+  // conflicting with each other; conflicts come only from other writers.
+  // Conflict: attempts or deadline exhausted; status.revision() is the
+  //   current revision.
+  // InvalidArgument: bad key, value too large, max_attempts < 1.
+  // Corruption, IOError, LockLost (fenced): as the underlying calls.
+  virtual Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,
+                                                const RetryPolicy& policy = {},
+                                                const WriteOptions& options = {}) = 0;
+
+  // Starts watching keys matching `filter` (as for Keys). Entries arrive in
+  // revision order with no duplicates; see WatchOptions for where the watch
+  // starts and what a slow consumer gets. Writers never wait for watchers.
+  // InvalidArgument: bad filter or options.
+  virtual Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
+                                                 const WatchOptions& options = {}) = 0;
+
+  // As Watch, but delivers each entry to `callback` on a thread the watch
+  // owns, until the returned Watcher is cancelled or destroyed. Next() must
+  // not be called on a callback watch.
+  virtual Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
+                                                 const WatchOptions& options,
+                                                 WatchCallback callback) = 0;
 };
+
+// DESIGN's spelling of Bucket::UpdateWithRetry.
+inline Result<UpdateOutcome> UpdateWithRetry(Bucket& bucket, std::string_view key,
+                                             const Mutator& mutate,
+                                             const RetryPolicy& policy = {}) {
+  return bucket.UpdateWithRetry(key, mutate, policy);
+}
 
 }  // namespace revkv
 

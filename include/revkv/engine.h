@@ -11,12 +11,14 @@
 #ifndef REVKV_ENGINE_H_
 #define REVKV_ENGINE_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "revkv/bucket.h"
+#include "revkv/lock.h"
 #include "revkv/options.h"
 #include "revkv/result.h"
 
@@ -48,6 +50,23 @@ class Engine {
 
   // The names of the existing buckets, sorted.
   virtual std::vector<std::string> ListBuckets() = 0;
+
+  // Acquires the lease lock `name`, waiting up to `timeout` for it.
+  // Returns a handle, never null.
+  // Timeout: not acquired in time. InvalidArgument: bad name (the key
+  // rules), lease under 10 ms, negative timeout. IOError, Corruption: as
+  // bucket writes. The lease must outlast the pauses the holder can suffer.
+  virtual Result<std::unique_ptr<Lock>> Acquire(std::string_view name,
+                                                std::chrono::milliseconds lease,
+                                                std::chrono::milliseconds timeout,
+                                                const LockOptions& options = {}) = 0;
+
+  // Acquires `name` only if it is free (or its holder's lease has visibly
+  // expired); never waits for a holder.
+  // Busy: held by someone else. Otherwise as Acquire.
+  virtual Result<std::unique_ptr<Lock>> TryAcquire(std::string_view name,
+                                                   std::chrono::milliseconds lease,
+                                                   const LockOptions& options = {}) = 0;
 
   // Read-only followers only: applies the holder's commits made since the
   // last catch-up. InvalidArgument on an engine that is not a follower;

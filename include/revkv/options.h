@@ -5,8 +5,10 @@
 #ifndef REVKV_OPTIONS_H_
 #define REVKV_OPTIONS_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace revkv {
@@ -52,6 +54,11 @@ struct Options {
   // Default: false.
   bool read_only_follower = false;
 
+  // The bucket that holds lock records (see lock.h). It is an ordinary
+  // bucket with history 1; fenced writes may not target it.
+  // Default: "locks".
+  std::string locks_bucket = "locks";
+
   // ---- Performance ----
 
   // Size of the shared block cache, in bytes.
@@ -71,6 +78,52 @@ struct BucketOptions {
   // 0 means: the stored setting, or kDefaultMaxValueSize for a new bucket.
   // Default: 0.
   uint32_t max_value_size = 0;
+};
+
+// A fencing check for one write: the write commits only if `token` is the
+// current fencing token of the lock named `lock`, checked atomically with the
+// write. A holder that lost its lock to a newer holder can then no longer
+// write, even if it does not know yet that it lost it.
+struct Fence {
+  std::string lock;
+  uint64_t token = 0;
+};
+
+struct WriteOptions {
+  // Default: no fence.
+  std::optional<Fence> fence;
+};
+
+struct LockOptions {
+  // Renew the lease automatically every lease/3 from a background thread
+  // while the handle lives. With false, the holder must call Lock::Renew()
+  // in time or lose the lock.
+  // Default: true.
+  bool auto_renew = true;
+
+  // Safety margin for clock-rate differences. A waiter takes over an
+  // unrenewed lock only after lease + margin on its own monotonic clock; a
+  // holder considers itself lost once lease - margin passes without a
+  // successful renewal. 0 means lease / 5.
+  // Default: 0.
+  std::chrono::milliseconds margin{0};
+};
+
+// How UpdateWithRetry retries after a conflict.
+struct RetryPolicy {
+  // Give up after this many attempts (reads + writes). REQUIRES: >= 1.
+  // Default: 100.
+  int max_attempts = 100;
+
+  // Give up once this much time has passed; 0 means no deadline.
+  // Default: 0.
+  std::chrono::milliseconds deadline{0};
+
+  // The first backoff; each conflict doubles it up to max_backoff. Each wait
+  // is drawn uniformly from [0, backoff] ("full jitter").
+  // Default: 50 microseconds and 20 milliseconds.
+  std::chrono::microseconds initial_backoff{50};
+  std::chrono::microseconds max_backoff{20000};
 };
 
 }  // namespace revkv

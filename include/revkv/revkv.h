@@ -7,9 +7,11 @@
 #include "revkv/bucket.h"    // IWYU pragma: export
 #include "revkv/engine.h"    // IWYU pragma: export
 #include "revkv/entry.h"     // IWYU pragma: export
+#include "revkv/lock.h"      // IWYU pragma: export
 #include "revkv/options.h"   // IWYU pragma: export
 #include "revkv/result.h"    // IWYU pragma: export
 #include "revkv/status.h"    // IWYU pragma: export
 #include "revkv/validation.h"  // IWYU pragma: export
+#include "revkv/watch.h"     // IWYU pragma: export
 
 #endif  // REVKV_REVKV_H_

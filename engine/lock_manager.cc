@@ -1,0 +1,353 @@
+#include "engine/lock_manager.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "engine/record_codec.h"
+#include "revkv/validation.h"
+
+namespace revkv::engine {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+
+int64_t WallNs() {
+  return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string Ms(nanoseconds d) { return std::to_string(duration_cast<milliseconds>(d).count()) + " ms"; }
+
+class LocalLock final : public Lock {
+ public:
+  LocalLock(std::shared_ptr<LockManager> manager, std::shared_ptr<LockManager::Held> held)
+      : manager_(std::move(manager)), held_(std::move(held)) {}
+  ~LocalLock() override { Release().ok(); }
+
+  const std::string& name() const override { return held_->name; }
+  uint64_t fencing_token() const override { return held_->token; }
+
+  bool lost() const override {
+    if (held_->lost.load()) return true;
+    // The timer thread may not have run yet (the process may just have been
+    // paused): judge the lease here too.
+    std::lock_guard<std::mutex> lock(held_->mu);
+    if (held_->released) return held_->lost.load();
+    return LockManager::Clock::now() >= held_->last_renewed + held_->lease - held_->margin;
+  }
+
+  void on_lost(std::function<void(const Status&)> callback) override {
+    if (!callback) return;
+    {
+      std::lock_guard<std::mutex> lock(held_->callbacks_mu);
+      if (!held_->fired) {
+        held_->callbacks.push_back(std::move(callback));
+        return;
+      }
+    }
+    callback(Status::LockLost("lock '" + held_->name + "' was already lost"));
+  }
+
+  Status Renew() override {
+    std::lock_guard<std::mutex> lock(held_->mu);
+    return manager_->RenewLocked(held_.get());
+  }
+
+  Status Release() override {
+    Status s;
+    {
+      std::lock_guard<std::mutex> lock(held_->mu);
+      s = manager_->ReleaseLocked(held_.get());
+    }
+    manager_->Forget(held_.get());
+    return s;
+  }
+
+ private:
+  const std::shared_ptr<LockManager> manager_;
+  const std::shared_ptr<LockManager::Held> held_;
+};
+
+}  // namespace
+
+std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<LocalBucket> locks) {
+  std::shared_ptr<LockManager> m(new LockManager(std::move(locks)));
+  std::weak_ptr<LockManager> weak = m;
+  LockManager* raw = m.get();
+  m->listener_id_ = m->locks_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
+  m->timer_ = std::thread(&LockManager::TimerLoop, raw);
+  return m;
+}
+
+LockManager::LockManager(std::shared_ptr<LocalBucket> locks)
+    : locks_(std::move(locks)), owner_(OwnerId()) {}
+
+LockManager::~LockManager() {
+  locks_->RemoveCommitListener(listener_id_);
+  {
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    stopping_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+}
+
+std::string LockManager::OwnerId() const {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  char suffix[17];
+  std::snprintf(suffix, sizeof(suffix), "%08x%08x", rd(), rd());
+  return std::string(host) + "/" + std::to_string(getpid()) + "/" + suffix;
+}
+
+void LockManager::OnCommit(const Entry& entry) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = queues_.find(entry.key);
+  if (it == queues_.end()) return;
+  ++it->second->changes;
+  it->second->cv.notify_all();
+}
+
+Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
+                                                   std::chrono::milliseconds lease,
+                                                   std::optional<std::chrono::milliseconds> timeout,
+                                                   const LockOptions& options) {
+  if (Status s = ValidateKey(name_view); !s.ok()) {
+    return Status::InvalidArgument("bad lock name: " + std::string(s.message()));
+  }
+  if (lease < milliseconds(10)) {
+    return Status::InvalidArgument("lease " + std::to_string(lease.count()) +
+                                   " ms is too short; give at least 10 ms");
+  }
+  if (timeout && timeout->count() < 0) {
+    return Status::InvalidArgument("timeout is negative; give 0 or more");
+  }
+  if (options.margin.count() < 0 || options.margin >= lease / 2) {
+    return Status::InvalidArgument("LockOptions::margin must be >= 0 and under half the lease");
+  }
+  const std::string name(name_view);
+  const nanoseconds lease_ns = lease;
+  const nanoseconds margin = options.margin.count() > 0 ? nanoseconds(options.margin) : lease_ns / 5;
+  LockRecordValues values{owner_, lease_ns.count(), WallNs(), 0};
+  const std::string first_record = EncodeLockRecord(values);
+  const bool try_only = !timeout.has_value();
+  const Clock::time_point deadline = Clock::now() + timeout.value_or(milliseconds(0));
+
+  std::unique_lock<std::mutex> lk(mu_);
+  auto [qit, inserted] = queues_.try_emplace(name);
+  if (inserted) qit->second = std::make_unique<Queue>();
+  Queue& q = *qit->second;
+  const uint64_t ticket = next_ticket_++;
+  q.tickets.push_back(ticket);
+  // Leaves the queue (with lk held) and lets the next waiter go.
+  auto leave = [&] {
+    q.tickets.erase(std::find(q.tickets.begin(), q.tickets.end(), ticket));
+    if (q.tickets.empty()) {
+      queues_.erase(name);
+    } else {
+      q.cv.notify_all();
+    }
+  };
+
+  // FIFO within the process: only the head of the queue contends.
+  while (q.tickets.front() != ticket) {
+    if (try_only) {
+      leave();
+      return Status::Busy("lock '" + name + "' is being acquired by another thread of this process");
+    }
+    if (q.cv.wait_until(lk, deadline) == std::cv_status::timeout && q.tickets.front() != ticket) {
+      leave();
+      return Status::Timeout("lock '" + name + "' was not acquired within " +
+                             std::to_string(timeout->count()) + " ms (queued behind this process's other waiters)");
+    }
+  }
+
+  Result<uint64_t> won = Status::Busy("not attempted");
+  Clock::time_point attempt_start;
+  while (true) {
+    const uint64_t seen_changes = q.changes;
+    lk.unlock();
+    attempt_start = Clock::now();
+    auto entry = locks_->GetEntry(name);
+    if (entry.status().IsNotFound()) {
+      won = locks_->Create(name, first_record);
+      if (won.ok()) break;
+      lk.lock();
+      if (won.status().IsExists()) continue;  // someone else got there first
+      leave();
+      return won.status();
+    }
+    if (!entry.ok()) {
+      lk.lock();
+      leave();
+      return entry.status();
+    }
+    auto holder = DecodeLockRecord(entry->value, "lock record '" + name + "'");
+    if (!holder.ok()) {
+      lk.lock();
+      leave();
+      return holder.status();
+    }
+    lk.lock();
+    Observation& seen = observed_[name];
+    if (seen.revision != entry->revision) seen = {entry->revision, Clock::now()};
+    const Clock::time_point expiry = seen.first_seen + nanoseconds(holder->lease_ns) + margin;
+    if (Clock::now() >= expiry) {
+      // The holder has not renewed for its lease plus our margin, as timed on
+      // our own clock: take the lock over with a CAS on what we observed.
+      lk.unlock();
+      attempt_start = Clock::now();
+      won = locks_->Update(name, first_record, entry->revision);
+      if (won.ok()) break;
+      lk.lock();
+      if (won.status().IsConflict()) continue;
+      leave();
+      return won.status();
+    }
+    if (try_only) {
+      leave();
+      return Status::Busy("lock '" + name + "' is held by " + holder->owner + " (revision " +
+                          std::to_string(entry->revision) + ")");
+    }
+    if (Clock::now() >= deadline) {
+      leave();
+      return Status::Timeout("lock '" + name + "' is still held by " + holder->owner +
+                             " after " + std::to_string(timeout->count()) + " ms");
+    }
+    // Sleep until the lock's key changes (release, renewal, takeover) or the
+    // holder's lease could have run out; no polling.
+    q.cv.wait_until(lk, std::min(expiry, deadline), [&] { return q.changes != seen_changes; });
+  }
+
+  auto held = std::make_shared<Held>();
+  held->name = name;
+  held->token = *won;
+  held->lease = lease_ns;
+  held->margin = margin;
+  held->auto_renew = options.auto_renew;
+  values.token = *won;
+  held->record = EncodeLockRecord(values);
+  held->revision = *won;
+  held->last_renewed = attempt_start;
+  lk.lock();
+  observed_.erase(name);
+  leave();
+  lk.unlock();
+  {
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    held_[held.get()] = held;
+  }
+  timer_cv_.notify_all();
+  return std::unique_ptr<Lock>(new LocalLock(shared_from_this(), std::move(held)));
+}
+
+Status LockManager::RenewLocked(Held* held) {
+  if (held->released) return Status::LockLost("lock '" + held->name + "' was released");
+  if (held->lost.load()) return Status::LockLost("lock '" + held->name + "' was lost");
+  const Clock::time_point start = Clock::now();
+  if (start >= held->last_renewed + held->lease - held->margin) {
+    Status lost = Status::LockLost("lock '" + held->name + "' was not renewed within its lease of " +
+                                   Ms(held->lease) + " minus the margin of " + Ms(held->margin));
+    MarkLost(held, lost);
+    // Nobody may have taken it yet: free it for the next waiter, by CAS so a
+    // newer holder's lock is never touched.
+    locks_->Delete(held->name, held->revision).ok();
+    return lost;
+  }
+  auto r = locks_->Update(held->name, held->record, held->revision);
+  if (r.ok()) {
+    held->revision = *r;
+    held->last_renewed = start;
+    return Status::OK();
+  }
+  if (r.status().IsConflict()) {
+    Status lost = Status::LockLost("lock '" + held->name + "' was taken over (its entry is at revision " +
+                                   std::to_string(r.status().revision()) + ")");
+    MarkLost(held, lost);
+    return lost;
+  }
+  return r.status();
+}
+
+Status LockManager::ReleaseLocked(Held* held) {
+  if (held->released) return held->release_status;
+  held->released = true;
+  if (held->lost.load()) {
+    held->release_status = Status::LockLost("lock '" + held->name + "' had been lost before release");
+    return held->release_status;
+  }
+  auto r = locks_->Delete(held->name, held->revision);
+  if (r.ok()) {
+    held->release_status = Status::OK();
+  } else if (r.status().IsConflict()) {
+    held->release_status =
+        Status::LockLost("lock '" + held->name + "' had been taken over; nothing was released");
+    MarkLost(held, held->release_status);
+  } else {
+    held->release_status = r.status();
+  }
+  return held->release_status;
+}
+
+void LockManager::MarkLost(Held* held, const Status& why) {
+  if (held->lost.exchange(true)) return;
+  std::vector<std::function<void(const Status&)>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(held->callbacks_mu);
+    held->fired = true;
+    callbacks.swap(held->callbacks);
+  }
+  for (auto& cb : callbacks) cb(why);
+}
+
+void LockManager::Forget(Held* held) {
+  std::lock_guard<std::mutex> lock(timer_mu_);
+  held_.erase(held);
+}
+
+void LockManager::TimerLoop() {
+  std::unique_lock<std::mutex> lk(timer_mu_);
+  while (!stopping_) {
+    std::vector<std::shared_ptr<Held>> live;
+    for (auto it = held_.begin(); it != held_.end();) {
+      if (auto h = it->second.lock()) {
+        live.push_back(std::move(h));
+        ++it;
+      } else {
+        it = held_.erase(it);
+      }
+    }
+    lk.unlock();
+    Clock::time_point wake = Clock::now() + std::chrono::seconds(60);
+    for (const auto& h : live) {
+      std::lock_guard<std::mutex> hold(h->mu);
+      if (h->released || h->lost.load()) continue;
+      Clock::time_point now = Clock::now();
+      Clock::time_point lose_at = h->last_renewed + h->lease - h->margin;
+      if (h->auto_renew && now >= h->last_renewed + h->lease / 3) {
+        Status s = RenewLocked(h.get());
+        if (h->lost.load()) continue;
+        if (!s.ok()) {
+          // A failed write (not a takeover): retry soon, until lose_at.
+          wake = std::min(wake, Clock::now() + std::min<nanoseconds>(h->lease / 10,
+                                                                     std::chrono::milliseconds(100)));
+        }
+        lose_at = h->last_renewed + h->lease - h->margin;
+      } else if (now >= lose_at) {
+        RenewLocked(h.get()).ok();  // declares it lost
+        continue;
+      }
+      if (h->auto_renew) wake = std::min(wake, h->last_renewed + h->lease / 3);
+      wake = std::min(wake, lose_at);
+    }
+    live.clear();
+    lk.lock();
+    if (stopping_) break;
+    timer_cv_.wait_until(lk, wake);
+  }
+}
+
+}  // namespace revkv::engine

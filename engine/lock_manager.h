@@ -1,0 +1,112 @@
+// LockManager: lease locks kept as records in a locks bucket (lock.h has the
+// protocol). One per engine, created on first use.
+//
+// Waiting: a waiter sleeps on a condition variable that the locks bucket's
+// commit listener signals whenever the lock's key changes, with a deadline
+// only for the holder's lease expiry or the caller's timeout. Waiters of one
+// process queue FIFO per lock name; only the head reads and writes the
+// store.
+//
+// Holding: a single timer thread renews every auto-renewed lock at lease/3
+// and declares a lock lost when lease - margin passes without a successful
+// renewal, firing its callbacks.
+
+#ifndef REVKV_ENGINE_LOCK_MANAGER_H_
+#define REVKV_ENGINE_LOCK_MANAGER_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "engine/local_bucket.h"
+#include "revkv/lock.h"
+#include "revkv/options.h"
+
+namespace revkv::engine {
+
+class LockManager : public std::enable_shared_from_this<LockManager> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  static std::shared_ptr<LockManager> Create(std::shared_ptr<LocalBucket> locks);
+  ~LockManager();
+  LockManager(const LockManager&) = delete;
+  LockManager& operator=(const LockManager&) = delete;
+
+  // Acquire with `timeout`; std::nullopt makes it TryAcquire.
+  Result<std::unique_ptr<Lock>> Acquire(std::string_view name, std::chrono::milliseconds lease,
+                                        std::optional<std::chrono::milliseconds> timeout,
+                                        const LockOptions& options);
+
+  // Shared by a Lock handle and the timer thread.
+  struct Held {
+    std::string name;
+    uint64_t token = 0;
+    std::chrono::nanoseconds lease{0};
+    std::chrono::nanoseconds margin{0};
+    bool auto_renew = true;
+    std::string record;  // the value renewals write (carries the token)
+
+    std::mutex mu;                     // serializes renew/release
+    uint64_t revision = 0;             // GUARDED_BY(mu): the lock entry's current revision
+    Clock::time_point last_renewed;    // GUARDED_BY(mu): start of the last successful write
+    bool released = false;             // GUARDED_BY(mu)
+    Status release_status;             // GUARDED_BY(mu)
+    std::atomic<bool> lost{false};
+    std::mutex callbacks_mu;
+    std::vector<std::function<void(const Status&)>> callbacks;  // GUARDED_BY(callbacks_mu)
+    bool fired = false;                                         // GUARDED_BY(callbacks_mu)
+  };
+
+  // Renews `held` now (callers hold held->mu).
+  Status RenewLocked(Held* held);
+  // Marks `held` lost and fires its callbacks once.
+  void MarkLost(Held* held, const Status& why);
+  // Releases `held` (callers hold held->mu).
+  Status ReleaseLocked(Held* held);
+  void Forget(Held* held);
+
+ private:
+  explicit LockManager(std::shared_ptr<LocalBucket> locks);
+
+  struct Queue {
+    std::deque<uint64_t> tickets;  // FIFO of waiting Acquire calls
+    uint64_t changes = 0;          // bumped on every commit to the lock's key
+    std::condition_variable cv;
+  };
+  struct Observation {
+    uint64_t revision = 0;
+    Clock::time_point first_seen;
+  };
+
+  void OnCommit(const Entry& entry);
+  void TimerLoop();
+  std::string OwnerId() const;
+
+  const std::shared_ptr<LocalBucket> locks_;
+  const std::string owner_;
+  uint64_t listener_id_ = 0;
+
+  std::mutex mu_;
+  uint64_t next_ticket_ = 1;                                     // GUARDED_BY(mu_)
+  std::map<std::string, std::unique_ptr<Queue>, std::less<>> queues_;  // GUARDED_BY(mu_)
+  // When each lock's current holder revision was first seen here: expiry is
+  // judged from it on this process's monotonic clock.
+  std::map<std::string, Observation, std::less<>> observed_;    // GUARDED_BY(mu_)
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  std::map<Held*, std::weak_ptr<Held>> held_;  // GUARDED_BY(timer_mu_)
+  bool stopping_ = false;                      // GUARDED_BY(timer_mu_)
+  std::thread timer_;
+};
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_LOCK_MANAGER_H_

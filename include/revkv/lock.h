@@ -1,0 +1,71 @@
+// Lease locks with fencing tokens.
+//
+//   auto lock = engine->Acquire("jobs.scheduler", std::chrono::seconds(10),
+//                               std::chrono::seconds(30));
+//   if (!lock.ok()) { ... Timeout ... }
+//   uint64_t token = (*lock)->fencing_token();
+//   bucket->Put("job.42", "v", {.fence = revkv::Fence{"jobs.scheduler", token}});
+//   // The destructor releases the lock.
+//
+// A lock is a record in the engine's locks bucket (Options::locks_bucket),
+// keyed by the lock's name, which follows the key rules. Acquiring it is a
+// Create; the fencing token is the revision of that write, so tokens are
+// strictly increasing across acquisitions. The holder renews the lease with
+// a compare-and-swap every lease/3. A waiter that sees the same record
+// unrenewed for lease + margin on its own monotonic clock takes the lock
+// over with a compare-and-swap, so a lock left by a crashed process expires
+// after its lease. Release is a compare-and-swap delete, so a stale holder
+// never frees a newer holder's lock.
+//
+// Waiting is driven by the store's commit notifications: a release wakes the
+// next waiter at once; a timer runs only for lease expiry. Waiters in one
+// process queue FIFO per lock name, and only the head contends.
+
+#ifndef REVKV_LOCK_H_
+#define REVKV_LOCK_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "revkv/status.h"
+
+namespace revkv {
+
+// A held lock. Destroying it releases the lock (if still held).
+// Thread safety: all methods may be called from any thread.
+class Lock {
+ public:
+  virtual ~Lock() = default;
+
+  virtual const std::string& name() const = 0;
+
+  // The revision of the write that acquired the lock: strictly larger than
+  // every earlier acquisition's. Pass it in a Fence to make writes safe
+  // against a holder that lost the lock without knowing it yet.
+  virtual uint64_t fencing_token() const = 0;
+
+  // True once the lock is known lost: a renewal found another holder, or
+  // lease - margin passed without a successful renewal, or Release() ran.
+  virtual bool lost() const = 0;
+
+  // Registers `callback`, called once with LockLost when the lock is lost
+  // (not when it is released). Called at once, on this thread, if the lock
+  // is already lost. Callbacks run on the engine's lock thread: keep them
+  // short and do not call Release() or destroy the handle from them.
+  virtual void on_lost(std::function<void(const Status&)> callback) = 0;
+
+  // Renews the lease now.
+  // LockLost: the lock was taken over or had expired. IOError: as writes.
+  virtual Status Renew() = 0;
+
+  // Releases the lock. OK; LockLost if it had already been lost (nothing
+  // is deleted then: the lock may belong to someone else). Idempotent: a
+  // second call returns the same status.
+  virtual Status Release() = 0;
+};
+
+}  // namespace revkv
+
+#endif  // REVKV_LOCK_H_
