@@ -34,6 +34,9 @@ PAIRS = [
     ("Get", "BM_RawGet", "BM_EngineGet", 0.8),
     ("Put", "BM_RawPut", "BM_EnginePut", None),
     ("Update (CAS)", "BM_RawGetWriteBatch", "BM_EngineUpdate", 0.8),
+    # Baseline is revkv's own CAS update: acquire+release must cost at most 2x.
+    ("Lock acquire+release vs revkv CAS Update", "BM_EngineUpdate",
+     "BM_EngineLockAcquireRelease", 0.5),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}

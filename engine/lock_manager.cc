@@ -167,18 +167,28 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
 
   Result<uint64_t> won = Status::Busy("not attempted");
   Clock::time_point attempt_start;
+  // A free lock is the common case: try to create it straight away, and read
+  // the holder's record only when that fails.
+  bool free_likely = true;
   while (true) {
     const uint64_t seen_changes = q.changes;
     lk.unlock();
     attempt_start = Clock::now();
-    auto entry = locks_->GetEntry(name);
-    if (entry.status().IsNotFound()) {
+    if (free_likely) {
       won = locks_->Create(name, first_record);
       if (won.ok()) break;
+      if (!won.status().IsExists()) {
+        lk.lock();
+        leave();
+        return won.status();
+      }
+    }
+    free_likely = false;
+    auto entry = locks_->GetEntry(name);
+    if (entry.status().IsNotFound()) {
+      free_likely = true;  // released since: try again
       lk.lock();
-      if (won.status().IsExists()) continue;  // someone else got there first
-      leave();
-      return won.status();
+      continue;
     }
     if (!entry.ok()) {
       lk.lock();
@@ -220,6 +230,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     // Sleep until the lock's key changes (release, renewal, takeover) or the
     // holder's lease could have run out; no polling.
     q.cv.wait_until(lk, std::min(expiry, deadline), [&] { return q.changes != seen_changes; });
+    free_likely = q.changes != seen_changes;
   }
 
   auto held = std::make_shared<Held>();
@@ -236,11 +247,17 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   observed_.erase(name);
   leave();
   lk.unlock();
+  bool wake_timer;
   {
     std::lock_guard<std::mutex> lock(timer_mu_);
     held_[held.get()] = held;
+    ++held_generation_;
+    // Wake the timer thread only if this lock needs it sooner than planned.
+    const Clock::time_point due = attempt_start + held->lease / 3;
+    wake_timer = due < timer_wake_;
+    if (wake_timer) timer_wake_ = due;
   }
-  timer_cv_.notify_all();
+  if (wake_timer) timer_cv_.notify_all();
   return std::unique_ptr<Lock>(new LocalLock(shared_from_this(), std::move(held)));
 }
 
@@ -311,6 +328,7 @@ void LockManager::Forget(Held* held) {
 void LockManager::TimerLoop() {
   std::unique_lock<std::mutex> lk(timer_mu_);
   while (!stopping_) {
+    const uint64_t generation = held_generation_;
     std::vector<std::shared_ptr<Held>> live;
     for (auto it = held_.begin(); it != held_.end();) {
       if (auto h = it->second.lock()) {
@@ -346,7 +364,10 @@ void LockManager::TimerLoop() {
     live.clear();
     lk.lock();
     if (stopping_) break;
+    if (generation != held_generation_) continue;  // a lock arrived during the pass
+    timer_wake_ = wake;
     timer_cv_.wait_until(lk, wake);
+    timer_wake_ = Clock::time_point::min();
   }
 }
 

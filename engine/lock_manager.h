@@ -104,6 +104,9 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   std::condition_variable timer_cv_;
   std::map<Held*, std::weak_ptr<Held>> held_;  // GUARDED_BY(timer_mu_)
   bool stopping_ = false;                      // GUARDED_BY(timer_mu_)
+  uint64_t held_generation_ = 0;               // GUARDED_BY(timer_mu_): bumped per new lock
+  // When the timer thread will next wake on its own; min() while it runs.
+  Clock::time_point timer_wake_ = Clock::time_point::min();  // GUARDED_BY(timer_mu_)
   std::thread timer_;
 };
 
