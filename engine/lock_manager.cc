@@ -51,8 +51,13 @@ class LocalLock final : public Lock {
   }
 
   Status Renew() override {
-    std::lock_guard<std::mutex> lock(held_->mu);
-    return manager_->RenewLocked(held_.get());
+    Status s;
+    {
+      std::lock_guard<std::mutex> lock(held_->mu);
+      s = manager_->RenewLocked(held_.get());
+    }
+    LockManager::FireLost(held_.get());
+    return s;
   }
 
   Status Release() override {
@@ -61,6 +66,7 @@ class LocalLock final : public Lock {
       std::lock_guard<std::mutex> lock(held_->mu);
       s = manager_->ReleaseLocked(held_.get());
     }
+    LockManager::FireLost(held_.get());
     manager_->Forget(held_.get());
     return s;
   }
@@ -311,11 +317,20 @@ Status LockManager::ReleaseLocked(Held* held) {
 
 void LockManager::MarkLost(Held* held, const Status& why) {
   if (held->lost.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(held->callbacks_mu);
+  held->fired = true;
+  held->lost_status = why;
+}
+
+void LockManager::FireLost(Held* held) {
+  // Runs without held->mu, so a callback may use the handle freely.
   std::vector<std::function<void(const Status&)>> callbacks;
+  Status why;
   {
     std::lock_guard<std::mutex> lock(held->callbacks_mu);
-    held->fired = true;
+    if (!held->fired) return;
     callbacks.swap(held->callbacks);
+    why = held->lost_status;
   }
   for (auto& cb : callbacks) cb(why);
 }
@@ -341,6 +356,12 @@ void LockManager::TimerLoop() {
     lk.unlock();
     Clock::time_point wake = Clock::now() + std::chrono::seconds(60);
     for (const auto& h : live) {
+      // Callbacks of a lock this pass declares lost fire after its mutex is
+      // released.
+      struct Fire {
+        Held* h;
+        ~Fire() { FireLost(h); }
+      } fire{h.get()};
       std::lock_guard<std::mutex> hold(h->mu);
       if (h->released || h->lost.load()) continue;
       Clock::time_point now = Clock::now();

@@ -62,12 +62,14 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     std::mutex callbacks_mu;
     std::vector<std::function<void(const Status&)>> callbacks;  // GUARDED_BY(callbacks_mu)
     bool fired = false;                                         // GUARDED_BY(callbacks_mu)
+    Status lost_status;                                         // GUARDED_BY(callbacks_mu)
   };
 
   // Renews `held` now (callers hold held->mu).
   Status RenewLocked(Held* held);
-  // Marks `held` lost and fires its callbacks once.
+  // Marks `held` lost; FireLost then runs its callbacks, once.
   void MarkLost(Held* held, const Status& why);
+  static void FireLost(Held* held);
   // Releases `held` (callers hold held->mu).
   Status ReleaseLocked(Held* held);
   void Forget(Held* held);

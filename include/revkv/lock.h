@@ -52,8 +52,9 @@ class Lock {
 
   // Registers `callback`, called once with LockLost when the lock is lost
   // (not when it is released). Called at once, on this thread, if the lock
-  // is already lost. Callbacks run on the engine's lock thread: keep them
-  // short and do not call Release() or destroy the handle from them.
+  // is already lost. Callbacks run on the thread that finds the loss,
+  // usually the engine's lock thread, with no lock of the handle held: keep
+  // them short; they may call lost() or Release().
   virtual void on_lost(std::function<void(const Status&)> callback) = 0;
 
   // Renews the lease now.
