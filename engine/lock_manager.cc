@@ -114,7 +114,7 @@ void LockManager::OnCommit(const Entry& entry) {
   auto it = queues_.find(entry.key);
   if (it == queues_.end()) return;
   ++it->second->changes;
-  it->second->cv.notify_all();
+  it->second->waiters.front()->cv.notify_one();  // only the head contends
 }
 
 Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
@@ -146,25 +146,26 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   auto [qit, inserted] = queues_.try_emplace(name);
   if (inserted) qit->second = std::make_unique<Queue>();
   Queue& q = *qit->second;
-  const uint64_t ticket = next_ticket_++;
-  q.tickets.push_back(ticket);
+  Waiter me;
+  q.waiters.push_back(&me);
   // Leaves the queue (with lk held) and lets the next waiter go.
   auto leave = [&] {
-    q.tickets.erase(std::find(q.tickets.begin(), q.tickets.end(), ticket));
-    if (q.tickets.empty()) {
+    const bool was_head = q.waiters.front() == &me;
+    q.waiters.erase(std::find(q.waiters.begin(), q.waiters.end(), &me));
+    if (q.waiters.empty()) {
       queues_.erase(name);
-    } else {
-      q.cv.notify_all();
+    } else if (was_head) {
+      q.waiters.front()->cv.notify_one();
     }
   };
 
   // FIFO within the process: only the head of the queue contends.
-  while (q.tickets.front() != ticket) {
+  while (q.waiters.front() != &me) {
     if (try_only) {
       leave();
       return Status::Busy("lock '" + name + "' is being acquired by another thread of this process");
     }
-    if (q.cv.wait_until(lk, deadline) == std::cv_status::timeout && q.tickets.front() != ticket) {
+    if (me.cv.wait_until(lk, deadline) == std::cv_status::timeout && q.waiters.front() != &me) {
       leave();
       return Status::Timeout("lock '" + name + "' was not acquired within " +
                              std::to_string(timeout->count()) + " ms (queued behind this process's other waiters)");
@@ -235,7 +236,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     }
     // Sleep until the lock's key changes (release, renewal, takeover) or the
     // holder's lease could have run out; no polling.
-    q.cv.wait_until(lk, std::min(expiry, deadline), [&] { return q.changes != seen_changes; });
+    me.cv.wait_until(lk, std::min(expiry, deadline), [&] { return q.changes != seen_changes; });
     free_likely = q.changes != seen_changes;
   }
 

@@ -77,10 +77,15 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
  private:
   explicit LockManager(std::shared_ptr<LocalBucket> locks);
 
-  struct Queue {
-    std::deque<uint64_t> tickets;  // FIFO of waiting Acquire calls
-    uint64_t changes = 0;          // bumped on every commit to the lock's key
+  // One Acquire call waiting in a queue. Each has its own condition
+  // variable so that a commit or a departure wakes exactly the one waiter it
+  // concerns, not the whole queue.
+  struct Waiter {
     std::condition_variable cv;
+  };
+  struct Queue {
+    std::deque<Waiter*> waiters;  // FIFO of waiting Acquire calls; front contends
+    uint64_t changes = 0;         // bumped on every commit to the lock's key
   };
   struct Observation {
     uint64_t revision = 0;
@@ -96,7 +101,6 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   uint64_t listener_id_ = 0;
 
   std::mutex mu_;
-  uint64_t next_ticket_ = 1;                                     // GUARDED_BY(mu_)
   std::map<std::string, std::unique_ptr<Queue>, std::less<>> queues_;  // GUARDED_BY(mu_)
   // When each lock's current holder revision was first seen here: expiry is
   // judged from it on this process's monotonic clock.
