@@ -14,6 +14,9 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 
+// How long the head waiter spins for a hand-off before it sleeps.
+constexpr std::chrono::microseconds kHandOffSpin{200};
+
 int64_t WallNs() {
   return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -34,7 +37,7 @@ class LocalLock final : public Lock {
     // The timer thread may not have run yet (the process may just have been
     // paused): judge the lease here too.
     std::lock_guard<std::mutex> lock(held_->mu);
-    if (held_->released) return held_->lost.load();
+    if (held_->released) return true;  // lock.h: true once Release() ran
     return LockManager::Clock::now() >= held_->last_renewed + held_->lease - held_->margin;
   }
 
@@ -114,7 +117,9 @@ void LockManager::OnCommit(const Entry& entry) {
   auto it = queues_.find(entry.key);
   if (it == queues_.end()) return;
   ++it->second->changes;
-  it->second->waiters.front()->cv.notify_one();  // only the head contends
+  Waiter* head = it->second->waiters.front();  // only the head contends
+  head->signal.store(true, std::memory_order_release);
+  head->cv.notify_one();
 }
 
 Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
@@ -147,37 +152,70 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   if (inserted) qit->second = std::make_unique<Queue>();
   Queue& q = *qit->second;
   Waiter me;
+  me.values = &values;
   q.waiters.push_back(&me);
-  // Leaves the queue (with lk held) and lets the next waiter go.
-  auto leave = [&] {
+  // Leaves the queue (with lk held). A waiter that gives up wakes the next
+  // one, since the lock may be free. One that got the lock does not: the
+  // next waiter sleeps until the lock is handed to it or its key changes.
+  auto leave = [&](bool wake_next) {
     const bool was_head = q.waiters.front() == &me;
     q.waiters.erase(std::find(q.waiters.begin(), q.waiters.end(), &me));
     if (q.waiters.empty()) {
       queues_.erase(name);
-    } else if (was_head) {
+    } else if (was_head && wake_next) {
+      q.waiters.front()->signal.store(true, std::memory_order_release);
       q.waiters.front()->cv.notify_one();
     }
   };
+  // Sleeps (with lk held) until `until` or `ready()`, spinning briefly
+  // first. While it sleeps at the head of the queue, a releasing holder of
+  // this process may hand the lock over; returns true if it did.
+  auto sleep = [&](Clock::time_point until, const std::function<bool()>& ready) {
+    me.sleeping = true;
+    me.signal.store(false, std::memory_order_relaxed);
+    if (q.waiters.front() == &me) {
+      // A holder in this process usually releases within tens of
+      // microseconds; a hand-off caught spinning saves a sleep and a wake-up
+      // on the lock's critical path. Bounded; it watches memory, not the store.
+      lk.unlock();
+      const Clock::time_point spin_end = std::min(Clock::now() + kHandOffSpin, until);
+      while (!me.signal.load(std::memory_order_acquire) && Clock::now() < spin_end) {
+        std::this_thread::yield();
+      }
+      lk.lock();
+    }
+    me.cv.wait_until(lk, until, [&] { return ready() || me.grant_pending || me.granted; });
+    me.cv.wait(lk, [&] { return !me.grant_pending; });  // a hand-off in flight ends either way
+    me.sleeping = false;
+    return me.granted;
+  };
+
+  Result<uint64_t> won = Status::Busy("not attempted");
+  Clock::time_point attempt_start;
+  bool handed = false;
 
   // FIFO within the process: only the head of the queue contends.
   while (q.waiters.front() != &me) {
     if (try_only) {
-      leave();
+      leave(true);
       return Status::Busy("lock '" + name + "' is being acquired by another thread of this process");
     }
-    if (me.cv.wait_until(lk, deadline) == std::cv_status::timeout && q.waiters.front() != &me) {
-      leave();
+    if (Clock::now() >= deadline) {
+      leave(true);
       return Status::Timeout("lock '" + name + "' was not acquired within " +
-                             std::to_string(timeout->count()) + " ms (queued behind this process's other waiters)");
+                             std::to_string(timeout->count()) +
+                             " ms (queued behind this process's other waiters)");
+    }
+    if (sleep(deadline, [&] { return q.waiters.front() == &me; })) {
+      handed = true;
+      break;
     }
   }
 
-  Result<uint64_t> won = Status::Busy("not attempted");
-  Clock::time_point attempt_start;
   // A free lock is the common case: try to create it straight away, and read
   // the holder's record only when that fails.
   bool free_likely = true;
-  while (true) {
+  while (!handed) {
     const uint64_t seen_changes = q.changes;
     lk.unlock();
     attempt_start = Clock::now();
@@ -186,7 +224,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       if (won.ok()) break;
       if (!won.status().IsExists()) {
         lk.lock();
-        leave();
+        leave(true);
         return won.status();
       }
     }
@@ -199,13 +237,13 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     }
     if (!entry.ok()) {
       lk.lock();
-      leave();
+      leave(true);
       return entry.status();
     }
     auto holder = DecodeLockRecord(entry->value, "lock record '" + name + "'");
     if (!holder.ok()) {
       lk.lock();
-      leave();
+      leave(true);
       return holder.status();
     }
     lk.lock();
@@ -221,23 +259,32 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       if (won.ok()) break;
       lk.lock();
       if (won.status().IsConflict()) continue;
-      leave();
+      leave(true);
       return won.status();
     }
     if (try_only) {
-      leave();
+      leave(true);
       return Status::Busy("lock '" + name + "' is held by " + holder->owner + " (revision " +
                           std::to_string(entry->revision) + ")");
     }
     if (Clock::now() >= deadline) {
-      leave();
+      leave(true);
       return Status::Timeout("lock '" + name + "' is still held by " + holder->owner +
                              " after " + std::to_string(timeout->count()) + " ms");
     }
     // Sleep until the lock's key changes (release, renewal, takeover) or the
     // holder's lease could have run out; no polling.
-    me.cv.wait_until(lk, std::min(expiry, deadline), [&] { return q.changes != seen_changes; });
+    if (sleep(std::min(expiry, deadline), [&] { return q.changes != seen_changes; })) {
+      handed = true;
+      break;
+    }
     free_likely = q.changes != seen_changes;
+  }
+  if (handed) {
+    won = me.token;
+    attempt_start = me.granted_at;
+  } else {
+    lk.lock();
   }
 
   auto held = std::make_shared<Held>();
@@ -250,9 +297,8 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   held->record = EncodeLockRecord(values);
   held->revision = *won;
   held->last_renewed = attempt_start;
-  lk.lock();
   observed_.erase(name);
-  leave();
+  leave(false);
   lk.unlock();
   bool wake_timer;
   {
@@ -303,7 +349,45 @@ Status LockManager::ReleaseLocked(Held* held) {
     held->release_status = Status::LockLost("lock '" + held->name + "' had been lost before release");
     return held->release_status;
   }
-  auto r = locks_->Delete(held->name, held->revision);
+  // Hand-off: if a thread of this process sleeps at the head of this lock's
+  // queue, pass the lock to it with one CAS instead of a delete and a create,
+  // and without making it wake up to write: the lock moves at the speed of
+  // one write. The new revision is its fencing token, larger than ours.
+  Waiter* heir = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queues_.find(held->name);
+    if (it != queues_.end()) {
+      Waiter* head = it->second->waiters.front();
+      // Only a sleeping head can be handed the lock; one that is reading or
+      // writing the store on its own gets it the usual way.
+      if (head->sleeping && !head->grant_pending && !head->granted) {
+        head->grant_pending = true;
+        heir = head;
+      }
+    }
+  }
+  Result<uint64_t> r = Status::Busy("not attempted");
+  if (heir != nullptr) {
+    LockRecordValues v = *heir->values;
+    v.acquired_at_ns = WallNs();
+    v.token = 0;
+    const Clock::time_point start = Clock::now();
+    r = locks_->Update(held->name, EncodeLockRecord(v), held->revision);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      heir->grant_pending = false;
+      if (r.ok()) {
+        heir->granted = true;
+        heir->token = *r;
+        heir->granted_at = start;
+      }
+      heir->signal.store(true, std::memory_order_release);
+      heir->cv.notify_one();
+    }
+  } else {
+    r = locks_->Delete(held->name, held->revision);
+  }
   if (r.ok()) {
     held->release_status = Status::OK();
   } else if (r.status().IsConflict()) {

@@ -14,6 +14,7 @@
 #ifndef REVKV_ENGINE_LOCK_MANAGER_H_
 #define REVKV_ENGINE_LOCK_MANAGER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -25,6 +26,7 @@
 #include <thread>
 
 #include "engine/local_bucket.h"
+#include "engine/record_codec.h"
 #include "revkv/lock.h"
 #include "revkv/options.h"
 
@@ -82,6 +84,14 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   // concerns, not the whole queue.
   struct Waiter {
     std::condition_variable cv;
+    const LockRecordValues* values = nullptr;  // what this waiter would write
+    // Hand-off from a releasing holder of this process (see ReleaseLocked).
+    bool sleeping = false;       // waiting on the holder: a hand-off may start
+    std::atomic<bool> signal{false};  // set (under mu_) before each notify of cv
+    bool grant_pending = false;  // a releaser is writing the hand-off now
+    bool granted = false;        // the lock is ours, at revision `token`
+    uint64_t token = 0;
+    Clock::time_point granted_at;
   };
   struct Queue {
     std::deque<Waiter*> waiters;  // FIFO of waiting Acquire calls; front contends
