@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# The main job: bootstraps, builds, runs the engine benchmark against raw
-# RocksDB (5 randomly interleaved repetitions; the report uses medians), and
-# prints the ratio table (results in bench/results/).
+# The main job: bootstraps and builds, then
+#  1. the contention suite (short version): OCC with UpdateWithRetry vs
+#     lock -> read -> write -> release vs RocksDB's OptimisticTransactionDB
+#     and TransactionDB, over a hot key, uniform and Zipf workloads at 1-16
+#     threads; writes JSON, a markdown table and a PNG plot;
+#  2. the engine benchmark against raw RocksDB (5 randomly interleaved
+#     repetitions; the report uses medians).
+# Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/bench/results"
 "$ROOT/scripts/build.sh"
-mkdir -p "$ROOT/bench/results"
+mkdir -p "$OUT"
+
+short=(--short)
+if [[ "${REVKV_CONTENTION_FULL:-0}" == 1 ]]; then short=(); fi
+"$ROOT/build/bench/revkv_contention_bench" "${short[@]}" \
+  --benchmark_out="$OUT/contention.json" --benchmark_out_format=json
+python3 "$ROOT/bench/contention_report.py" "$OUT/contention.json" \
+  --markdown "$OUT/contention.md" --png "$OUT/contention.png"
+echo "plot: $OUT/contention.png"
+
 "$ROOT/build/bench/revkv_engine_bench" \
-  --benchmark_out="$ROOT/bench/results/engine.json" --benchmark_out_format=json \
+  --benchmark_out="$OUT/engine.json" --benchmark_out_format=json \
   --benchmark_min_time="${REVKV_BENCH_MIN_TIME:-0.5}" \
   --benchmark_repetitions="${REVKV_BENCH_REPETITIONS:-5}" \
   --benchmark_enable_random_interleaving=true
-python3 "$ROOT/bench/report.py" "$ROOT/bench/results/engine.json" \
-  --markdown "$ROOT/bench/results/engine.md"
+python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
