@@ -91,6 +91,14 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
     rs = rocksdb::DB::OpenAsSecondary(db_options, path, core->follower_dir, descriptors,
                                       &core->handles, &core->db);
   } else {
+    // RocksDB rotates its info LOG before it checks the store's LOCK file,
+    // so a refused open would rename a live holder's LOG and leave a file
+    // behind each time. Probe the LOCK first and refuse before touching
+    // anything. (The probe is released at once; DB::Open locks for real.)
+    rocksdb::FileLock* probe = nullptr;
+    rs = db_options.env->LockFile(path + "/LOCK", &probe);
+    if (!rs.ok()) return FromRocks(rs, "opening the store at '" + path + "'");
+    db_options.env->UnlockFile(probe).PermitUncheckedError();
     rs = rocksdb::DB::Open(db_options, path, descriptors, &core->handles, &core->db);
   }
   if (!rs.ok()) return FromRocks(rs, "opening the store at '" + path + "'");

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <set>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -466,9 +468,22 @@ TEST(EngineOpen, StoreHeldByAnotherProcessIsUnavailableAndUntouched) {
   char c = 0;
   ASSERT_EQ(read(ready[0], &c, 1), 1);
   ASSERT_EQ(c, 'y');
-  auto held = Engine::Open({.path = dir.path()});
-  EXPECT_TRUE(held.status().IsUnavailable()) << held.status().ToString();
-  EXPECT_NE(held.status().message().find("held by another"), std::string_view::npos);
+  // A refused open touches nothing in the store: not even the holder's
+  // info LOG is rotated.
+  auto listing = [&] {
+    std::set<std::string> names;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+      names.insert(f.path().filename().string());
+    }
+    return names;
+  };
+  const auto before = listing();
+  for (int i = 0; i < 3; ++i) {
+    auto held = Engine::Open({.path = dir.path()});
+    EXPECT_TRUE(held.status().IsUnavailable()) << held.status().ToString();
+    EXPECT_NE(held.status().message().find("held by another"), std::string_view::npos);
+  }
+  EXPECT_EQ(listing(), before);
   ASSERT_EQ(write(release[1], "x", 1), 1);
   int wstatus = 0;
   ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);

@@ -1110,4 +1110,284 @@ TEST_F(cli, WatchPrintsCurrentStateFirstAsJson) {
   EXPECT_TRUE(std::filesystem::is_empty(tmp));
 }
 
+// ---- lock ----
+
+// The decimal number on the first line of `out`, or 0.
+uint64_t FirstNumber(const std::string& out) {
+  const std::string line = out.substr(0, out.find('\n'));
+  return AllDigits(line) && line.size() < 20 ? std::stoull(line) : 0;
+}
+
+int64_t MsSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// A `revkv lock` running in the background. Its CMD reports its own PID on
+// the first stdout line, so that the test can reap what revkv may leave.
+class LockRunner {
+ public:
+  explicit LockRunner(const std::vector<std::string>& args)
+      : child_(Spawn(args)), reader_(child_.stdout_fd) {
+    CloseFd(&child_.stdin_fd);
+  }
+  ~LockRunner() {
+    if (child_.pid > 0) {
+      kill(child_.pid, SIGKILL);
+      waitpid(child_.pid, nullptr, 0);
+    }
+    if (cmd_pid_ > 0) kill(cmd_pid_, SIGKILL);
+    CloseFd(&child_.stdout_fd);
+    CloseFd(&child_.stderr_fd);
+  }
+  LockRunner(const LockRunner&) = delete;
+  LockRunner& operator=(const LockRunner&) = delete;
+
+  pid_t pid() const { return child_.pid; }
+  // Reads CMD's PID line: CMD runs, so revkv holds the lock. 0 on failure.
+  pid_t ReadCmdPid(Clock::time_point deadline) {
+    auto line = reader_.Next(deadline);
+    if (!line || !AllDigits(*line) || line->size() > 9) return 0;
+    cmd_pid_ = static_cast<pid_t>(std::stol(*line));
+    return cmd_pid_;
+  }
+  std::optional<std::string> NextLine(Clock::time_point deadline) { return reader_.Next(deadline); }
+  // Waits for revkv to exit; returns its exit code. stderr is then in err().
+  int Wait(Clock::time_point deadline) {
+    err_ = ReadAll(child_.stderr_fd, deadline);
+    const int code = WaitChild(child_.pid, deadline);
+    child_.pid = -1;
+    return code;
+  }
+  // Kills revkv with SIGKILL, as a crash would.
+  void Crash() {
+    kill(child_.pid, SIGKILL);
+    waitpid(child_.pid, nullptr, 0);
+    child_.pid = -1;
+  }
+  // CMD is known to be gone: nothing to kill at the end.
+  void ForgetCmd() { cmd_pid_ = -1; }
+  const std::string& err() const { return err_; }
+
+ private:
+  Child child_;
+  LineReader reader_;
+  pid_t cmd_pid_ = -1;
+  std::string err_;
+};
+
+// A lock's CMD that prints its PID once it traps SIGTERM, then waits to be
+// signalled, saying so on SIGTERM and exiting with `term_exit`.
+std::vector<std::string> TrappingCmd(int term_exit) {
+  return {"sh", "-c",
+          "trap 'echo got-term; exit " + std::to_string(term_exit) +
+              "' TERM; echo $$; while true; do sleep 0.1; done"};
+}
+
+// Whether process `pid` (a reaped child of a revkv) is gone.
+bool Gone(pid_t pid) { return kill(pid, 0) != 0 && errno == ESRCH; }
+
+TEST_F(cli, LockPassesIncreasingFencingTokenToCommand) {
+  RunResult first = Cli({"lock", "L", "--", "sh", "-c", "echo $REVKV_FENCING_TOKEN"});
+  ASSERT_EQ(first.exit_code, 0) << first;
+  EXPECT_EQ(first.err, "");
+  const uint64_t t1 = FirstNumber(first.out);
+  EXPECT_GT(t1, 0u) << first;
+  EXPECT_EQ(first.out, std::to_string(t1) + "\n");
+  RunResult second = Cli({"lock", "L", "--", "sh", "-c", "echo $REVKV_FENCING_TOKEN"});
+  ASSERT_EQ(second.exit_code, 0) << second;
+  EXPECT_GT(FirstNumber(second.out), t1) << second;
+
+  // A token already in the environment (here: an outer revkv lock's, on
+  // another store) is replaced, not duplicated.
+  const std::string other = dir_.path() + "/other";
+  uint64_t inner_before = 0;
+  for (int i = 0; i < 3; ++i) {
+    inner_before = FirstNumber(
+        RunCli({"--db", other, "lock", "M", "--", "sh", "-c", "echo $REVKV_FENCING_TOKEN"}).out);
+  }
+  ASSERT_GE(inner_before, 3u);
+  // `env` prints its environment exactly as received (a shell would
+  // de-duplicate it).
+  RunResult nested = Cli({"lock", "L", "--", kCli, "--db", other, "lock", "M", "--", "env"});
+  ASSERT_EQ(nested.exit_code, 0) << nested;
+  std::vector<std::string> tokens;
+  for (const std::string& line : Lines(nested.out)) {
+    if (line.starts_with("REVKV_FENCING_TOKEN=")) tokens.push_back(line.substr(20));
+  }
+  ASSERT_EQ(tokens.size(), 1u) << nested;
+  EXPECT_GT(FirstNumber(tokens[0]), inner_before) << nested;
+}
+
+TEST_F(cli, LockExitsWithCommandStatusAndPassesArgumentsVerbatim) {
+  RunResult three = Cli({"lock", "L", "--", "sh", "-c", "exit 3"});
+  EXPECT_EQ(three.exit_code, 3) << three;
+  EXPECT_EQ(three.err, "");
+  RunResult ok = Cli({"lock", "L", "--", "true"});
+  EXPECT_EQ(ok.exit_code, 0) << ok;
+  EXPECT_EQ(ok.out + ok.err, "");
+  // Killed by a signal: 128 + its number, as a shell reports it.
+  EXPECT_EQ(Cli({"lock", "L", "--", "sh", "-c", "kill -TERM $$"}).exit_code, 128 + SIGTERM);
+  // After "--", flag-like words (another "--" too) belong to CMD.
+  RunResult args =
+      Cli({"lock", "L", "--", "printf", "%s|", "--json", "-h", "--help", "--", "--lease=1"});
+  EXPECT_EQ(args.exit_code, 0) << args;
+  EXPECT_EQ(args.out, "--json|-h|--help|--|--lease=1|");
+  // Options may precede NAME, in either form.
+  RunResult flags = Cli({"lock", "--lease=2s", "--timeout", "1m", "L", "--", "echo", "x"});
+  EXPECT_EQ(flags.exit_code, 0) << flags;
+  EXPECT_EQ(flags.out, "x\n");
+}
+
+TEST_F(cli, LockCommandNotFoundIs127AndReleasesTheLock) {
+  for (const char* cmd : {"revkv-no-such-command-7f3a", "/nonexistent/bin/cmd"}) {
+    RunResult r = Cli({"lock", "L", "--lease", "20s", "--", cmd, "arg"});
+    EXPECT_TRUE(FailsWith(127, r)) << cmd;
+    EXPECT_NE(r.err.find(cmd), std::string::npos) << r;
+  }
+  // Released: a caller that will not wait at all still gets it.
+  RunResult next = Cli({"lock", "L", "--timeout", "0ms", "--", "true"});
+  EXPECT_EQ(next.exit_code, 0) << next;
+}
+
+TEST_F(cli, LockUsageAndDurationErrors) {
+  EXPECT_TRUE(FailsWith(1, Cli({"lock", "L", "true"})));   // no "--"
+  EXPECT_TRUE(FailsWith(1, Cli({"lock", "L", "--"})));     // no CMD
+  EXPECT_TRUE(FailsWith(1, Cli({"lock", "--", "true"})));  // no NAME
+  EXPECT_TRUE(FailsWith(1, Cli({"lock", "L", "M", "--", "true"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"lock", "L", "--timeout", "--", "true"})));  // value forgotten
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k", "v", "--lease", "1s"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"get", "k", "--timeout=1s"})));
+  for (const char* text : {"10", "abc", "-1s", "", "1.5s", "1h", "s", "10 s", "1000000m"}) {
+    EXPECT_TRUE(FailsWith(7, Cli({"lock", "L", "--lease", text, "--", "true"})))
+        << "--lease '" << text << "'";
+    EXPECT_TRUE(FailsWith(7, Cli({"lock", "L", "--timeout=" + std::string(text), "--", "true"})))
+        << "--timeout '" << text << "'";
+  }
+  // Under the engine's minimum lease.
+  EXPECT_TRUE(FailsWith(7, Cli({"lock", "L", "--lease", "9ms", "--", "true"})));
+  EXPECT_TRUE(FailsWith(7, Cli({"lock", "a b", "--", "true"})));  // NAME follows the key rules
+  // None of these ran CMD or created the store.
+  EXPECT_FALSE(std::filesystem::exists(db()));
+  RunResult help = RunCli({"--help"});
+  EXPECT_NE(help.out.find("lock NAME"), std::string::npos) << help;
+  EXPECT_NE(help.out.find("--lease DUR"), std::string::npos) << help;
+}
+
+TEST_F(cli, LockWaitsForHeldStoreThenTimesOut) {
+  Put("k", "v");
+  {
+    auto holder = revkv::Engine::Open({.path = db()});
+    ASSERT_TRUE(holder.ok()) << holder.status().ToString();
+    const auto start = Clock::now();
+    RunResult r = Cli({"lock", "L", "--timeout", "300ms", "--", "echo", "ran"});
+    const int64_t ms = MsSince(start);
+    EXPECT_TRUE(FailsWith(5, r));
+    EXPECT_NE(r.err.find("'L'"), std::string::npos) << r;
+    EXPECT_GE(ms, 300);
+    EXPECT_LT(ms, 5000);
+
+    // A waiter with time to spare gets the store once the holder lets go.
+    LockRunner waiter(
+        {"--db", db(), "lock", "L", "--timeout", "20s", "--", "sh", "-c", "echo $$; echo ran"});
+    ASSERT_GT(waiter.pid(), 0);
+    auto early = waiter.NextLine(Clock::now() + 300ms);
+    EXPECT_FALSE(early.has_value()) << "CMD ran while the store was held: " << *early;
+    holder->reset();
+    const auto deadline = Clock::now() + 15s;
+    EXPECT_GT(waiter.ReadCmdPid(deadline), 0);
+    EXPECT_EQ(waiter.NextLine(deadline), "ran");
+    EXPECT_EQ(waiter.Wait(deadline), 0) << waiter.err();
+    waiter.ForgetCmd();
+  }
+}
+
+TEST_F(cli, LockLeftByKilledHolderBlocksUntilItsLeaseExpires) {
+  LockRunner holder(
+      {"--db", db(), "lock", "L", "--lease", "20s", "--", "sh", "-c", "echo $$; exec sleep 30"});
+  ASSERT_GT(holder.pid(), 0);
+  const pid_t sleeper = holder.ReadCmdPid(Clock::now() + 15s);
+  ASSERT_GT(sleeper, 0) << "the holder's CMD never ran";
+  holder.Crash();  // the lock record stays behind, as after a crash
+  kill(sleeper, SIGKILL);
+
+  const auto start = Clock::now();
+  RunResult r = Cli({"lock", "L", "--timeout", "500ms", "--", "echo", "ran"});
+  const int64_t ms = MsSince(start);
+  EXPECT_TRUE(FailsWith(5, r));
+  EXPECT_NE(r.err.find("'L'"), std::string::npos) << r;
+  EXPECT_GE(ms, 500);
+  EXPECT_LT(ms, 5000);
+  // Other locks are unaffected.
+  EXPECT_EQ(Cli({"lock", "M", "--timeout", "0ms", "--", "true"}).exit_code, 0);
+}
+
+TEST_F(cli, LockLostLeaseTerminatesCommandAndExits9) {
+  std::vector<std::string> args = {"--db", db(), "lock", "L", "--lease", "1s", "--"};
+  for (const std::string& a : TrappingCmd(0)) args.push_back(a);
+  LockRunner runner(args);
+  ASSERT_GT(runner.pid(), 0);
+  const pid_t shell = runner.ReadCmdPid(Clock::now() + 15s);
+  ASSERT_GT(shell, 0) << "CMD never ran";
+  // Pause revkv, not CMD, past its lease: it cannot renew, and on waking
+  // finds the lease gone.
+  ASSERT_EQ(kill(runner.pid(), SIGSTOP), 0);
+  usleep(2000 * 1000);
+  ASSERT_EQ(kill(runner.pid(), SIGCONT), 0);
+  const auto resumed = Clock::now();
+  const auto deadline = resumed + 15s;
+  EXPECT_EQ(runner.NextLine(deadline), "got-term");
+  EXPECT_EQ(runner.Wait(deadline), 9);
+  EXPECT_LT(MsSince(resumed), 3000);
+  EXPECT_NE(runner.err().find("LockLost"), std::string::npos) << runner.err();
+  EXPECT_NE(runner.err().find("'L'"), std::string::npos) << runner.err();
+  EXPECT_EQ(std::count(runner.err().begin(), runner.err().end(), '\n'), 1) << runner.err();
+  // revkv reaped CMD before exiting.
+  EXPECT_TRUE(Gone(shell));
+  runner.ForgetCmd();
+  // The lost lock was freed: the next caller need not wait out a lease.
+  EXPECT_EQ(Cli({"lock", "L", "--timeout", "0ms", "--", "true"}).exit_code, 0);
+}
+
+TEST_F(cli, LockForwardsStopSignalsToCommand) {
+  {
+    std::vector<std::string> args = {"--db", db(), "lock", "L", "--lease", "20s", "--"};
+    for (const std::string& a : TrappingCmd(7)) args.push_back(a);
+    LockRunner runner(args);
+    ASSERT_GT(runner.pid(), 0);
+    const pid_t shell = runner.ReadCmdPid(Clock::now() + 15s);
+    ASSERT_GT(shell, 0) << "CMD never ran";
+    ASSERT_EQ(kill(runner.pid(), SIGTERM), 0);
+    const auto deadline = Clock::now() + 15s;
+    EXPECT_EQ(runner.NextLine(deadline), "got-term");
+    EXPECT_EQ(runner.Wait(deadline), 7) << runner.err();  // CMD's own status
+    EXPECT_EQ(runner.err(), "");
+    EXPECT_TRUE(Gone(shell));
+    runner.ForgetCmd();
+  }
+  {
+    LockRunner runner(
+        {"--db", db(), "lock", "L", "--lease", "20s", "--", "sh", "-c", "echo $$; exec sleep 30"});
+    ASSERT_GT(runner.pid(), 0);
+    const pid_t sleeper = runner.ReadCmdPid(Clock::now() + 15s);
+    ASSERT_GT(sleeper, 0) << "CMD never ran";
+    ASSERT_EQ(kill(runner.pid(), SIGINT), 0);
+    EXPECT_EQ(runner.Wait(Clock::now() + 15s), 128 + SIGINT) << runner.err();
+    EXPECT_TRUE(Gone(sleeper));
+    runner.ForgetCmd();
+  }
+  // Both runs released the lock (its 20 s lease would otherwise block).
+  EXPECT_EQ(Cli({"lock", "L", "--timeout", "0ms", "--", "true"}).exit_code, 0);
+}
+
+TEST_F(cli, LockIsReleasedWhenCommandExits) {
+  const auto start = Clock::now();
+  for (const char* cmd : {"true", "false", "true"}) {
+    // With no wait allowed, any lock left behind fails the next run with 5.
+    RunResult r = Cli({"lock", "L", "--lease", "20s", "--timeout", "0ms", "--", cmd});
+    EXPECT_EQ(r.exit_code, std::string_view(cmd) == "true" ? 0 : 1) << cmd << ": " << r;
+    EXPECT_EQ(r.err, "") << r;
+  }
+  EXPECT_LT(MsSince(start), 5000);
+}
+
 }  // namespace

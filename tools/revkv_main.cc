@@ -1,27 +1,37 @@
 // revkv: the command-line tool over the public revkv API.
 //
 //   revkv --db DIR [--bucket NAME] [--json] [--history N] [--sync] COMMAND ...
+//   revkv --db DIR lock NAME [--lease DUR] [--timeout DUR] -- CMD [ARGS...]
 //
 // Scripts depend on the exit codes and output formats below, so they are a
 // contract: see Usage() and the comments on each command.
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "revkv/revkv.h"
+
+extern char** environ;
 
 namespace {
 
@@ -34,6 +44,8 @@ enum ExitCode : int {
   kExitTimeout = 5,
   kExitUnavailable = 6,
   kExitInvalidArgument = 7,
+  kExitLockLost = 9,     // lock: the lease was lost while CMD ran
+  kExitCannotRun = 127,  // lock: CMD could not be started
 };
 
 constexpr std::string_view kUsage =
@@ -50,6 +62,7 @@ constexpr std::string_view kUsage =
     "  keys [FILTER]                   list live keys; FILTER takes '*' and '>' wildcards\n"
     "  history KEY                     print KEY's retained revisions, oldest first\n"
     "  watch [FILTER]                  print changes as they happen, until interrupted\n"
+    "  lock NAME -- CMD [ARGS...]      run CMD while holding the lease lock NAME (see below)\n"
     "\n"
     "Options (anywhere on the command line, as --flag VALUE or --flag=VALUE):\n"
     "  --db DIR         the store's directory (required)\n"
@@ -58,13 +71,26 @@ constexpr std::string_view kUsage =
     "  --history N      revisions kept per key (1..64), applied when the bucket is created\n"
     "  --sync           fsync every write before it returns\n"
     "  --revision N     delete/purge: only if KEY's latest revision is N\n"
+    "  --lease DUR      lock: the lease, renewed while CMD runs (default: 30s)\n"
+    "  --timeout DUR    lock: how long to wait for the store and the lock (default: 30s)\n"
     "  -h, --help       print this help\n"
-    "  --               treat every later argument as a positional one\n"
+    "  --               treat every later argument as a positional one; for lock,\n"
+    "                   every argument after it is CMD and its ARGS, verbatim\n"
     "\n"
-    "A VALUE of '-' reads the value from standard input.\n"
+    "A VALUE of '-' reads the value from standard input. DUR is a whole number with\n"
+    "a unit: 500ms, 10s or 2m.\n"
+    "\n"
+    "lock waits until it can open the store and acquire NAME (a name follows the key\n"
+    "rules), then runs CMD, searched for in PATH, with REVKV_FENCING_TOKEN set to the\n"
+    "lock's fencing token, and releases the lock when CMD exits. SIGINT, SIGTERM and\n"
+    "SIGHUP are passed on to CMD. If the lease is lost while CMD runs, CMD is sent\n"
+    "SIGTERM (SIGKILL 5s later) and lock exits 9.\n"
     "\n"
     "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 exists, 4 conflict,\n"
-    "5 timeout, 6 unavailable (store held by another process), 7 invalid argument.\n";
+    "5 timeout, 6 unavailable (store held by another process), 7 invalid argument.\n"
+    "lock exits with CMD's status (128+N if CMD was killed by signal N), or 5 if the\n"
+    "store or the lock was not free within --timeout, 9 if the lease was lost, 127 if\n"
+    "CMD could not be started.\n";
 
 // Error text ends up on one stderr line, so anything that could break the
 // line or the terminal is escaped.
@@ -139,7 +165,11 @@ struct Args {
   bool help = false;
   std::optional<std::string> history;   // raw text; parsed after usage checks
   std::optional<std::string> revision;  // raw text of --revision
+  std::optional<std::string> lease;     // raw text of --lease
+  std::optional<std::string> timeout;   // raw text of --timeout
   std::vector<std::string> positional;  // COMMAND and its arguments
+  // Where the first "--" stood: the number of positional arguments before it.
+  std::optional<size_t> separator;
 };
 
 // Returns the first usage error, or an empty string. Scanning goes on past an
@@ -157,6 +187,7 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
         args->help = true;
       } else if (!only_positional && arg == "--") {
         only_positional = true;
+        args->separator = args->positional.size();
       } else {
         args->positional.emplace_back(arg);
       }
@@ -186,6 +217,10 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       target = &args->history;
     } else if (name == "revision") {
       target = &args->revision;
+    } else if (name == "lease") {
+      target = &args->lease;
+    } else if (name == "timeout") {
+      target = &args->timeout;
     } else {
       note("unknown flag " + Quote(arg.substr(0, eq)));
       continue;
@@ -194,10 +229,11 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     if (inline_value) {
       value = *inline_value;
     } else {
-      // A following "--flag" means the value was forgotten; swallowing the
-      // next flag as a value would only produce a stranger error later.
+      // A following "--flag" (or the "--" before lock's CMD) means the value
+      // was forgotten; swallowing it as a value would only produce a
+      // stranger error later.
       std::string_view next = i + 1 < argc ? std::string_view(argv[i + 1]) : std::string_view();
-      if (i + 1 >= argc || (next.size() > 2 && next.starts_with("--"))) {
+      if (i + 1 >= argc || next.starts_with("--")) {
         note("--" + std::string(name) + " needs a value");
         continue;
       }
@@ -220,6 +256,37 @@ std::optional<uint64_t> ParseUint64(std::string_view text) {
     value = value * 10 + digit;
   }
   return value;
+}
+
+// A duration for lock: a full decimal number with a unit, "ms", "s" or "m".
+// A bare number is refused: "--lease 30" could mean seconds or milliseconds.
+// Capped at a year so that deadlines cannot overflow the clock.
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  constexpr uint64_t kMaxMs = 365ULL * 24 * 60 * 60 * 1000;
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string_view unit = text.substr(digits);
+  uint64_t scale;
+  if (unit == "ms") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1000;
+  } else if (unit == "m") {
+    scale = 60 * 1000;
+  } else {
+    return std::nullopt;
+  }
+  const std::optional<uint64_t> n = ParseUint64(text.substr(0, digits));
+  if (!n || *n > kMaxMs / scale) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(*n * scale));
+}
+
+// The shortest exact spelling of `d` in ParseDuration's syntax.
+std::string FormatDuration(std::chrono::milliseconds d) {
+  const int64_t ms = d.count();
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 // ---- Output formats ----
@@ -444,6 +511,7 @@ constexpr CommandSpec kCommands[] = {
     {"keys", 0, 1, "keys [FILTER]", false},
     {"history", 1, 1, "history KEY", false},
     {"watch", 0, 1, "watch [FILTER]", false},
+    {"lock", 1, 1, "lock NAME [--lease DUR] [--timeout DUR] -- CMD [ARGS...]", true},
 };
 
 volatile sig_atomic_t g_stop = 0;
@@ -545,6 +613,272 @@ int RunWatch(const Args& args, const std::string& bucket_name, const std::string
   return kExitOk;
 }
 
+// ---- lock ----
+
+// A file descriptor closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Why the lock was lost, as reported by the engine's on_lost callback.
+struct LostReport {
+  std::mutex mu;
+  std::string why;  // GUARDED_BY(mu)
+};
+
+constexpr std::chrono::milliseconds kStoreRetry{50};
+// How long one Acquire call may wait before stop signals are checked again.
+constexpr std::chrono::milliseconds kAcquireSlice{100};
+// How often the lease is checked while CMD runs, besides the on_lost
+// callback: a process resumed after a pause finds its renewal overdue, and
+// this notices it even before the engine's timer thread runs.
+constexpr int kLostCheckMs = 200;
+constexpr auto kKillGrace = std::chrono::seconds(5);
+
+// Drains the signalfd; returns the last stop signal read (SIGINT, SIGTERM,
+// SIGHUP), or 0. `forward` gets each stop signal as it is read.
+template <typename Forward>
+int DrainSignals(int sfd, Forward forward) {
+  int stop = 0;
+  signalfd_siginfo si;
+  while (read(sfd, &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
+    if (si.ssi_signo == SIGCHLD) continue;  // the wait loop reaps CMD
+    stop = static_cast<int>(si.ssi_signo);
+    forward(si);
+  }
+  return stop;
+}
+
+int DrainSignals(int sfd) {
+  return DrainSignals(sfd, [](const signalfd_siginfo&) {});
+}
+
+// Waits up to `ms` for a stop signal; returns it, or 0.
+int WaitForStop(int sfd, std::chrono::milliseconds ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto until = Clock::now() + ms;
+  while (true) {
+    if (int sig = DrainSignals(sfd); sig != 0) return sig;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return 0;
+    pollfd p{sfd, POLLIN, 0};
+    poll(&p, 1, static_cast<int>(left.count()));
+  }
+}
+
+// `revkv lock NAME -- CMD...`: see Usage(). The exit code is CMD's, or one of
+// revkv's own (5, 9, 127, ...) as documented there.
+int RunLock(const Args& args, const std::string& name, const std::vector<std::string>& cmd,
+            std::chrono::milliseconds lease, std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + timeout;
+  const std::string lock_text = "lock " + Quote(name);
+
+  // Stop signals and SIGCHLD are blocked before any engine thread starts, so
+  // every thread inherits the mask and they all arrive on the signalfd. A
+  // stop signal that whoever started revkv made us ignore stays ignored, for
+  // CMD too (it inherits the disposition).
+  sigset_t handled;
+  sigemptyset(&handled);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaddset(&handled, sig);
+  }
+  // An inherited SIG_IGN for SIGCHLD would reap CMD behind our back.
+  signal(SIGCHLD, SIG_DFL);
+  sigaddset(&handled, SIGCHLD);
+  sigset_t original_mask;
+  pthread_sigmask(SIG_BLOCK, &handled, &original_mask);
+  Fd sfd(signalfd(-1, &handled, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (sfd.get() < 0) return Fail(kExitError, std::string("signalfd: ") + strerror(errno));
+
+  // The store is exclusive to one process, so another revkv holding it is
+  // just one more reason to wait, within the same --timeout.
+  revkv::Options options;
+  options.path = *args.db;
+  options.sync = args.sync;
+  options.create_if_missing = true;
+  std::unique_ptr<revkv::Engine> engine;
+  while (true) {
+    auto opened = revkv::Engine::Open(options);
+    if (opened.ok()) {
+      engine = std::move(*opened);
+      break;
+    }
+    if (!opened.status().IsUnavailable()) return FailStatus(opened.status());
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return Fail(kExitTimeout, "Timeout: " + lock_text + " was not acquired within " +
+                                    FormatDuration(timeout) + ": the store at " + Quote(*args.db) +
+                                    " stayed held by another process");
+    }
+    if (int sig = WaitForStop(sfd.get(), std::min(left, kStoreRetry)); sig != 0) return 128 + sig;
+  }
+
+  // Acquire waits in slices, so that a stop signal ends the wait promptly;
+  // the engine remembers when it first saw the holder's record, so slicing
+  // does not delay taking over an expired lease.
+  std::unique_ptr<revkv::Lock> lock;
+  while (true) {
+    const auto left =
+        std::max(std::chrono::milliseconds(0),
+                 std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()));
+    const auto slice = std::min(left, kAcquireSlice);
+    auto acquired = engine->Acquire(name, lease, slice);
+    if (acquired.ok()) {
+      lock = std::move(*acquired);
+      break;
+    }
+    if (!acquired.status().IsTimeout()) return FailStatus(acquired.status());
+    if (int sig = DrainSignals(sfd.get()); sig != 0) return 128 + sig;
+    if (left <= slice) {
+      return Fail(kExitTimeout, "Timeout: " + lock_text + " was not acquired within " +
+                                    FormatDuration(timeout) + ": another owner holds it");
+    }
+  }
+  // Interrupted while acquiring: CMD never starts; the lock is released.
+  if (int sig = DrainSignals(sfd.get()); sig != 0) return 128 + sig;
+
+  // The callback only wakes this thread; everything else happens here. The
+  // eventfd outlives the lock handle (declared first, destroyed last).
+  Fd lost_fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (lost_fd.get() < 0) return Fail(kExitError, std::string("eventfd: ") + strerror(errno));
+  auto report = std::make_shared<LostReport>();
+  {
+    const int efd = lost_fd.get();
+    lock->on_lost([efd, report](const revkv::Status& why) {
+      {
+        std::lock_guard<std::mutex> guard(report->mu);
+        report->why = why.ToString();
+      }
+      const uint64_t one = 1;
+      if (write(efd, &one, sizeof(one)) < 0) {
+        // Cannot fail short of a full counter; the timed check still runs.
+      }
+    });
+  }
+  auto lost_reason = [&] {
+    std::lock_guard<std::mutex> guard(report->mu);
+    return report->why.empty() ? "its lease of " + FormatDuration(lease) + " ran out unrenewed"
+                               : report->why;
+  };
+  if (lock->lost()) {
+    return Fail(kExitLockLost,
+                "LockLost: " + lock_text + " was lost before CMD started (" + lost_reason() + ")");
+  }
+
+  // CMD's environment: ours, with REVKV_FENCING_TOKEN set (built by hand:
+  // setenv is not safe with the engine's threads running).
+  constexpr std::string_view kTokenVar = "REVKV_FENCING_TOKEN=";
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!std::string_view(*e).starts_with(kTokenVar)) env_storage.emplace_back(*e);
+  }
+  env_storage.push_back(std::string(kTokenVar) + std::to_string(lock->fencing_token()));
+  std::vector<char*> envp;
+  for (std::string& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_storage = cmd;
+  std::vector<char*> argv;
+  for (std::string& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // CMD starts with the signal mask revkv was started with. Handlers need no
+  // reset: revkv installs none here, and exec keeps only ignored ones.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &original_mask);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  const int spawn_rc = posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (spawn_rc != 0) {
+    const revkv::Status released = lock->Release();
+    if (!released.ok() && !released.IsLockLost()) {
+      return Fail(kExitCannotRun, "cannot run " + Quote(cmd[0]) + ": " + strerror(spawn_rc) +
+                                      "; releasing " + lock_text + " also failed (" +
+                                      released.ToString() + ")");
+    }
+    return Fail(kExitCannotRun, "cannot run " + Quote(cmd[0]) + ": " + strerror(spawn_rc));
+  }
+
+  // Wait for CMD, passing stop signals on and reacting to a lost lease.
+  bool lost = false;
+  bool sent_kill = false;
+  Clock::time_point kill_at{};
+  int status = 0;
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
+      // Cannot happen for our own child; do not leave it running unlocked.
+      const std::string error = strerror(errno);
+      kill(pid, SIGKILL);
+      return Fail(kExitError, "waiting for CMD failed: " + error);
+    }
+    int wait_ms = kLostCheckMs;
+    if (lost && !sent_kill) {
+      wait_ms = static_cast<int>(std::clamp<int64_t>(
+          std::chrono::ceil<std::chrono::milliseconds>(kill_at - Clock::now()).count(), 0,
+          kLostCheckMs));
+    }
+    pollfd fds[2] = {{sfd.get(), POLLIN, 0}, {lost_fd.get(), POLLIN, 0}};
+    poll(fds, 2, wait_ms);
+    DrainSignals(sfd.get(), [pid](const signalfd_siginfo& si) {
+      // A signal from the terminal went to the whole foreground process
+      // group, CMD included: sending it again would deliver it twice.
+      if (si.ssi_code == SI_KERNEL) return;
+      kill(pid, static_cast<int>(si.ssi_signo));
+    });
+    uint64_t count;
+    const bool woken = read(lost_fd.get(), &count, sizeof(count)) == sizeof(count);
+    if (!lost && (woken || lock->lost())) {
+      lost = true;
+      kill(pid, SIGTERM);
+      kill_at = Clock::now() + kKillGrace;
+    }
+    if (lost && !sent_kill && Clock::now() >= kill_at) {
+      kill(pid, SIGKILL);
+      sent_kill = true;
+    }
+  }
+  const int cmd_code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                       : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                             : kExitError;
+  if (lost) {
+    return Fail(kExitLockLost,
+                "LockLost: " + lock_text + " was lost while CMD ran (" + lost_reason() +
+                    "); CMD was sent SIGTERM" +
+                    (sent_kill ? " and, " + FormatDuration(kKillGrace) + " later, SIGKILL"
+                               : std::string()));
+  }
+  // Release fails with LockLost only if someone else took the lock over
+  // while CMD ran, i.e. CMD did not run under exclusion throughout.
+  const revkv::Status released = lock->Release();
+  if (released.IsLockLost()) {
+    return Fail(kExitLockLost,
+                "LockLost: " + lock_text + " was lost while CMD ran (" + released.ToString() + ")");
+  }
+  if (!released.ok()) {
+    // CMD ran under the lock; its status is what the caller needs. The lock
+    // record expires after its lease.
+    Fail(kExitError, "could not release " + lock_text + " (" + released.ToString() +
+                         "); it expires after its lease of " + FormatDuration(lease));
+  }
+  return cmd_code;
+}
+
 int Run(int argc, char** argv) {
   Args args;
   const std::string usage_error = ParseArgs(argc, argv, &args);
@@ -559,7 +893,37 @@ int Run(int argc, char** argv) {
   const std::string bucket_name = args.bucket.value_or("default");
 
   const std::string& command = args.positional[0];
-  const std::vector<std::string> params(args.positional.begin() + 1, args.positional.end());
+  std::vector<std::string> params(args.positional.begin() + 1, args.positional.end());
+  // lock: the arguments after "--" are CMD. If "--" came before NAME (it
+  // then only ended the options), CMD follows a second, literal "--".
+  std::vector<std::string> lock_cmd;
+  if (command == "lock") {
+    std::optional<size_t> cmd_at;  // index in positional of CMD's first word
+    size_t name_end = 0;           // NAME and any stray words: positional[1, name_end)
+    if (args.separator && *args.separator >= 2) {
+      cmd_at = name_end = *args.separator;
+    } else if (args.separator) {
+      for (size_t i = 1; i < args.positional.size(); ++i) {
+        if (args.positional[i] == "--") {
+          name_end = i;
+          cmd_at = i + 1;
+          break;
+        }
+      }
+      // "lock -- CMD": the "--" is the separator and NAME is missing.
+      if (!cmd_at && *args.separator == 1) cmd_at = name_end = 1;
+    }
+    const std::string synopsis =
+        "; use: revkv lock NAME [--lease DUR] [--timeout DUR] -- CMD [ARGS...]";
+    if (!cmd_at) return UsageError("lock needs '--' before the command" + synopsis);
+    if (*cmd_at >= args.positional.size()) {
+      return UsageError("lock needs a command after '--'" + synopsis);
+    }
+    lock_cmd.assign(args.positional.begin() + static_cast<ptrdiff_t>(*cmd_at),
+                    args.positional.end());
+    params.assign(args.positional.begin() + 1,
+                  args.positional.begin() + static_cast<ptrdiff_t>(name_end));
+  }
   const CommandSpec* spec = nullptr;
   for (const CommandSpec& c : kCommands) {
     if (c.name == command) spec = &c;
@@ -570,6 +934,9 @@ int Run(int argc, char** argv) {
   }
   if (args.revision && command != "delete" && command != "purge") {
     return UsageError("--revision applies only to delete and purge");
+  }
+  if ((args.lease || args.timeout) && command != "lock") {
+    return UsageError(std::string(args.lease ? "--lease" : "--timeout") + " applies only to lock");
   }
 
   // Everything that can be checked without the store is checked first, so a
@@ -604,8 +971,11 @@ int Run(int argc, char** argv) {
   const std::string filter = has_filter && !params.empty() ? params[0] : ">";
   if (has_filter) {
     if (revkv::Status s = revkv::ValidateFilter(filter); !s.ok()) return FailStatus(s);
-  } else {
-    if (revkv::Status s = revkv::ValidateKey(params[0]); !s.ok()) return FailStatus(s);
+  } else if (revkv::Status s = revkv::ValidateKey(params[0]); !s.ok()) {
+    if (command != "lock") return FailStatus(s);
+    return Fail(
+        kExitInvalidArgument,
+        "InvalidArgument: bad lock name (names follow the key rules): " + std::string(s.message()));
   }
   std::string value;
   if (spec->min_args >= 2) {
@@ -617,6 +987,28 @@ int Run(int argc, char** argv) {
   }
 
   if (command == "watch") return RunWatch(args, bucket_name, filter);
+  if (command == "lock") {
+    std::chrono::milliseconds durations[2] = {std::chrono::seconds(30), std::chrono::seconds(30)};
+    const std::pair<const char*, const std::optional<std::string>*> flags[2] = {
+        {"--lease", &args.lease}, {"--timeout", &args.timeout}};
+    for (int i = 0; i < 2; ++i) {
+      const auto& [flag, text] = flags[i];
+      if (!*text) continue;
+      auto d = ParseDuration(**text);
+      if (!d) {
+        return Fail(kExitInvalidArgument,
+                    std::string("InvalidArgument: ") + flag + " " + Quote(**text) +
+                        " is not a duration; give a whole number with a unit, e.g. 500ms, 10s "
+                        "or 2m (at most a year)");
+      }
+      durations[i] = *d;
+    }
+    if (durations[0] < std::chrono::milliseconds(10)) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: --lease " + FormatDuration(durations[0]) +
+                                            " is too short; give at least 10ms");
+    }
+    return RunLock(args, params[0], lock_cmd, durations[0], durations[1]);
+  }
 
   revkv::Options options;
   options.path = *args.db;
