@@ -60,15 +60,20 @@ Result<std::unique_ptr<Watcher>> LocalWatcher::Start(std::shared_ptr<LocalBucket
     raw->initial_.assign(std::make_move_iterator(latest->begin()),
                          std::make_move_iterator(latest->end()));
   }
-  if (callback) raw->callback_thread_ = std::thread(&LocalWatcher::RunCallback, raw, std::move(callback));
+  if (callback) {
+    raw->callback_thread_ =
+        std::thread(&LocalWatcher::RunCallback, raw, std::move(callback), raw->destroyed_);
+  }
   return std::unique_ptr<Watcher>(std::move(w));
 }
 
 LocalWatcher::~LocalWatcher() {
   Cancel();
+  std::lock_guard<std::mutex> join(join_mu_);
   if (callback_thread_.joinable()) {
     if (callback_thread_.get_id() == std::this_thread::get_id()) {
-      callback_thread_.detach();  // destroyed from its own callback
+      *destroyed_ = true;  // destroyed from its own callback: RunCallback must stop
+      callback_thread_.detach();
     } else {
       callback_thread_.join();
     }
@@ -78,6 +83,9 @@ LocalWatcher::~LocalWatcher() {
 void LocalWatcher::OnCommit(const Entry& entry) {
   std::lock_guard<std::mutex> lock(mu_);
   if (cancelled_ || catching_up_) return;
+  // Already covered: a kFromRevision watch that starts past the bucket's
+  // last revision must not deliver the revisions before its start.
+  if (entry.revision <= covered_) return;
   if (FilterMatches(filter_, entry.key)) {
     if (queue_.size() >= max_pending_) {
       // The consumer is too far behind: stop queueing and let it read the
@@ -159,11 +167,13 @@ Result<Entry> LocalWatcher::Next(std::chrono::milliseconds timeout) {
 void LocalWatcher::Cancel() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cancelled_) return;
     cancelled_ = true;
   }
   cv_.notify_all();
   bucket_->RemoveCommitListener(listener_id_);
+  // join_mu_ makes a second Cancel() (or the destructor) wait for the join
+  // the first one does, instead of returning early or joining twice.
+  std::lock_guard<std::mutex> join(join_mu_);
   if (callback_thread_.joinable() && callback_thread_.get_id() != std::this_thread::get_id()) {
     callback_thread_.join();
   }
@@ -174,7 +184,7 @@ uint64_t LocalWatcher::last_revision() const {
   return delivered_;
 }
 
-void LocalWatcher::RunCallback(WatchCallback callback) {
+void LocalWatcher::RunCallback(WatchCallback callback, std::shared_ptr<bool> destroyed) {
   while (true) {
     Result<Entry> e = Next(std::chrono::milliseconds(500));
     if (!e.ok() && e.status().IsTimeout()) continue;
@@ -183,6 +193,7 @@ void LocalWatcher::RunCallback(WatchCallback callback) {
       if (cancelled_) return;
     }
     callback(e);
+    if (*destroyed) return;  // `this` is gone
     if (!e.ok()) return;
   }
 }

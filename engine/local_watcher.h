@@ -43,7 +43,9 @@ class LocalWatcher final : public Watcher {
   // Reads the revision log after covered_ into queue_, and switches to live
   // once it is drained. Called without mu_ held.
   Status CatchUp();
-  void RunCallback(WatchCallback callback);
+  // `destroyed` is set (on the callback thread) when a callback destroys its
+  // own watch; the thread then returns without touching `this`.
+  void RunCallback(WatchCallback callback, std::shared_ptr<bool> destroyed);
 
   // Constant after construction.
   const std::shared_ptr<LocalBucket> bucket_;
@@ -60,7 +62,9 @@ class LocalWatcher final : public Watcher {
   bool cancelled_ = false;     // GUARDED_BY(mu_)
   uint64_t delivered_ = 0;     // GUARDED_BY(mu_)
 
-  std::thread callback_thread_;
+  std::mutex join_mu_;           // serializes joining callback_thread_
+  std::thread callback_thread_;  // GUARDED_BY(join_mu_) once started
+  const std::shared_ptr<bool> destroyed_ = std::make_shared<bool>(false);
 };
 
 }  // namespace revkv::engine

@@ -114,6 +114,9 @@ std::string LockManager::OwnerId() const {
 
 void LockManager::OnCommit(const Entry& entry) {
   std::lock_guard<std::mutex> lock(mu_);
+  // Any change starts a new holder revision (or frees the lock): an old
+  // observation is stale, and dropping it keeps the map small.
+  observed_.erase(entry.key);
   auto it = queues_.find(entry.key);
   if (it == queues_.end()) return;
   ++it->second->changes;
@@ -321,10 +324,10 @@ Status LockManager::RenewLocked(Held* held) {
   if (start >= held->last_renewed + held->lease - held->margin) {
     Status lost = Status::LockLost("lock '" + held->name + "' was not renewed within its lease of " +
                                    Ms(held->lease) + " minus the margin of " + Ms(held->margin));
+    // The record is left in place: a waiter takes it over only after lease +
+    // margin on its own clock, which leaves 2 x margin for this holder's
+    // on_lost callbacks to stop the work the lock protected.
     MarkLost(held, lost);
-    // Nobody may have taken it yet: free it for the next waiter, by CAS so a
-    // newer holder's lock is never touched.
-    locks_->Delete(held->name, held->revision).ok();
     return lost;
   }
   auto r = locks_->Update(held->name, held->record, held->revision);
@@ -346,6 +349,10 @@ Status LockManager::ReleaseLocked(Held* held) {
   if (held->released) return held->release_status;
   held->released = true;
   if (held->lost.load()) {
+    // The caller has stopped the protected work by now, so free our stale
+    // record if nobody has taken it over (a CAS: a newer holder's lock is
+    // never touched) rather than make the next waiter sit out the lease.
+    locks_->Delete(held->name, held->revision).ok();
     held->release_status = Status::LockLost("lock '" + held->name + "' had been lost before release");
     return held->release_status;
   }

@@ -61,9 +61,10 @@ class Lock {
   // LockLost: the lock was taken over or had expired. IOError: as writes.
   virtual Status Renew() = 0;
 
-  // Releases the lock. OK; LockLost if it had already been lost (nothing
-  // is deleted then: the lock may belong to someone else). Idempotent: a
-  // second call returns the same status.
+  // Releases the lock. OK; LockLost if it had already been lost. A lost
+  // lock's record is still deleted if, and only if, nobody has taken it over
+  // since (compare-and-swap), so the next waiter need not sit out the lease.
+  // Idempotent: a second call returns the same status.
   virtual Status Release() = 0;
 };
 
