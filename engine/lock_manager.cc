@@ -113,15 +113,18 @@ std::string LockManager::OwnerId() const {
 }
 
 void LockManager::OnCommit(const Entry& entry) {
-  std::lock_guard<std::mutex> lock(mu_);
-  // Any change starts a new holder revision (or frees the lock): an old
-  // observation is stale, and dropping it keeps the map small.
-  observed_.erase(entry.key);
-  auto it = queues_.find(entry.key);
-  if (it == queues_.end()) return;
-  ++it->second->changes;
-  Waiter* head = it->second->waiters.front();  // only the head contends
-  head->signal.store(true, std::memory_order_release);
+  std::shared_ptr<Waiter> head;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Any change starts a new holder revision (or frees the lock): an old
+    // observation is stale, and dropping it keeps the map small.
+    observed_.erase(entry.key);
+    auto it = queues_.find(entry.key);
+    if (it == queues_.end()) return;
+    ++it->second->changes;
+    head = it->second->waiters.front();  // only the head contends
+    head->signal.store(true, std::memory_order_release);
+  }
   head->cv.notify_one();
 }
 
@@ -154,15 +157,16 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   auto [qit, inserted] = queues_.try_emplace(name);
   if (inserted) qit->second = std::make_unique<Queue>();
   Queue& q = *qit->second;
-  Waiter me;
+  auto self = std::make_shared<Waiter>();
+  Waiter& me = *self;
   me.values = &values;
-  q.waiters.push_back(&me);
+  q.waiters.push_back(self);
   // Leaves the queue (with lk held). A waiter that gives up wakes the next
   // one, since the lock may be free. One that got the lock does not: the
   // next waiter sleeps until the lock is handed to it or its key changes.
   auto leave = [&](bool wake_next) {
-    const bool was_head = q.waiters.front() == &me;
-    q.waiters.erase(std::find(q.waiters.begin(), q.waiters.end(), &me));
+    const bool was_head = q.waiters.front() == self;
+    q.waiters.erase(std::find(q.waiters.begin(), q.waiters.end(), self));
     if (q.waiters.empty()) {
       queues_.erase(name);
     } else if (was_head && wake_next) {
@@ -176,7 +180,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   auto sleep = [&](Clock::time_point until, const std::function<bool()>& ready) {
     me.sleeping = true;
     me.signal.store(false, std::memory_order_relaxed);
-    if (q.waiters.front() == &me) {
+    if (q.waiters.front() == self) {
       // A holder in this process usually releases within tens of
       // microseconds; a hand-off caught spinning saves a sleep and a wake-up
       // on the lock's critical path. Bounded; it watches memory, not the store.
@@ -198,7 +202,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   bool handed = false;
 
   // FIFO within the process: only the head of the queue contends.
-  while (q.waiters.front() != &me) {
+  while (q.waiters.front() != self) {
     if (try_only) {
       leave(true);
       return Status::Busy("lock '" + name + "' is being acquired by another thread of this process");
@@ -209,7 +213,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
                              std::to_string(timeout->count()) +
                              " ms (queued behind this process's other waiters)");
     }
-    if (sleep(deadline, [&] { return q.waiters.front() == &me; })) {
+    if (sleep(deadline, [&] { return q.waiters.front() == self; })) {
       handed = true;
       break;
     }
@@ -360,12 +364,12 @@ Status LockManager::ReleaseLocked(Held* held) {
   // queue, pass the lock to it with one CAS instead of a delete and a create,
   // and without making it wake up to write: the lock moves at the speed of
   // one write. The new revision is its fencing token, larger than ours.
-  Waiter* heir = nullptr;
+  std::shared_ptr<Waiter> heir;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = queues_.find(held->name);
     if (it != queues_.end()) {
-      Waiter* head = it->second->waiters.front();
+      const std::shared_ptr<Waiter>& head = it->second->waiters.front();
       // Only a sleeping head can be handed the lock; one that is reading or
       // writing the store on its own gets it the usual way.
       if (head->sleeping && !head->grant_pending && !head->granted) {
@@ -390,8 +394,8 @@ Status LockManager::ReleaseLocked(Held* held) {
         heir->granted_at = start;
       }
       heir->signal.store(true, std::memory_order_release);
-      heir->cv.notify_one();
     }
+    heir->cv.notify_one();  // after dropping mu_, which the heir needs at once
   } else {
     r = locks_->Delete(held->name, held->revision);
   }

@@ -94,7 +94,10 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     Clock::time_point granted_at;
   };
   struct Queue {
-    std::deque<Waiter*> waiters;  // FIFO of waiting Acquire calls; front contends
+    // FIFO of waiting Acquire calls; the front contends. Shared so that a
+    // notifier can signal a waiter after dropping mu_ (a waiter woken while
+    // mu_ is still held would only block again on it).
+    std::deque<std::shared_ptr<Waiter>> waiters;
     uint64_t changes = 0;         // bumped on every commit to the lock's key
   };
   struct Observation {
