@@ -192,6 +192,16 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       lk.lock();
     }
     me.cv.wait_until(lk, until, [&] { return ready() || me.grant_pending || me.granted; });
+    if (me.grant_pending) {
+      // The releaser woke us before writing the hand-off, so that our
+      // wake-up overlaps its write; the write takes microseconds: spin.
+      lk.unlock();
+      const Clock::time_point spin_end = Clock::now() + kHandOffSpin;
+      while (me.grant_pending.load(std::memory_order_acquire) && Clock::now() < spin_end) {
+        std::this_thread::yield();
+      }
+      lk.lock();
+    }
     me.cv.wait(lk, [&] { return !me.grant_pending; });  // a hand-off in flight ends either way
     me.sleeping = false;
     return me.granted;
@@ -374,10 +384,13 @@ Status LockManager::ReleaseLocked(Held* held) {
       // writing the store on its own gets it the usual way.
       if (head->sleeping && !head->grant_pending && !head->granted) {
         head->grant_pending = true;
+        head->signal.store(true, std::memory_order_release);
         heir = head;
       }
     }
   }
+  // Wake the heir now, so that its wake-up runs alongside the write below.
+  if (heir != nullptr) heir->cv.notify_one();
   Result<uint64_t> r = Status::Busy("not attempted");
   if (heir != nullptr) {
     LockRecordValues v = *heir->values;
@@ -387,13 +400,13 @@ Status LockManager::ReleaseLocked(Held* held) {
     r = locks_->Update(held->name, EncodeLockRecord(v), held->revision);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      heir->grant_pending = false;
       if (r.ok()) {
         heir->granted = true;
         heir->token = *r;
         heir->granted_at = start;
       }
       heir->signal.store(true, std::memory_order_release);
+      heir->grant_pending.store(false, std::memory_order_release);  // last: the heir may go
     }
     heir->cv.notify_one();  // after dropping mu_, which the heir needs at once
   } else {

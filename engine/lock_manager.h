@@ -88,7 +88,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     // Hand-off from a releasing holder of this process (see ReleaseLocked).
     bool sleeping = false;       // waiting on the holder: a hand-off may start
     std::atomic<bool> signal{false};  // set (under mu_) before each notify of cv
-    bool grant_pending = false;  // a releaser is writing the hand-off now
+    std::atomic<bool> grant_pending{false};  // a releaser is writing the hand-off now
     bool granted = false;        // the lock is ours, at revision `token`
     uint64_t token = 0;
     Clock::time_point granted_at;
