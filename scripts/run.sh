@@ -3,7 +3,8 @@
 #  1. the contention suite (short version): OCC with UpdateWithRetry vs
 #     lock -> read -> write -> release vs RocksDB's OptimisticTransactionDB
 #     and TransactionDB, over a hot key, uniform and Zipf workloads at 1-16
-#     threads; writes JSON, a markdown table and a PNG plot;
+#     threads (3 randomly interleaved repetitions, medians reported); writes
+#     JSON, a markdown table and a PNG plot;
 #  2. the engine benchmark against raw RocksDB (5 randomly interleaved
 #     repetitions; the report uses medians).
 # Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
@@ -16,6 +17,8 @@ mkdir -p "$OUT"
 short=(--short)
 if [[ "${REVKV_CONTENTION_FULL:-0}" == 1 ]]; then short=(); fi
 "$ROOT/build/bench/revkv_contention_bench" "${short[@]}" \
+  --benchmark_repetitions="${REVKV_CONTENTION_REPETITIONS:-3}" \
+  --benchmark_enable_random_interleaving=true \
   --benchmark_out="$OUT/contention.json" --benchmark_out_format=json
 python3 "$ROOT/bench/contention_report.py" "$OUT/contention.json" \
   --markdown "$OUT/contention.md" --png "$OUT/contention.png"
