@@ -34,9 +34,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::TempDir;
 
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
+using testing::MsSince;
 int64_t MsBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }

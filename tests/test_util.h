@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -32,6 +34,13 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Milliseconds elapsed on the monotonic clock since `t`.
+inline int64_t MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t)
+      .count();
+}
 
 }  // namespace revkv::testing
 

@@ -30,9 +30,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::TempDir;
 
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
+using testing::MsSince;
 
 // The key's value, or "<status>" when it has none.
 std::string ValueOf(Bucket& bucket, std::string_view key) {

@@ -28,9 +28,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::TempDir;
 
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-}
+using testing::MsSince;
 
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
