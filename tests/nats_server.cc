@@ -38,14 +38,15 @@ int ParsePort(const std::string& json) {
 
 }  // namespace
 
-NatsServer::NatsServer() : store_dir_(dir_.Sub("store")) {}
+NatsServer::NatsServer(std::string binary)
+    : binary_(std::move(binary)), store_dir_(dir_.Sub("store")) {}
 
 NatsServer::~NatsServer() { Stop(); }
 
 std::string NatsServer::Binary() { return REVKV_NATS_SERVER; }
 
-std::string NatsServer::Version() {
-  std::string cmd = Binary() + " --version 2>&1";
+std::string NatsServer::Version(const std::string& binary) {
+  std::string cmd = binary + " --version 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return "";
   char buf[256] = {0};
@@ -65,7 +66,7 @@ bool NatsServer::Start() {
   std::error_code ec;
   std::filesystem::remove_all(ports_dir, ec);
   std::filesystem::create_directories(ports_dir, ec);
-  std::vector<std::string> args = {Binary(), "-a", "127.0.0.1", "-p",
+  std::vector<std::string> args = {binary_, "-a", "127.0.0.1", "-p",
                                    std::to_string(port_ > 0 ? port_ : -1),
                                    "-js", "-sd", store_dir_, "--ports_file_dir", ports_dir};
   std::vector<char*> argv;
@@ -82,7 +83,7 @@ bool NatsServer::Start() {
   int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
-    error_ = "cannot start " + Binary() + ": " + std::strerror(rc) +
+    error_ = "cannot start " + binary_ + ": " + std::strerror(rc) +
              "; run scripts/bootstrap.sh to install nats-server";
     return false;
   }

@@ -18,7 +18,8 @@ namespace revkv::testing {
 
 class NatsServer {
  public:
-  NatsServer();
+  // `binary` defaults to the bootstrapped 2.10+ server.
+  explicit NatsServer(std::string binary = Binary());
   ~NatsServer();
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
@@ -48,11 +49,12 @@ class NatsServer {
 
   // The server binary and its version line ("nats-server: v2.10.27").
   static std::string Binary();
-  static std::string Version();
+  static std::string Version(const std::string& binary = Binary());
 
  private:
   void Reap(int signal, int grace_ms);
 
+  const std::string binary_;
   TempDir dir_;
   std::string store_dir_;
   pid_t pid_ = -1;
