@@ -214,41 +214,98 @@ Status LocalBucket::CheckFenceLocked(const Fence& fence) {
   return Status::OK();
 }
 
+Status LocalBucket::ReadHeadLocked(std::string_view key, KeyHead* head) {
+  // With history 1 a write needs only the revision and operation of the
+  // record it replaces, which the cache usually holds.
+  if (auto cached = write_cache_.find(key); cached != write_cache_.end()) {
+    head->exists = true;
+    head->revision = cached->second.revision;
+    head->operation = cached->second.operation;
+    return Status::OK();
+  }
+  rocksdb::PinnableSlice current;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &current);
+  if (rs.IsNotFound()) return Status::OK();
+  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+  auto decoded = DecodeRecord(current.ToStringView(), DecodeParts::kHeader, RecordName{name_, key});
+  if (!decoded.ok()) return decoded.status();
+  head->exists = true;
+  head->revision = decoded->entry.revision;
+  head->operation = decoded->entry.operation;
+  head->older = std::move(decoded->older_revisions);
+  if (config_.history > 1) head->raw.assign(current.data(), current.size());
+  return Status::OK();
+}
+
+LocalBucket::KeyHead LocalBucket::StageLocked(rocksdb::WriteBatch* batch, const Entry& entry,
+                                              KeyHead&& head) {
+  // Decide which earlier revisions stay retained under the history setting.
+  std::vector<uint64_t> older;
+  std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
+  std::vector<uint64_t> dropped_log;      // have a log record to delete
+  if (head.exists) {
+    older = std::move(head.older);
+    if (entry.operation == Operation::kPurge) {
+      dropped_history = older;
+      dropped_log = older;
+      dropped_log.push_back(head.revision);
+      older.clear();
+    } else {
+      older.push_back(head.revision);
+      size_t keep = static_cast<size_t>(config_.history - 1);
+      size_t drop = older.size() > keep ? older.size() - keep : 0;
+      for (size_t i = 0; i < drop; ++i) {
+        if (older[i] != head.revision) dropped_history.push_back(older[i]);
+        dropped_log.push_back(older[i]);
+      }
+      older.erase(older.begin(), older.begin() + static_cast<std::ptrdiff_t>(drop));
+      if (!older.empty() && older.back() == head.revision) {
+        // The replaced record becomes history. Its bytes carry its own older
+        // list, which readers of history records ignore.
+        batch->Put(cf_, HistoryKey(entry.key, head.revision), head.raw);
+      }
+    }
+  }
+  for (uint64_t r : dropped_history) batch->Delete(cf_, HistoryKey(entry.key, r));
+  for (uint64_t r : dropped_log) batch->Delete(log_cf_, RevisionKey(r));
+
+  KeyHead next;
+  next.exists = true;
+  next.revision = entry.revision;
+  next.operation = entry.operation;
+  std::string record = EncodeRecord(entry, older);
+  batch->Put(cf_, LatestKey(entry.key), record);
+  batch->Put(log_cf_, RevisionKey(entry.revision), entry.key);
+  next.older = std::move(older);
+  if (config_.history > 1) next.raw = std::move(record);
+  return next;
+}
+
+void LocalBucket::RememberLocked(const Entry& entry) {
+  if (config_.history != 1) return;
+  if (auto it = write_cache_.find(entry.key); it != write_cache_.end()) {
+    it->second = {entry.revision, entry.operation};
+    return;
+  }
+  // A full cache is dropped whole: cheaper than tracking recency, and a miss
+  // only costs the read the cache saves.
+  if (write_cache_.size() >= kWriteCacheEntries) write_cache_.clear();
+  write_cache_.emplace(entry.key, KeyState{entry.revision, entry.operation});
+}
+
 Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
                                            std::string_view value, Precondition pre,
                                            uint64_t expected_revision) {
-  const std::string latest_key = LatestKey(key);
-
-  // The key's current latest record, if any. With history 1 the write path
-  // needs only its revision and operation, which the cache usually holds.
-  rocksdb::PinnableSlice current;
-  rocksdb::Status rs;
-  bool has_current = false;
-  Record old;
-  auto cached = write_cache_.find(key);
-  if (cached != write_cache_.end()) {
-    has_current = true;
-    old.entry.revision = cached->second.revision;
-    old.entry.operation = cached->second.operation;
-  } else {
-    rs = core_->db->Get(rocksdb::ReadOptions(), cf_, latest_key, &current);
-    has_current = rs.ok();
-    if (!has_current && !rs.IsNotFound()) return FromRocks(rs, "reading " + Describe(key));
-    if (has_current) {
-      auto decoded =
-          DecodeRecord(current.ToStringView(), DecodeParts::kHeader, RecordName{name_, key});
-      if (!decoded.ok()) return decoded.status();
-      old = std::move(*decoded);
-    }
-  }
-  const uint64_t current_revision = has_current ? old.entry.revision : 0;
+  KeyHead head;
+  if (Status s = ReadHeadLocked(key, &head); !s.ok()) return s;
+  const uint64_t current_revision = head.exists ? head.revision : 0;
 
   switch (pre) {
     case Precondition::kNone: break;
     case Precondition::kAbsentOrTombstone:
       // After a tombstone this is a compare-and-swap on the tombstone's
       // revision: the check and the write happen under write_mu_.
-      if (has_current && old.entry.operation == Operation::kPut) {
+      if (head.exists && head.operation == Operation::kPut) {
         return Status::Exists(Describe(key) + " exists at revision " +
                                   std::to_string(current_revision) +
                                   "; use Update with that revision to change it",
@@ -266,71 +323,84 @@ Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
       break;
   }
 
-  const uint64_t revision = last_revision_.load(std::memory_order_relaxed) + 1;
-  rocksdb::WriteBatch batch;
-
-  // Decide which earlier revisions stay retained under the history setting.
-  std::vector<uint64_t> older;
-  std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
-  std::vector<uint64_t> dropped_log;      // have a log record to delete
-  if (has_current) {
-    older = std::move(old.older_revisions);
-    if (op == Operation::kPurge) {
-      dropped_history = older;
-      dropped_log = older;
-      dropped_log.push_back(current_revision);
-      older.clear();
-    } else {
-      older.push_back(current_revision);
-      size_t keep = static_cast<size_t>(config_.history - 1);
-      size_t drop = older.size() > keep ? older.size() - keep : 0;
-      for (size_t i = 0; i < drop; ++i) {
-        if (older[i] != current_revision) dropped_history.push_back(older[i]);
-        dropped_log.push_back(older[i]);
-      }
-      older.erase(older.begin(), older.begin() + static_cast<std::ptrdiff_t>(drop));
-      if (!older.empty() && older.back() == current_revision) {
-        // The current record becomes history. Its bytes carry its own older
-        // list, which readers of history records ignore.
-        batch.Put(cf_, HistoryKey(key, current_revision), current);
-      }
-    }
-  }
-  for (uint64_t r : dropped_history) batch.Delete(cf_, HistoryKey(key, r));
-  for (uint64_t r : dropped_log) batch.Delete(log_cf_, RevisionKey(r));
-
   Entry entry;
   entry.key.assign(key);
   if (op == Operation::kPut) entry.value.assign(value);
-  entry.revision = revision;
+  entry.revision = last_revision_.load(std::memory_order_relaxed) + 1;
   entry.created_ns = NowNs();
   entry.operation = op;
-  batch.Put(cf_, latest_key, EncodeRecord(entry, older));
-  batch.Put(log_cf_, RevisionKey(revision), key);
+  rocksdb::WriteBatch batch;
+  StageLocked(&batch, entry, std::move(head));
   std::string counter;
-  AppendBE64(&counter, revision);
+  AppendBE64(&counter, entry.revision);
   batch.Put(core_->meta, CounterKey(name_), counter);
 
-  rs = core_->db->Write(core_->write_options, &batch);
+  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
   if (!rs.ok()) {
-    if (cached != write_cache_.end()) write_cache_.erase(cached);
+    write_cache_.erase(entry.key);
     return FromRocks(rs, "writing " + Describe(key));
   }
-  last_revision_.store(revision, std::memory_order_release);
-  if (config_.history == 1) {
-    if (cached != write_cache_.end()) {
-      cached->second = {revision, op};
-    } else {
-      // A full cache is dropped whole: cheaper than tracking recency, and a
-      // miss only costs the read the cache saves.
-      if (write_cache_.size() >= kWriteCacheEntries) write_cache_.clear();
-      write_cache_.emplace(std::string(key), KeyState{revision, op});
-    }
-  }
+  last_revision_.store(entry.revision, std::memory_order_release);
+  RememberLocked(entry);
   if (has_listeners_.load(std::memory_order_relaxed)) {
     for (const auto& [id, listener] : listeners_) listener(entry);
   }
-  return revision;
+  return entry.revision;
+}
+
+Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision) {
+  if (is_follower()) return ReadOnlyError();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  const uint64_t last = last_revision_.load(std::memory_order_relaxed);
+  // Keys this batch already wrote: a later entry for the same key replaces
+  // the staged record, not the stored one.
+  std::unordered_map<std::string, KeyHead, StringHash, std::equal_to<>> staged;
+  rocksdb::WriteBatch batch;
+  std::vector<const Entry*> applied;
+  uint64_t prev = last;
+  for (const Entry& e : entries) {
+    if (e.revision <= prev) {
+      if (e.revision > last) {
+        return Status::InvalidArgument("entries to apply to bucket '" + name_ +
+                                       "' are out of order at revision " +
+                                       std::to_string(e.revision));
+      }
+      continue;  // already applied: a redelivery
+    }
+    if (Status s = ValidateKey(e.key); !s.ok()) {
+      return Status::InvalidArgument("revision " + std::to_string(e.revision) +
+                                     " cannot be applied to bucket '" + name_ +
+                                     "': " + std::string(s.message()));
+    }
+    KeyHead head;
+    if (auto it = staged.find(e.key); it != staged.end()) {
+      head = std::move(it->second);
+    } else if (Status s = ReadHeadLocked(e.key, &head); !s.ok()) {
+      return s;
+    }
+    staged[e.key] = StageLocked(&batch, e, std::move(head));
+    applied.push_back(&e);
+    prev = e.revision;
+  }
+  const uint64_t new_last = std::max(prev, applied_revision);
+  if (new_last == last) return Status::OK();
+  std::string counter;
+  AppendBE64(&counter, new_last);
+  batch.Put(core_->meta, CounterKey(name_), counter);
+  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
+  if (!rs.ok()) {
+    for (const auto& [key, head] : staged) write_cache_.erase(key);
+    return FromRocks(rs, "applying revisions up to " + std::to_string(new_last) +
+                             " to bucket '" + name_ + "'");
+  }
+  last_revision_.store(new_last, std::memory_order_release);
+  for (const Entry* e : applied) RememberLocked(*e);
+  if (has_listeners_.load(std::memory_order_relaxed)) {
+    for (const Entry* e : applied) {
+      for (const auto& [id, listener] : listeners_) listener(*e);
+    }
+  }
+  return Status::OK();
 }
 
 uint64_t LocalBucket::AddCommitListener(CommitListener listener) {

@@ -15,6 +15,9 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
+
+#include <rocksdb/write_batch.h>
 
 #include "engine/key_gate.h"
 #include "engine/record_codec.h"
@@ -71,6 +74,18 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   uint64_t AddCommitListener(CommitListener listener);
   void RemoveCommitListener(uint64_t id);
 
+  // Applies entries committed elsewhere (the replication stream) with their
+  // own revisions, times and operations, in revision order, and records
+  // `applied_revision` (the stream position reached, >= the last entry's)
+  // in the same WriteBatch; LastRevision() then returns it. Entries at or
+  // below the last applied revision are redeliveries and are skipped; gaps
+  // (revisions removed by history limits or purges) are normal. History
+  // trimming and purges work as for local writes; listeners and watchers
+  // see the applied entries.
+  // InvalidArgument: entries out of order, or a key that breaks the rules.
+  // IOError, Corruption: as writes.
+  Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision);
+
   // Runs `fn` with writes to this bucket held off, with the latest revision.
   void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn);
 
@@ -94,6 +109,21 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
                           const WriteOptions& options);
   Result<uint64_t> CommitLocked(Operation op, std::string_view key, std::string_view value,
                                 Precondition pre, uint64_t expected_revision);
+
+  // What a write needs to know about the record it replaces.
+  struct KeyHead {
+    bool exists = false;
+    uint64_t revision = 0;
+    Operation operation = Operation::kPut;
+    std::vector<uint64_t> older;  // retained earlier revisions
+    std::string raw;              // the record's bytes; kept only when history > 1
+  };
+  Status ReadHeadLocked(std::string_view key, KeyHead* head);
+  // Adds to `batch` what makes `entry` the key's latest record after `head`
+  // (history moves, trims, purge, revision log); returns the new head.
+  KeyHead StageLocked(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head);
+  // Notes a committed entry in the write cache.
+  void RememberLocked(const Entry& entry);
   // With the locks bucket's write lock held: OK if `fence` names the lock's
   // current token, else LockLost.
   Status CheckFenceLocked(const Fence& fence);
