@@ -10,7 +10,7 @@ namespace {
 
 constexpr bool IsKeyChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '=' || c == '/' || c == '.' || c == '-';
+         c == '_' || c == '=' || c == '/' || c == '.' || c == '-' || c == '\\';
 }
 
 // Quotes user input for an error message, cut short and with non-printable
@@ -66,7 +66,7 @@ Status ValidateTokens(std::string_view s, bool wildcards, const char* what) {
       for (char c : token) {
         if (!IsKeyChar(c)) {
           std::string msg = std::string(what) + " " + Quote(s) + " contains " + Quote({&c, 1}) +
-                            "; keys use only A-Z a-z 0-9 _ = / . -";
+                            "; keys use only A-Z a-z 0-9 _ = / \\ . -";
           if (wildcards && (c == '*' || c == '>')) msg += ", and wildcards must be whole tokens";
           return Status::InvalidArgument(msg);
         }

@@ -10,13 +10,13 @@ namespace revkv {
 namespace {
 
 TEST(ValidateKey, AcceptsNatsKeyCharacters) {
-  for (const char* k : {"a", "job.42", "A-Z_a=z/0.9", "x/y/z", "--", "==", "a.b.c.d"}) {
+  for (const char* k : {"a", "job.42", "A-Z_a=z/0.9", "x/y/z", "--", "==", "a.b.c.d", "a\\b"}) {
     EXPECT_TRUE(ValidateKey(k).ok()) << k;
   }
 }
 
 TEST(ValidateKey, RejectsBadKeysWithInvalidArgument) {
-  for (const char* k : {"", ".a", "a.", "a..b", "a b", "a*", "a>", "a\\b", "é", "a\tb", "a:b"}) {
+  for (const char* k : {"", ".a", "a.", "a..b", "a b", "a*", "a>", "é", "a\tb", "a:b"}) {
     Status s = ValidateKey(k);
     EXPECT_TRUE(s.IsInvalidArgument()) << "'" << k << "' gave " << s.ToString();
     EXPECT_FALSE(s.message().empty());

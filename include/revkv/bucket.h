@@ -1,8 +1,9 @@
 // Bucket: a named keyspace with per-key revisions, NATS KV semantics.
 //
-// Keys follow the NATS KV rules: characters [A-Za-z0-9_=/.-], not empty, at
-// most kMaxKeyLength bytes, no leading or trailing '.', no "..". A key that
-// breaks them gets InvalidArgument and nothing is written.
+// Keys follow the NATS KV rules: characters [A-Za-z0-9_=/\\.-] (backslash
+// included, as nats.c allows), not empty, at most kMaxKeyLength bytes, no
+// leading or trailing '.', no "..". A key that breaks them gets
+// InvalidArgument and nothing is written.
 //
 // Revisions are bucket-wide and strictly increasing; every committed write
 // (Put, Create, Update, Delete, Purge) takes the next one.

@@ -11,8 +11,8 @@
 namespace revkv {
 
 // OK, or InvalidArgument naming the rule `key` breaks: characters
-// [A-Za-z0-9_=/.-], 1..kMaxKeyLength bytes, no leading or trailing '.', and
-// no empty token ("..").
+// [A-Za-z0-9_=/\\.-] (backslash included, as nats.c allows), 1..kMaxKeyLength
+// bytes, no leading or trailing '.', and no empty token ("..").
 Status ValidateKey(std::string_view key);
 
 // OK, or InvalidArgument: a filter is a key pattern whose tokens may also be
