@@ -1,0 +1,133 @@
+#include "replication/kv_stream.h"
+
+#include <string>
+
+#include "replication/nats_status.h"
+#include "revkv/validation.h"
+
+namespace revkv::replication {
+namespace {
+
+KvStream FromInfo(const jsStreamInfo* si) {
+  KvStream out;
+  out.name = si->Config->Name != nullptr ? si->Config->Name : "";
+  out.created_ns = si->Created;
+  out.history = static_cast<int>(si->Config->MaxMsgsPerSubject);
+  out.replicas = static_cast<int>(si->Config->Replicas);
+  out.memory_storage = si->Config->Storage == js_MemoryStorage;
+  out.max_age = std::chrono::nanoseconds(si->Config->MaxAge);
+  out.max_value_size = si->Config->MaxMsgSize;
+  out.last_sequence = si->State.LastSeq;
+  return out;
+}
+
+std::string StreamName(const std::string& bucket) { return "KV_" + bucket; }
+std::string Subjects(const std::string& bucket) { return "$KV." + bucket + ".>"; }
+
+}  // namespace
+
+Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string name = StreamName(bucket);
+  natsStatus s = js_GetStreamInfo(&si, js, name.c_str(), nullptr, &jerr);
+  if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+    jsStreamInfo_Destroy(si);
+    return Status::NotFound("bucket '" + bucket + "' has no stream " + name + " on the server");
+  }
+  if (s != NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return FromNats(s, "reading stream " + name + " of bucket '" + bucket + "'", jerr);
+  }
+  bool kv_subjects = false;
+  for (int i = 0; i < si->Config->SubjectsLen; ++i) {
+    if (Subjects(bucket) == si->Config->Subjects[i]) kv_subjects = true;
+  }
+  KvStream out = FromInfo(si);
+  jsStreamInfo_Destroy(si);
+  if (!kv_subjects || out.history < 1) {
+    return Status::InvalidArgument("stream " + name + " is not a KV bucket (it needs subjects " +
+                                   Subjects(bucket) +
+                                   " and a per-subject limit); use another bucket name");
+  }
+  return out;
+}
+
+Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
+  if (Status s = ValidateBucketName(req.bucket); !s.ok()) return s;
+  if (req.history && (*req.history < 1 || *req.history > 64)) {
+    return Status::InvalidArgument("history " + std::to_string(*req.history) +
+                                   " is out of range; NATS KV allows 1..64");
+  }
+  if (req.replicas && (*req.replicas < 1 || *req.replicas > 5)) {
+    return Status::InvalidArgument("replicas " + std::to_string(*req.replicas) +
+                                   " is out of range; JetStream allows 1..5");
+  }
+
+  auto existing = ReadKvStream(js, req.bucket);
+  if (existing.status().IsNotFound()) {
+    // The standard KV layout, as nats.c's js_CreateKeyValue builds it.
+    const std::string name = StreamName(req.bucket);
+    const std::string subject = Subjects(req.bucket);
+    const char* subjects[] = {subject.c_str()};
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = name.c_str();
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.MaxMsgsPerSubject = req.history.value_or(1);
+    sc.MaxBytes = -1;
+    sc.MaxAge = req.max_age.value_or(std::chrono::nanoseconds(0)).count();
+    sc.MaxMsgSize = req.max_value_size.value_or(-1);
+    sc.Storage = req.memory_storage.value_or(false) ? js_MemoryStorage : js_FileStorage;
+    sc.Replicas = req.replicas.value_or(1);
+    sc.Discard = js_DiscardNew;
+    sc.AllowRollup = true;
+    sc.DenyDelete = true;
+    sc.AllowDirect = true;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&si, js, &sc, nullptr, &jerr);
+    if (s == NATS_OK) {
+      KvStream out = FromInfo(si);
+      jsStreamInfo_Destroy(si);
+      return out;
+    }
+    jsStreamInfo_Destroy(si);
+    // Another process may have created it first: bind to theirs below.
+    if (jerr != JSStreamNameExistErr) {
+      return FromNats(s, "creating stream " + name + " for bucket '" + req.bucket + "'", jerr);
+    }
+    existing = ReadKvStream(js, req.bucket);
+  }
+  if (!existing.ok()) return existing.status();
+
+  std::string diffs;
+  auto differ = [&](bool asked_and_differs, const std::string& what) {
+    if (asked_and_differs) diffs += " " + what + ";";
+  };
+  differ(req.history && *req.history != existing->history,
+         "history " + std::to_string(existing->history) + " (asked " +
+             std::to_string(req.history.value_or(0)) + ")");
+  differ(req.replicas && *req.replicas != existing->replicas,
+         "replicas " + std::to_string(existing->replicas) + " (asked " +
+             std::to_string(req.replicas.value_or(0)) + ")");
+  differ(req.memory_storage && *req.memory_storage != existing->memory_storage,
+         std::string("storage ") + (existing->memory_storage ? "memory" : "file") + " (asked " +
+             (req.memory_storage.value_or(false) ? "memory" : "file") + ")");
+  differ(req.max_age && *req.max_age != existing->max_age,
+         "max_age " + std::to_string(existing->max_age.count()) + " ns (asked " +
+             std::to_string(req.max_age.value_or(std::chrono::nanoseconds(0)).count()) + " ns)");
+  differ(req.max_value_size && *req.max_value_size != existing->max_value_size,
+         "max_value_size " + std::to_string(existing->max_value_size) + " (asked " +
+             std::to_string(req.max_value_size.value_or(0)) + ")");
+  if (!diffs.empty()) {
+    diffs.pop_back();
+    return Status::InvalidArgument("bucket '" + req.bucket +
+                                   "' exists on the server with other settings:" + diffs +
+                                   "; leave those options unset to take the server's");
+  }
+  return existing;
+}
+
+}  // namespace revkv::replication

@@ -1,0 +1,56 @@
+// The JetStream stream behind a replicated bucket: created with the standard
+// KV layout (as the nats CLI and nats.c create it) when missing, bound to
+// when present.
+
+#ifndef REVKV_REPLICATION_KV_STREAM_H_
+#define REVKV_REPLICATION_KV_STREAM_H_
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "revkv/result.h"
+
+namespace revkv::replication {
+
+// What the caller asks of the bucket. An unset field takes the existing
+// stream's value, or the default when the stream is created; a set field
+// that differs from an existing stream is an error.
+struct KvStreamRequest {
+  std::string bucket;
+  std::optional<int> history;                   // default 1
+  std::optional<int> replicas;                  // default 1
+  std::optional<bool> memory_storage;           // default false: file storage
+  std::optional<std::chrono::nanoseconds> max_age;  // default 0: none
+  std::optional<int32_t> max_value_size;        // default -1: server limit
+};
+
+// The bound stream's identity and settings.
+struct KvStream {
+  std::string name;        // "KV_<bucket>"
+  int64_t created_ns = 0;  // identifies this incarnation of the stream
+  int history = 1;
+  int replicas = 1;
+  bool memory_storage = false;
+  std::chrono::nanoseconds max_age{0};
+  int32_t max_value_size = -1;
+  uint64_t last_sequence = 0;
+};
+
+// Binds to the bucket's stream, creating it when missing.
+// InvalidArgument: bad bucket name, history outside 1..64, or a requested
+// setting that differs from the existing stream (each difference listed),
+// or a stream that is not a KV bucket. PermissionDenied, Unavailable,
+// Timeout: as the server answers.
+Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& request);
+
+// Reads the stream's current identity and last sequence.
+// NotFound: the stream is gone. Otherwise as BindKvStream.
+Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket);
+
+}  // namespace revkv::replication
+
+#endif  // REVKV_REPLICATION_KV_STREAM_H_

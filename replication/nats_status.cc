@@ -1,0 +1,49 @@
+#include "replication/nats_status.h"
+
+#include <string>
+
+namespace revkv::replication {
+
+Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
+  if (s == NATS_OK) return Status::OK();
+  std::string msg(context);
+  msg += ": ";
+  msg += natsStatus_GetText(s);
+  const char* detail = nats_GetLastError(nullptr);
+  std::string last = detail != nullptr ? detail : "";
+  if (!last.empty() && last != natsStatus_GetText(s)) {
+    msg += " (";
+    msg += last;
+    msg += ")";
+  }
+  if (jerr == JSStreamWrongLastSequenceErr) return Status::Conflict(msg);
+  if (jerr == JSStreamNotFoundErr) return Status::NotFound(msg);
+  if (jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr) {
+    return Status::Unavailable(msg + "; enable JetStream on the server");
+  }
+  if (last.find("Permissions Violation") != std::string::npos ||
+      last.find("permissions violation") != std::string::npos) {
+    return Status::PermissionDenied(msg + "; grant the user publish/subscribe rights on the "
+                                          "bucket's subjects");
+  }
+  switch (s) {
+    case NATS_TIMEOUT: return Status::Timeout(msg);
+    case NATS_NOT_FOUND: return Status::NotFound(msg);
+    case NATS_INVALID_ARG:
+    case NATS_INVALID_SUBJECT: return Status::InvalidArgument(msg);
+    case NATS_CONNECTION_AUTH_FAILED:
+      return Status::PermissionDenied(msg + "; check the user, password, token or creds file");
+    case NATS_NOT_PERMITTED: return Status::PermissionDenied(msg);
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_NO_RESPONDERS:
+      return Status::Unavailable(msg + "; check that the NATS server runs and is reachable");
+    case NATS_MAX_PAYLOAD:
+      return Status::InvalidArgument(msg + "; the value is larger than the server's max_payload");
+    default: return Status::IOError(msg);
+  }
+}
+
+}  // namespace revkv::replication
