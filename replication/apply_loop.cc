@@ -1,0 +1,138 @@
+#include "replication/apply_loop.h"
+
+#include <cstring>
+
+#include "replication/nats_status.h"
+
+namespace revkv::replication {
+namespace {
+// Largest WriteBatch of applied entries; a catch-up flushes at this size.
+constexpr size_t kMaxBatch = 512;
+}  // namespace
+
+Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix) {
+  const char* subject = natsMsg_GetSubject(msg);
+  std::string_view subj = subject != nullptr ? subject : "";
+  if (subj.substr(0, subject_prefix.size()) != subject_prefix) {
+    return Status::InvalidArgument("message subject '" + std::string(subj) +
+                                   "' is not under '" + std::string(subject_prefix) + "'");
+  }
+  Entry e;
+  e.key = std::string(subj.substr(subject_prefix.size()));
+  const char* op = nullptr;
+  if (natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op != nullptr) {
+    if (std::strcmp(op, "DEL") == 0) {
+      e.operation = Operation::kDelete;
+    } else if (std::strcmp(op, "PURGE") == 0) {
+      e.operation = Operation::kPurge;
+    }
+  }
+  if (e.operation == Operation::kPut) {
+    const char* data = natsMsg_GetData(msg);
+    int len = natsMsg_GetDataLength(msg);
+    if (data != nullptr && len > 0) e.value.assign(data, static_cast<size_t>(len));
+  }
+  jsMsgMetaData* meta = nullptr;
+  natsStatus s = natsMsg_GetMetaData(&meta, msg);
+  if (s != NATS_OK) return FromNats(s, "reading the metadata of a message of '" + e.key + "'");
+  e.revision = meta->Sequence.Stream;
+  e.created_ns = meta->Timestamp;
+  jsMsgMetaData_Destroy(meta);
+  return e;
+}
+
+ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica)
+    : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
+
+Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
+                                                    std::shared_ptr<engine::LocalBucket> replica) {
+  std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
+  const uint64_t applied = loop->replica_->LastRevision();
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Ordered = true;
+  const std::string stream = "KV_" + bucket;
+  so.Stream = stream.c_str();
+  if (applied == 0) {
+    so.Config.DeliverPolicy = js_DeliverLastPerSubject;  // a new replica: latest state
+  } else {
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;  // resume after what we have
+    so.Config.OptStartSeq = applied + 1;
+  }
+  const std::string subject = loop->prefix_ + ">";
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Subscribe(&loop->sub_, js, subject.c_str(), &ApplyLoop::OnMessage, loop.get(),
+                              nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    return FromNats(s, "subscribing to the stream of bucket '" + bucket + "'", jerr);
+  }
+  return loop;
+}
+
+ApplyLoop::~ApplyLoop() {
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+}
+
+void ApplyLoop::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  static_cast<ApplyLoop*>(closure)->Handle(msg);
+}
+
+void ApplyLoop::Handle(natsMsg* msg) {
+  uint64_t pending = 0;
+  {
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+      pending = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
+  }
+  auto entry = EntryFromMessage(msg, prefix_);
+  natsMsg_Destroy(msg);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++received_;
+  }
+  if (!entry.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = entry.status();
+    applied_cv_.notify_all();
+    return;
+  }
+  batch_last_ = entry->revision;
+  batch_.push_back(std::move(*entry));
+  // Batch while the server says more is pending; apply at once when idle.
+  if (pending == 0 || batch_.size() >= kMaxBatch) Flush();
+}
+
+void ApplyLoop::Flush() {
+  if (batch_.empty()) return;
+  Status s = replica_->ApplyCommitted(batch_, batch_last_);
+  batch_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.ok()) error_ = s;
+  applied_cv_.notify_all();
+}
+
+Status ApplyLoop::WaitApplied(uint64_t revision, std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (replica_->LastRevision() < revision) {
+    if (!error_.ok()) return error_;
+    if (applied_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
+        replica_->LastRevision() < revision) {
+      return Status::Timeout("the replica of bucket '" + bucket_ + "' has applied revision " +
+                             std::to_string(replica_->LastRevision()) + ", not yet " +
+                             std::to_string(revision));
+    }
+  }
+  return Status::OK();
+}
+
+uint64_t ApplyLoop::messages_received() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return received_;
+}
+
+}  // namespace revkv::replication

@@ -1,0 +1,77 @@
+// ApplyLoop: feeds a replica from its JetStream KV stream.
+//
+// An ordered push consumer on $KV.<bucket>.> starts at the replica's applied
+// revision + 1 (a new replica starts from the last message of each key) and
+// hands every message to LocalBucket::ApplyCommitted, which writes it with
+// its stream sequence as revision and records the applied revision in the
+// same WriteBatch. Messages are batched while the consumer reports more
+// pending, so a catch-up writes few large batches. Writers waiting for their
+// revision (read-your-writes) wait on WaitApplied.
+
+#ifndef REVKV_REPLICATION_APPLY_LOOP_H_
+#define REVKV_REPLICATION_APPLY_LOOP_H_
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/local_bucket.h"
+#include "revkv/entry.h"
+#include "revkv/result.h"
+
+namespace revkv::replication {
+
+// The KV entry a stream message carries (subject $KV.<bucket>.<key>, the
+// KV-Operation header, the stream sequence and timestamp).
+// InvalidArgument: the subject is not under the bucket's prefix.
+Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix);
+
+class ApplyLoop {
+ public:
+  static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
+                                                  std::shared_ptr<engine::LocalBucket> replica);
+  ~ApplyLoop();
+  ApplyLoop(const ApplyLoop&) = delete;
+  ApplyLoop& operator=(const ApplyLoop&) = delete;
+
+  // The highest stream sequence the replica has applied.
+  uint64_t applied() const { return replica_->LastRevision(); }
+
+  // Waits until the replica has applied `revision`.
+  // Timeout: not applied by `deadline`. The error that stopped the loop, if
+  // one did (e.g. Corruption from the store).
+  Status WaitApplied(uint64_t revision, std::chrono::steady_clock::time_point deadline);
+
+  // Messages handed to the replica so far (redeliveries included), for tests
+  // that count what a resume re-reads.
+  uint64_t messages_received() const;
+
+ private:
+  ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica);
+  static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  void Handle(natsMsg* msg);
+  void Flush();
+
+  const std::string bucket_;
+  const std::string prefix_;  // "$KV.<bucket>."
+  const std::shared_ptr<engine::LocalBucket> replica_;
+  natsSubscription* sub_ = nullptr;
+
+  // Touched only on nats.c's delivery thread.
+  std::vector<Entry> batch_;
+  uint64_t batch_last_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable applied_cv_;
+  Status error_;            // GUARDED_BY(mu_): set when applying failed
+  uint64_t received_ = 0;   // GUARDED_BY(mu_)
+};
+
+}  // namespace revkv::replication
+
+#endif  // REVKV_REPLICATION_APPLY_LOOP_H_

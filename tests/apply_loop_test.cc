@@ -1,0 +1,176 @@
+// The apply loop against a real nats-server: entries written with nats.c's
+// own kvStore_* API appear in the replica with the same revision, value and
+// operation; a new replica bootstraps from the last message per key; a
+// restarted loop resumes after the applied revision and re-reads nothing.
+
+#include "replication/apply_loop.h"
+
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "engine/local_bucket.h"
+#include "replication/kv_stream.h"
+#include "revkv/revkv.h"
+#include "tests/nats_server.h"
+#include "tests/test_util.h"
+
+namespace revkv::replication {
+namespace {
+
+using namespace std::chrono_literals;
+using revkv::testing::NatsServer;
+using revkv::testing::TempDir;
+
+class ApplyLoopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start()) << server_.error();
+    natsOptions* opts = nullptr;
+    ASSERT_EQ(natsOptions_Create(&opts), NATS_OK);
+    ASSERT_EQ(natsOptions_SetURL(opts, server_.url().c_str()), NATS_OK);
+    ASSERT_EQ(natsConnection_Connect(&nc_, opts), NATS_OK);
+    natsOptions_Destroy(opts);
+    ASSERT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
+    KvStreamRequest req;
+    req.bucket = "mirror";
+    req.history = 5;
+    ASSERT_TRUE(BindKvStream(js_, req).ok());
+    ASSERT_EQ(js_KeyValue(&kv_, js_, "mirror"), NATS_OK);
+    auto engine = Engine::Open({.path = dir_.path()});
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    engine_ = std::move(*engine);
+    auto bucket = engine_->OpenBucket("mirror", {.history = 5});
+    ASSERT_TRUE(bucket.ok());
+    replica_ = std::dynamic_pointer_cast<engine::LocalBucket>(*bucket);
+    ASSERT_NE(replica_, nullptr);
+  }
+  void TearDown() override {
+    loop_.reset();
+    kvStore_Destroy(kv_);
+    jsCtx_Destroy(js_);
+    natsConnection_Destroy(nc_);
+  }
+
+  void StartLoop() {
+    auto loop = ApplyLoop::Start(js_, "mirror", replica_);
+    ASSERT_TRUE(loop.ok()) << loop.status().ToString();
+    loop_ = std::move(*loop);
+  }
+  uint64_t StreamLast() {
+    auto s = ReadKvStream(js_, "mirror");
+    EXPECT_TRUE(s.ok());
+    return s.ok() ? s->last_sequence : 0;
+  }
+  uint64_t Put(const std::string& key, const std::string& value) {
+    uint64_t rev = 0;
+    EXPECT_EQ(kvStore_PutString(&rev, kv_, key.c_str(), value.c_str()), NATS_OK);
+    return rev;
+  }
+  // Every key of the stream compared with the replica: value, revision and
+  // operation, as nats.c reads them.
+  void ExpectReplicaMatches(const std::vector<std::string>& keys) {
+    for (const std::string& key : keys) {
+      kvEntry* latest = nullptr;
+      natsStatus s = kvStore_Get(&latest, kv_, key.c_str());
+      auto mine = replica_->GetEntry(key);
+      if (s == NATS_OK) {
+        ASSERT_TRUE(mine.ok()) << key << ": " << mine.status().ToString();
+        EXPECT_EQ(mine->revision, kvEntry_Revision(latest)) << key;
+        EXPECT_EQ(mine->value, std::string(kvEntry_ValueString(latest))) << key;
+        EXPECT_EQ(mine->created_ns, kvEntry_Created(latest)) << key;
+        kvEntry_Destroy(latest);
+      } else {
+        ASSERT_EQ(s, NATS_NOT_FOUND) << key;
+        EXPECT_TRUE(mine.status().IsNotFound()) << key << ": " << mine.status().ToString();
+        // The tombstone's revision is the one nats.c's history ends with.
+        kvEntryList list;
+        ASSERT_EQ(kvStore_History(&list, kv_, key.c_str(), nullptr), NATS_OK);
+        ASSERT_GT(list.Count, 0);
+        kvEntry* last = list.Entries[list.Count - 1];
+        EXPECT_EQ(mine.status().revision(), kvEntry_Revision(last)) << key;
+        const kvOperation op = kvEntry_Operation(last);
+        auto hist = replica_->History(key);
+        ASSERT_TRUE(hist.ok());
+        EXPECT_EQ(hist->back().operation,
+                  op == kvOp_Purge ? Operation::kPurge : Operation::kDelete)
+            << key;
+        kvEntryList_Destroy(&list);
+      }
+    }
+  }
+
+  NatsServer server_;
+  TempDir dir_;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+  kvStore* kv_ = nullptr;
+  std::unique_ptr<Engine> engine_;
+  std::shared_ptr<engine::LocalBucket> replica_;
+  std::unique_ptr<ApplyLoop> loop_;
+};
+
+TEST_F(ApplyLoopTest, WritesByNatsCAppearWithTheSameRevisionValueAndOperation) {
+  StartLoop();
+  Put("a", "1");
+  Put("b", "2");
+  Put("a", "3");
+  ASSERT_EQ(kvStore_Delete(kv_, "a"), NATS_OK);
+  Put("c", "4");
+  ASSERT_EQ(kvStore_Purge(kv_, "b", nullptr), NATS_OK);
+  const uint64_t last = StreamLast();
+  ASSERT_EQ(last, 6u);
+  ASSERT_TRUE(loop_->WaitApplied(last, std::chrono::steady_clock::now() + 5s).ok());
+  EXPECT_EQ(replica_->LastRevision(), last);
+  ExpectReplicaMatches({"a", "b", "c"});
+  auto hist = replica_->History("a");
+  ASSERT_TRUE(hist.ok());
+  ASSERT_EQ(hist->size(), 3u);  // 1, 3, DEL@4, as nats.c keeps them
+  EXPECT_EQ((*hist)[0].revision, 1u);
+  EXPECT_EQ((*hist)[1].value, "3");
+  auto purged = replica_->History("b");
+  ASSERT_TRUE(purged.ok());
+  EXPECT_EQ(purged->size(), 1u);  // the purge dropped "2"
+}
+
+TEST_F(ApplyLoopTest, NewReplicaBootstrapsFromTheLastMessagePerKey) {
+  std::map<std::string, std::string> want;
+  for (int i = 0; i < 100; ++i) {
+    std::string key = "k." + std::to_string(i % 10);
+    want[key] = "v" + std::to_string(i);
+    Put(key, want[key]);
+  }
+  StartLoop();
+  ASSERT_TRUE(loop_->WaitApplied(100, std::chrono::steady_clock::now() + 5s).ok());
+  EXPECT_EQ(loop_->messages_received(), 10u) << "only the last message of each key is replayed";
+  for (const auto& [key, value] : want) {
+    auto got = replica_->Get(key);
+    ASSERT_TRUE(got.ok()) << key;
+    EXPECT_EQ(*got, value);
+  }
+  ExpectReplicaMatches({"k.0", "k.5", "k.9"});
+}
+
+TEST_F(ApplyLoopTest, RestartResumesAfterTheAppliedRevisionAndReReadsNothing) {
+  StartLoop();
+  for (int i = 0; i < 20; ++i) Put("r." + std::to_string(i), "x");
+  ASSERT_TRUE(loop_->WaitApplied(20, std::chrono::steady_clock::now() + 5s).ok());
+  loop_.reset();
+  for (int i = 0; i < 5; ++i) Put("r.new." + std::to_string(i), "y");
+  StartLoop();
+  ASSERT_TRUE(loop_->WaitApplied(25, std::chrono::steady_clock::now() + 5s).ok());
+  EXPECT_EQ(loop_->messages_received(), 5u) << "a resumed loop re-read applied messages";
+  ExpectReplicaMatches({"r.0", "r.19", "r.new.4"});
+}
+
+TEST_F(ApplyLoopTest, WaitAppliedTimesOut) {
+  StartLoop();
+  auto s = loop_->WaitApplied(1000, std::chrono::steady_clock::now() + 100ms);
+  EXPECT_TRUE(s.IsTimeout()) << s.ToString();
+}
+
+}  // namespace
+}  // namespace revkv::replication
