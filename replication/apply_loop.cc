@@ -44,9 +44,11 @@ Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix) {
 ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica)
     : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
 
-Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
+Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(natsConnection* nc, jsCtx* js,
+                                                    const std::string& bucket,
                                                     std::shared_ptr<engine::LocalBucket> replica) {
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
+  loop->conn_ = nc;
   const uint64_t applied = loop->replica_->LastRevision();
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -70,10 +72,14 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
 }
 
 ApplyLoop::~ApplyLoop() {
-  if (sub_ != nullptr) {
+  if (sub_ == nullptr) return;
+  // Unsubscribing deletes the consumer with a request that waits for the
+  // server; without a connection it would only time out. The ordered
+  // consumer is ephemeral, so the server drops it by itself then.
+  if (natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED) {
     natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
   }
+  natsSubscription_Destroy(sub_);
 }
 
 void ApplyLoop::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {

@@ -33,7 +33,9 @@ Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix);
 
 class ApplyLoop {
  public:
-  static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
+  // `nc` and `js` (a context of `nc`) must outlive the loop.
+  static Result<std::unique_ptr<ApplyLoop>> Start(natsConnection* nc, jsCtx* js,
+                                                  const std::string& bucket,
                                                   std::shared_ptr<engine::LocalBucket> replica);
   ~ApplyLoop();
   ApplyLoop(const ApplyLoop&) = delete;
@@ -60,6 +62,7 @@ class ApplyLoop {
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   const std::shared_ptr<engine::LocalBucket> replica_;
+  natsConnection* conn_ = nullptr;  // not owned
   natsSubscription* sub_ = nullptr;
 
   // Touched only on nats.c's delivery thread.

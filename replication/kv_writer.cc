@@ -1,0 +1,156 @@
+#include "replication/kv_writer.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "replication/nats_status.h"
+#include "revkv/validation.h"
+
+namespace revkv::replication {
+namespace {
+
+// The subject's current sequence named in a "wrong last sequence: N" error.
+uint64_t SequenceInError() {
+  const char* text = nats_GetLastError(nullptr);
+  if (text == nullptr) return 0;
+  const char* at = std::strstr(text, "wrong last sequence: ");
+  if (at == nullptr) return 0;
+  return std::strtoull(at + std::strlen("wrong last sequence: "), nullptr, 10);
+}
+
+}  // namespace
+
+KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
+                   std::shared_ptr<engine::LocalBucket> replica,
+                   std::chrono::milliseconds write_timeout)
+    : js_(js),
+      bucket_(std::move(bucket)),
+      prefix_("$KV." + bucket_ + "."),
+      loop_(loop),
+      replica_(std::move(replica)),
+      write_timeout_(write_timeout) {}
+
+Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
+  // Only a replica that already holds a newer revision of the key proves the
+  // CAS cannot succeed; one that is behind proves nothing.
+  auto entry = replica_->GetEntry(key);
+  uint64_t seen = entry.ok() ? entry->revision : entry.status().revision();
+  if (seen > expected) {
+    return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
+                                bucket_ + "': expected " + std::to_string(expected) +
+                                ", current is at least " + std::to_string(seen) +
+                                "; re-read the key and retry",
+                            seen);
+  }
+  return Status::OK();
+}
+
+Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
+                                   Expect expect, uint64_t last_sequence) {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (value.size() > replica_->max_value_size()) {
+    return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
+                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
+                                   std::to_string(replica_->max_value_size()));
+  }
+  const std::string subject = prefix_ + std::string(key);
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, value.data(),
+                                static_cast<int>(value.size()));
+  if (s == NATS_OK && op == Operation::kDelete) s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+  if (s == NATS_OK && op == Operation::kPurge) {
+    s = natsMsgHeader_Set(msg, "KV-Operation", "PURGE");
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Rollup", "sub");
+  }
+  if (s != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return FromNats(s, "building the message for key '" + std::string(key) + "'");
+  }
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = write_timeout_.count();
+  if (expect == Expect::kNoMessage) po.ExpectNoMessage = true;
+  if (expect == Expect::kLastSequence) po.ExpectLastSubjectSeq = last_sequence;
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const auto start = std::chrono::steady_clock::now();
+  s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+  natsMsg_Destroy(msg);
+  if (s != NATS_OK) {
+    jsPubAck_Destroy(ack);
+    if (jerr == JSStreamWrongLastSequenceErr) {
+      const uint64_t current = SequenceInError();
+      return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
+                                  bucket_ + "': expected " + std::to_string(last_sequence) +
+                                  ", current is " + std::to_string(current) +
+                                  "; re-read the key and retry",
+                              current);
+    }
+    return FromNats(s, "writing key '" + std::string(key) + "' of bucket '" + bucket_ + "'", jerr);
+  }
+  const uint64_t revision = ack->Sequence;
+  jsPubAck_Destroy(ack);
+  // Read-your-writes: wait for the replica, but an acknowledged write is a
+  // success even if the replica is slow (the caller can Sync).
+  loop_->WaitApplied(revision, start + write_timeout_).ok();
+  return revision;
+}
+
+Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value) {
+  return Publish(Operation::kPut, key, value, Expect::kNothing, 0);
+}
+
+Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,
+                                  uint64_t expected) {
+  if (Status s = PreCheck(key, expected); !s.ok()) return s;
+  return Publish(Operation::kPut, key, value,
+                 expected == 0 ? Expect::kNoMessage : Expect::kLastSequence, expected);
+}
+
+Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value) {
+  auto first = Publish(Operation::kPut, key, value, Expect::kNoMessage, 0);
+  if (first.ok() || !first.status().IsConflict()) return first;
+  // The key has messages. If its last one is a tombstone, Create is a CAS on
+  // the tombstone's revision, never a blind write.
+  const uint64_t current = first.status().revision();
+  const auto deadline = std::chrono::steady_clock::now() + write_timeout_;
+  if (Status s = loop_->WaitApplied(current, deadline); !s.ok()) return s;
+  auto entry = replica_->GetEntry(key);
+  if (entry.ok()) {
+    return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
+                              "' exists at revision " + std::to_string(entry->revision) +
+                              "; use Update with that revision to change it",
+                          entry->revision);
+  }
+  if (!entry.status().IsNotFound()) return entry.status();
+  auto again = Publish(Operation::kPut, key, value, Expect::kLastSequence, entry.status().revision());
+  if (again.status().IsConflict()) {
+    return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
+                              "' was written by someone else first, at revision " +
+                              std::to_string(again.status().revision()),
+                          again.status().revision());
+  }
+  return again;
+}
+
+Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> expected) {
+  if (expected) {
+    if (Status s = PreCheck(key, *expected); !s.ok()) return s;
+  }
+  return Publish(Operation::kDelete, key, {},
+                 !expected ? Expect::kNothing
+                           : (*expected == 0 ? Expect::kNoMessage : Expect::kLastSequence),
+                 expected.value_or(0));
+}
+
+Result<uint64_t> KvWriter::Purge(std::string_view key, std::optional<uint64_t> expected) {
+  if (expected) {
+    if (Status s = PreCheck(key, *expected); !s.ok()) return s;
+  }
+  return Publish(Operation::kPurge, key, {},
+                 !expected ? Expect::kNothing
+                           : (*expected == 0 ? Expect::kNoMessage : Expect::kLastSequence),
+                 expected.value_or(0));
+}
+
+}  // namespace revkv::replication

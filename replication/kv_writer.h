@@ -1,0 +1,61 @@
+// KvWriter: the write path of a replicated bucket (DESIGN §5).
+//
+//  1. validate; 2. a local pre-check that rejects only what the replica
+//  proves (it already holds a newer revision of the key than expected);
+//  3. js_PublishMsg to $KV.<bucket>.<key> with the expected-sequence options
+//  and a jsErrCode, so a CAS conflict (10071) is told from other failures;
+//  4. the ack's sequence is the new revision; 5. wait until the replica has
+//  applied it (read-your-writes). A write the server acknowledged is never
+//  reported as failed: if the replica is slow, the revision is returned all
+//  the same. Concurrent writers share the connection, so their publishes
+//  pipeline.
+
+#ifndef REVKV_REPLICATION_KV_WRITER_H_
+#define REVKV_REPLICATION_KV_WRITER_H_
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/local_bucket.h"
+#include "replication/apply_loop.h"
+#include "revkv/result.h"
+
+namespace revkv::replication {
+
+class KvWriter {
+ public:
+  // `js`, `loop` and `replica` must outlive the writer.
+  KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
+           std::shared_ptr<engine::LocalBucket> replica, std::chrono::milliseconds write_timeout);
+
+  // As Bucket::Put/Create/Update/Delete/Purge, plus Unavailable or Timeout
+  // when the server cannot be reached within the write timeout (nothing is
+  // written then), and PermissionDenied.
+  Result<uint64_t> Put(std::string_view key, std::string_view value);
+  Result<uint64_t> Create(std::string_view key, std::string_view value);
+  Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected);
+  Result<uint64_t> Delete(std::string_view key, std::optional<uint64_t> expected);
+  Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected);
+
+ private:
+  enum class Expect { kNothing, kNoMessage, kLastSequence };
+  Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
+                           Expect expect, uint64_t last_sequence);
+  // Conflict at once if the replica proves `expected` stale for `key`.
+  Status PreCheck(std::string_view key, uint64_t expected);
+
+  jsCtx* const js_;
+  const std::string bucket_;
+  const std::string prefix_;  // "$KV.<bucket>."
+  ApplyLoop* const loop_;
+  const std::shared_ptr<engine::LocalBucket> replica_;
+  const std::chrono::milliseconds write_timeout_;
+};
+
+}  // namespace revkv::replication
+
+#endif  // REVKV_REPLICATION_KV_WRITER_H_
