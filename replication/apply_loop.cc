@@ -44,11 +44,9 @@ Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix) {
 ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica)
     : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
 
-Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(natsConnection* nc, jsCtx* js,
-                                                    const std::string& bucket,
+Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
                                                     std::shared_ptr<engine::LocalBucket> replica) {
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
-  loop->conn_ = nc;
   const uint64_t applied = loop->replica_->LastRevision();
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -68,18 +66,29 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(natsConnection* nc, jsCtx* j
   if (s != NATS_OK) {
     return FromNats(s, "subscribing to the stream of bucket '" + bucket + "'", jerr);
   }
+  s = natsSubscription_SetOnCompleteCB(loop->sub_, &ApplyLoop::OnComplete, loop.get());
+  if (s != NATS_OK) return FromNats(s, "watching the subscription of bucket '" + bucket + "'");
   return loop;
 }
 
 ApplyLoop::~ApplyLoop() {
   if (sub_ == nullptr) return;
-  // Unsubscribing deletes the consumer with a request that waits for the
-  // server; without a connection it would only time out. The ordered
-  // consumer is ephemeral, so the server drops it by itself then.
-  if (natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED) {
-    natsSubscription_Unsubscribe(sub_);
+  // Unsubscribing deletes the ephemeral consumer with a request bounded by
+  // the JetStream context's wait. Then wait for nats.c to report that no
+  // message callback runs any more, since the callback uses `this`.
+  natsSubscription_Unsubscribe(sub_);
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    applied_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return completed_; });
   }
   natsSubscription_Destroy(sub_);
+}
+
+void ApplyLoop::OnComplete(void* closure) {
+  auto* loop = static_cast<ApplyLoop*>(closure);
+  std::lock_guard<std::mutex> lock(loop->mu_);
+  loop->completed_ = true;
+  loop->applied_cv_.notify_all();
 }
 
 void ApplyLoop::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {

@@ -33,9 +33,9 @@ Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix);
 
 class ApplyLoop {
  public:
-  // `nc` and `js` (a context of `nc`) must outlive the loop.
-  static Result<std::unique_ptr<ApplyLoop>> Start(natsConnection* nc, jsCtx* js,
-                                                  const std::string& bucket,
+  // `js` and its connection must outlive the loop; its Wait bounds the
+  // consumer deletion when the loop is destroyed.
+  static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
                                                   std::shared_ptr<engine::LocalBucket> replica);
   ~ApplyLoop();
   ApplyLoop(const ApplyLoop&) = delete;
@@ -56,13 +56,13 @@ class ApplyLoop {
  private:
   ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica);
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
+  static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
   void Flush();
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   const std::shared_ptr<engine::LocalBucket> replica_;
-  natsConnection* conn_ = nullptr;  // not owned
   natsSubscription* sub_ = nullptr;
 
   // Touched only on nats.c's delivery thread.
@@ -73,6 +73,7 @@ class ApplyLoop {
   std::condition_variable applied_cv_;
   Status error_;            // GUARDED_BY(mu_): set when applying failed
   uint64_t received_ = 0;   // GUARDED_BY(mu_)
+  bool completed_ = false;  // GUARDED_BY(mu_): nats.c will call back no more
 };
 
 }  // namespace revkv::replication

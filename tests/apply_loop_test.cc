@@ -56,7 +56,7 @@ class ApplyLoopTest : public ::testing::Test {
   }
 
   void StartLoop() {
-    auto loop = ApplyLoop::Start(nc_, js_, "mirror", replica_);
+    auto loop = ApplyLoop::Start(js_, "mirror", replica_);
     ASSERT_TRUE(loop.ok()) << loop.status().ToString();
     loop_ = std::move(*loop);
   }

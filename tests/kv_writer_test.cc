@@ -47,7 +47,12 @@ struct Replica {
     natsStatus s = natsConnection_Connect(&nc, opts);
     natsOptions_Destroy(opts);
     if (s != NATS_OK) return Status::Unavailable("connect");
-    natsConnection_JetStream(&js, nc, nullptr);
+    // Requests (consumer deletion included) give up after 1 s, so a test
+    // that stops the server does not wait out the default 5 s per replica.
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 1000;
+    natsConnection_JetStream(&js, nc, &jo);
     KvStreamRequest req;
     req.bucket = "shared";
     req.history = 5;
@@ -59,7 +64,7 @@ struct Replica {
     auto b = engine->OpenBucket("shared", {.history = 5});
     if (!b.ok()) return b.status();
     bucket = std::dynamic_pointer_cast<engine::LocalBucket>(*b);
-    auto l = ApplyLoop::Start(nc, js, "shared", bucket);
+    auto l = ApplyLoop::Start(js, "shared", bucket);
     if (!l.ok()) return l.status();
     loop = std::move(*l);
     writer = std::make_unique<KvWriter>(js, "shared", loop.get(), bucket, 5000ms);
