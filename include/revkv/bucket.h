@@ -19,6 +19,7 @@
 #ifndef REVKV_BUCKET_H_
 #define REVKV_BUCKET_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -139,6 +140,13 @@ class Bucket {
 
   // The bucket's latest revision: the highest ever committed, 0 when empty.
   virtual uint64_t LastRevision() = 0;
+
+  // Waits until this process sees every write the bucket's server had
+  // acknowledged when Sync was called, so that reads after it are
+  // linearizable. A local bucket is always current: OK at once.
+  // Timeout: the replica did not catch up in time. Unavailable: the server
+  // cannot be reached.
+  virtual Status Sync(std::chrono::milliseconds timeout) = 0;
 
   // Optimistic read-modify-write of one key: reads the entry, calls
   // `mutate`, then writes with Create (key absent or tombstoned; never a

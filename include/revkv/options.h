@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace revkv {
 
@@ -22,13 +23,44 @@ inline constexpr uint32_t kMaxMaxValueSize = 64 * 1024 * 1024;
 // History limits, as in NATS KV.
 inline constexpr int kMaxHistory = 64;
 
+// Where and how to reach NATS. With no servers the engine is local-only.
+struct NatsOptions {
+  // Server URLs, e.g. "nats://127.0.0.1:4222". Empty: no replication.
+  // Default: empty.
+  std::vector<std::string> servers{};
+
+  // Credentials, passed through to the server: user/password, a token, or a
+  // creds file (JWT + NKey). At most one kind.
+  std::string user{};
+  std::string password{};
+  std::string token{};
+  std::string creds_file{};
+
+  // TLS: a CA to trust, and a client certificate and key when the server
+  // asks for one. Setting any of them makes the connection use TLS.
+  std::string tls_ca{};
+  std::string tls_cert{};
+  std::string tls_key{};
+
+  // How long connecting may take before Engine::Open gives Unavailable.
+  // Default: 2 s.
+  std::chrono::milliseconds connect_timeout{2000};
+
+  // How long a replicated write may wait for the server's acknowledgement
+  // before it fails with Unavailable or Timeout; nothing is written then.
+  // Also bounds the wait for the local replica to apply an acknowledged
+  // write (read-your-writes); past it the write still succeeds.
+  // Default: 5 s.
+  std::chrono::milliseconds write_timeout{5000};
+};
+
 struct Options {
   // ---- Behaviour ----
 
   // The data directory. One Engine per directory at a time: a second opener,
   // in this process or another, gets Unavailable.
   // REQUIRES: not empty.
-  std::string path;
+  std::string path{};
 
   // Create the directory and store when missing. When false, opening a
   // missing store returns NotFound.
@@ -54,6 +86,10 @@ struct Options {
   // Default: false.
   bool read_only_follower = false;
 
+  // NATS replication. With servers set, buckets are replicated unless their
+  // options say local_only.
+  NatsOptions nats{};
+
   // The bucket that holds lock records (see lock.h). It is an ordinary
   // bucket with history 1; fenced writes may not target it.
   // Default: "locks".
@@ -78,6 +114,26 @@ struct BucketOptions {
   // 0 means: the stored setting, or kDefaultMaxValueSize for a new bucket.
   // Default: 0.
   uint32_t max_value_size = 0;
+
+  // ---- Replicated buckets (engines with NatsOptions::servers) ----
+
+  // Keep this bucket in the local store only, even on an engine with NATS.
+  // Default: false.
+  bool local_only = false;
+
+  // Stream replicas (1..5); 0 means the server's bucket as it is, or 1 when
+  // the bucket is created. A non-zero value that differs from an existing
+  // bucket is an error.
+  // Default: 0.
+  int replicas = 0;
+
+  // Memory instead of file storage when the bucket is created.
+  // Default: false.
+  bool memory_storage = false;
+
+  // Server-side expiry of entries (JetStream max_age); 0: none.
+  // Default: 0.
+  std::chrono::seconds max_age{0};
 };
 
 // A fencing check for one write: the write commits only if `token` is the
@@ -85,13 +141,13 @@ struct BucketOptions {
 // write. A holder that lost its lock to a newer holder can then no longer
 // write, even if it does not know yet that it lost it.
 struct Fence {
-  std::string lock;
+  std::string lock{};
   uint64_t token = 0;
 };
 
 struct WriteOptions {
   // Default: no fence.
-  std::optional<Fence> fence;
+  std::optional<Fence> fence{};
 };
 
 struct LockOptions {
