@@ -12,16 +12,6 @@
 
 namespace revkv {
 
-Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
-  if (!options.nats.servers.empty()) {
-    return Status::InvalidArgument("NATS replication is not available in this build yet; open "
-                                   "the engine without NatsOptions::servers");
-  }
-  auto engine = engine::LocalEngine::Open(options);
-  if (!engine.ok()) return engine.status();
-  return std::unique_ptr<Engine>(std::move(*engine));
-}
-
 namespace engine {
 
 StoreCore::~StoreCore() {

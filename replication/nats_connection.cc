@@ -1,0 +1,70 @@
+#include "replication/nats_connection.h"
+
+#include <string>
+#include <vector>
+
+#include "replication/nats_status.h"
+
+namespace revkv::replication {
+
+Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOptions& o) {
+  if (o.servers.empty()) return Status::InvalidArgument("NatsOptions::servers is empty");
+  const int kinds = (!o.user.empty() || !o.password.empty()) + !o.token.empty() +
+                    !o.creds_file.empty();
+  if (kinds > 1) {
+    return Status::InvalidArgument("give one kind of NATS credential: user/password, a token or "
+                                   "a creds file");
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return Status::InvalidArgument("a TLS client certificate needs its key and the key its "
+                                   "certificate; give both or neither");
+  }
+  if (o.connect_timeout.count() <= 0 || o.write_timeout.count() <= 0) {
+    return Status::InvalidArgument("NATS connect and write timeouts must be positive");
+  }
+  std::unique_ptr<NatsConnection> conn(new NatsConnection(o));
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  std::vector<const char*> urls;
+  for (const auto& u : o.servers) urls.push_back(u.c_str());
+  if (s == NATS_OK) s = natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, o.connect_timeout.count());
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);  // forever
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+  if (s == NATS_OK && (!o.user.empty() || !o.password.empty())) {
+    s = natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str());
+  }
+  if (s == NATS_OK && !o.token.empty()) s = natsOptions_SetToken(opts, o.token.c_str());
+  if (s == NATS_OK && !o.creds_file.empty()) {
+    s = natsOptions_SetUserCredentialsFromFiles(opts, o.creds_file.c_str(), nullptr);
+  }
+  if (s == NATS_OK && (!o.tls_ca.empty() || !o.tls_cert.empty())) {
+    s = natsOptions_SetSecure(opts, true);
+    if (s == NATS_OK && !o.tls_ca.empty()) {
+      s = natsOptions_LoadCATrustedCertificates(opts, o.tls_ca.c_str());
+    }
+    if (s == NATS_OK && !o.tls_cert.empty()) {
+      s = natsOptions_LoadCertificatesChain(opts, o.tls_cert.c_str(), o.tls_key.c_str());
+    }
+  }
+  if (s != NATS_OK) {
+    natsOptions_Destroy(opts);
+    return FromNats(s, "setting up the NATS connection options");
+  }
+  s = natsConnection_Connect(&conn->nc_, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) return FromNats(s, "connecting to NATS at " + o.servers.front());
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = o.write_timeout.count();
+  s = natsConnection_JetStream(&conn->js_, conn->nc_, &jo);
+  if (s != NATS_OK) return FromNats(s, "opening JetStream on the NATS connection");
+  return conn;
+}
+
+NatsConnection::~NatsConnection() {
+  jsCtx_Destroy(js_);
+  natsConnection_Destroy(nc_);
+}
+
+}  // namespace revkv::replication

@@ -1,0 +1,77 @@
+#include "replication/replicated_bucket.h"
+
+#include "engine/update_with_retry.h"
+#include "replication/kv_stream.h"
+
+namespace revkv::replication {
+
+ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
+                                   std::shared_ptr<engine::LocalBucket> replica,
+                                   std::unique_ptr<ApplyLoop> loop, std::string cas_refused)
+    : conn_(std::move(conn)),
+      replica_(std::move(replica)),
+      loop_(std::move(loop)),
+      writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
+                                         conn_->options().write_timeout)),
+      cas_refused_(std::move(cas_refused)) {}
+
+ReplicatedBucket::~ReplicatedBucket() = default;
+
+Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const {
+  if (options.fence) {
+    return Status::InvalidArgument("fenced writes on replicated bucket '" + name() +
+                                   "' are not available yet; use a local bucket for them");
+  }
+  if (cas && !cas_refused_.empty()) return Status::InvalidArgument(cas_refused_);
+  return Status::OK();
+}
+
+Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view value,
+                                       const WriteOptions& options) {
+  if (Status s = CheckWrite(options, false); !s.ok()) return s;
+  return writer_->Put(key, value);
+}
+
+Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,
+                                          const WriteOptions& options) {
+  if (Status s = CheckWrite(options, true); !s.ok()) return s;
+  return writer_->Create(key, value);
+}
+
+Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view value,
+                                          uint64_t expected_revision,
+                                          const WriteOptions& options) {
+  if (Status s = CheckWrite(options, true); !s.ok()) return s;
+  return writer_->Update(key, value, expected_revision);
+}
+
+Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
+                                          std::optional<uint64_t> expected_revision,
+                                          const WriteOptions& options) {
+  if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
+  return writer_->Delete(key, expected_revision);
+}
+
+Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
+                                         std::optional<uint64_t> expected_revision,
+                                         const WriteOptions& options) {
+  if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
+  return writer_->Purge(key, expected_revision);
+}
+
+Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
+                                                        const Mutator& mutate,
+                                                        const RetryPolicy& policy,
+                                                        const WriteOptions& options) {
+  if (Status s = CheckWrite(options, true); !s.ok()) return s;
+  return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options);
+}
+
+Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto stream = ReadKvStream(conn_->js(), name());
+  if (!stream.ok()) return stream.status();
+  return loop_->WaitApplied(stream->last_sequence, deadline);
+}
+
+}  // namespace revkv::replication

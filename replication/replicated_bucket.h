@@ -1,0 +1,86 @@
+// ReplicatedBucket: a bucket mirrored to and from a JetStream KV bucket.
+// Reads and watches come from the local replica; writes go to the server
+// through KvWriter, which waits for the replica to apply them.
+
+#ifndef REVKV_REPLICATION_REPLICATED_BUCKET_H_
+#define REVKV_REPLICATION_REPLICATED_BUCKET_H_
+
+#include <memory>
+#include <string>
+
+#include "engine/key_gate.h"
+#include "engine/local_bucket.h"
+#include "replication/apply_loop.h"
+#include "replication/kv_writer.h"
+#include "replication/nats_connection.h"
+#include "revkv/bucket.h"
+
+namespace revkv::replication {
+
+class ReplicatedBucket final : public Bucket {
+ public:
+  // `cas_refused`: the server is older than 2.9.21 and the stream has more
+  // than one replica, so compare-and-swap cannot be trusted (see
+  // server_probe.h); CAS, Create and UpdateWithRetry are then refused.
+  ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
+                   std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
+                   std::string cas_refused);
+  ~ReplicatedBucket() override;
+
+  const std::string& name() const override { return replica_->name(); }
+  int history() const override { return replica_->history(); }
+  uint32_t max_value_size() const override { return replica_->max_value_size(); }
+
+  Result<std::string> Get(std::string_view key) override { return replica_->Get(key); }
+  Result<Entry> GetEntry(std::string_view key) override { return replica_->GetEntry(key); }
+  Result<uint64_t> Put(std::string_view key, std::string_view value,
+                       const WriteOptions& options = {}) override;
+  Result<uint64_t> Create(std::string_view key, std::string_view value,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected_revision,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Delete(std::string_view key,
+                          std::optional<uint64_t> expected_revision = std::nullopt,
+                          const WriteOptions& options = {}) override;
+  Result<uint64_t> Purge(std::string_view key,
+                         std::optional<uint64_t> expected_revision = std::nullopt,
+                         const WriteOptions& options = {}) override;
+  Result<std::vector<std::string>> Keys(std::string_view filter = ">") override {
+    return replica_->Keys(filter);
+  }
+  Result<std::vector<Entry>> History(std::string_view key) override {
+    return replica_->History(key);
+  }
+  Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) override {
+    return replica_->ChangesSince(after_revision, limit);
+  }
+  uint64_t LastRevision() override { return replica_->LastRevision(); }
+  Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,
+                                        const RetryPolicy& policy = {},
+                                        const WriteOptions& options = {}) override;
+  Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
+                                         const WatchOptions& options = {}) override {
+    return replica_->Watch(filter, options);
+  }
+  Result<std::unique_ptr<Watcher>> Watch(std::string_view filter, const WatchOptions& options,
+                                         WatchCallback callback) override {
+    return replica_->Watch(filter, options, std::move(callback));
+  }
+  Status Sync(std::chrono::milliseconds timeout) override;
+
+ private:
+  Status CheckWrite(const WriteOptions& options, bool cas) const;
+
+  // Declared in destruction order's reverse: the writer and the loop go
+  // before the replica and the connection they use.
+  const std::shared_ptr<NatsConnection> conn_;
+  const std::shared_ptr<engine::LocalBucket> replica_;
+  const std::unique_ptr<ApplyLoop> loop_;
+  const std::unique_ptr<KvWriter> writer_;
+  const std::string cas_refused_;
+  engine::KeyGate update_gate_;
+};
+
+}  // namespace revkv::replication
+
+#endif  // REVKV_REPLICATION_REPLICATED_BUCKET_H_

@@ -1,0 +1,90 @@
+#include "replication/replicated_engine.h"
+
+#include "replication/kv_stream.h"
+#include "replication/server_probe.h"
+#include "revkv/validation.h"
+
+namespace revkv {
+
+Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
+  if (!options.nats.servers.empty()) return replication::ReplicatedEngine::Open(options);
+  auto engine = engine::LocalEngine::Open(options);
+  if (!engine.ok()) return engine.status();
+  return std::unique_ptr<Engine>(std::move(*engine));
+}
+
+namespace replication {
+
+Result<std::unique_ptr<Engine>> ReplicatedEngine::Open(const Options& options) {
+  if (options.read_only_follower) {
+    return Status::InvalidArgument("a read-only follower cannot replicate; open it without "
+                                   "NatsOptions::servers");
+  }
+  auto conn = NatsConnection::Connect(options.nats);
+  if (!conn.ok()) return conn.status();
+  auto local = engine::LocalEngine::Open(options);
+  if (!local.ok()) return local.status();
+  return std::unique_ptr<Engine>(
+      new ReplicatedEngine(std::move(*local), std::shared_ptr<NatsConnection>(std::move(*conn))));
+}
+
+Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view name_view,
+                                                             const BucketOptions& options) {
+  if (options.local_only) return local_->OpenBucket(name_view, options);
+  if (Status s = ValidateBucketName(name_view); !s.ok()) return s;
+  const std::string name(name_view);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = buckets_.find(name); it != buckets_.end()) return std::shared_ptr<Bucket>(it->second);
+
+  KvStreamRequest req;
+  req.bucket = name;
+  if (options.history != 0) req.history = options.history;
+  if (options.replicas != 0) req.replicas = options.replicas;
+  if (options.memory_storage) req.memory_storage = true;
+  if (options.max_age.count() > 0) req.max_age = options.max_age;
+  if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
+  auto stream = BindKvStream(conn_->js(), req);
+  if (!stream.ok()) return stream.status();
+
+  // Servers before 2.9.21 let two CAS writers both win on R>1 streams.
+  std::string cas_refused;
+  if (stream->replicas > 1) {
+    auto info = ProbeServer(conn_->options().servers.front(), conn_->options().connect_timeout);
+    if (!info.ok()) return info.status();
+    if (!info->version.CasSafeOnClusteredStreams()) {
+      cas_refused = "bucket '" + name + "' has " + std::to_string(stream->replicas) +
+                    " replicas on nats-server " + info->version_text +
+                    ", which lets two compare-and-swap writers both succeed (fixed in 2.9.21); "
+                    "upgrade the server or use a single-replica bucket";
+    }
+  }
+
+  BucketOptions local_options;
+  local_options.history = stream->history;
+  local_options.max_value_size =
+      stream->max_value_size > 0 ? static_cast<uint32_t>(stream->max_value_size) : kDefaultMaxValueSize;
+  auto opened = local_->OpenBucket(name, local_options);
+  if (!opened.ok()) return opened.status();
+  auto replica = std::dynamic_pointer_cast<engine::LocalBucket>(*opened);
+  auto loop = ApplyLoop::Start(conn_->js(), name, replica);
+  if (!loop.ok()) return loop.status();
+  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused);
+  buckets_.emplace(name, bucket);
+  return std::shared_ptr<Bucket>(bucket);
+}
+
+Result<std::unique_ptr<Lock>> ReplicatedEngine::Acquire(std::string_view, std::chrono::milliseconds,
+                                                        std::chrono::milliseconds,
+                                                        const LockOptions&) {
+  return Status::InvalidArgument("locks over NATS are not available yet; take locks on an engine "
+                                 "opened without NatsOptions::servers");
+}
+
+Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view,
+                                                           std::chrono::milliseconds,
+                                                           const LockOptions&) {
+  return Acquire("", std::chrono::milliseconds(0), std::chrono::milliseconds(0), {});
+}
+
+}  // namespace replication
+}  // namespace revkv

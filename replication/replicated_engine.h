@@ -1,0 +1,49 @@
+// ReplicatedEngine: an Engine whose buckets mirror JetStream KV buckets,
+// over one NATS connection, with a local store holding the replicas.
+
+#ifndef REVKV_REPLICATION_REPLICATED_ENGINE_H_
+#define REVKV_REPLICATION_REPLICATED_ENGINE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "engine/local_engine.h"
+#include "replication/nats_connection.h"
+#include "replication/replicated_bucket.h"
+#include "revkv/engine.h"
+
+namespace revkv::replication {
+
+class ReplicatedEngine final : public Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> Open(const Options& options);
+
+  Result<std::shared_ptr<Bucket>> OpenBucket(std::string_view name,
+                                             const BucketOptions& options) override;
+  std::vector<std::string> ListBuckets() override { return local_->ListBuckets(); }
+  Result<std::unique_ptr<Lock>> Acquire(std::string_view name, std::chrono::milliseconds lease,
+                                        std::chrono::milliseconds timeout,
+                                        const LockOptions& options) override;
+  Result<std::unique_ptr<Lock>> TryAcquire(std::string_view name, std::chrono::milliseconds lease,
+                                           const LockOptions& options) override;
+  Status CatchUp() override { return local_->CatchUp(); }
+
+ private:
+  ReplicatedEngine(std::unique_ptr<engine::LocalEngine> local,
+                   std::shared_ptr<NatsConnection> conn)
+      : local_(std::move(local)), conn_(std::move(conn)) {}
+
+  // Constant after construction. The connection outlives the buckets it
+  // serves: buckets hold it too.
+  const std::unique_ptr<engine::LocalEngine> local_;
+  const std::shared_ptr<NatsConnection> conn_;
+
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<ReplicatedBucket>, std::less<>> buckets_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace revkv::replication
+
+#endif  // REVKV_REPLICATION_REPLICATED_ENGINE_H_

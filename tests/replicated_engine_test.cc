@@ -1,0 +1,161 @@
+// Replication through the public API: engines opened with NatsOptions, each
+// with its own store and connection, sharing buckets through one real
+// nats-server.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "revkv/revkv.h"
+#include "tests/nats_server.h"
+#include "tests/test_util.h"
+
+namespace revkv {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::NatsServer;
+using testing::TempDir;
+
+class ReplicatedEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
+
+  std::unique_ptr<Engine> OpenEngine(TempDir& dir, std::chrono::milliseconds write_timeout = 5s) {
+    Options o;
+    o.path = dir.path();
+    o.nats.servers = {server_.url()};
+    o.nats.write_timeout = write_timeout;
+    auto e = Engine::Open(o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  NatsServer server_;
+  TempDir dir_a_, dir_b_;
+};
+
+TEST_F(ReplicatedEngineTest, TwoEnginesConvergeAndSyncMakesReadsCurrent) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("jobs", {.history = 3});
+  auto bb = *b->OpenBucket("jobs");
+  EXPECT_EQ(bb->history(), 3);  // bound to the stream A created
+  auto rev = ba->Put("job.1", "queued");
+  ASSERT_TRUE(rev.ok()) << rev.status().ToString();
+  EXPECT_EQ(*ba->Get("job.1"), "queued");  // read-your-writes
+  ASSERT_TRUE(bb->Sync(5s).ok());
+  auto seen = bb->GetEntry("job.1");
+  ASSERT_TRUE(seen.ok()) << seen.status().ToString();
+  EXPECT_EQ(seen->revision, *rev);
+  EXPECT_EQ(seen->value, "queued");
+}
+
+TEST_F(ReplicatedEngineTest, CasAndUpdateWithRetryAcrossEnginesLoseNothing) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("ctr");
+  auto bb = *b->OpenBucket("ctr");
+  auto r1 = ba->Put("k", "x");
+  ASSERT_TRUE(r1.ok());
+  ASSERT_TRUE(bb->Update("k", "y", *r1).ok());
+  auto stale = ba->Update("k", "z", *r1);
+  EXPECT_TRUE(stale.status().IsConflict()) << stale.status().ToString();
+
+  constexpr int kPer = 50;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (Bucket* bucket : {ba.get(), bb.get()}) {
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&, bucket] {
+        for (int i = 0; i < kPer; ++i) {
+          auto r = bucket->UpdateWithRetry("n", [](const std::optional<std::string>& cur) {
+            return std::to_string(cur ? std::stol(*cur) + 1 : 1);
+          });
+          if (!r.ok()) ++errors;
+        }
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  ASSERT_TRUE(ba->Sync(5s).ok());
+  ASSERT_TRUE(bb->Sync(5s).ok());
+  EXPECT_EQ(std::stol(*ba->Get("n")), 4 * kPer);
+  EXPECT_EQ(std::stol(*bb->Get("n")), 4 * kPer);
+}
+
+TEST_F(ReplicatedEngineTest, WatchSeesChangesFromOtherEngines) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("w");
+  auto bb = *b->OpenBucket("w");
+  auto watch = bb->Watch(">", {.start = WatchStart::kUpdatesOnly});
+  ASSERT_TRUE(watch.ok());
+  auto rev = ba->Put("from.a", "hello");
+  ASSERT_TRUE(rev.ok());
+  auto e = (*watch)->Next(5s);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->key, "from.a");
+  EXPECT_EQ(e->revision, *rev);
+}
+
+TEST_F(ReplicatedEngineTest, LocalOnlyBucketsStayLocal) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto la = *a->OpenBucket("private", {.local_only = true});
+  ASSERT_TRUE(la->Put("k", "secret").ok());
+  auto rb = *b->OpenBucket("private");
+  ASSERT_TRUE(rb->Sync(5s).ok());
+  EXPECT_TRUE(rb->Get("k").status().IsNotFound());
+}
+
+TEST_F(ReplicatedEngineTest, MismatchedSettingsAreListed) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->OpenBucket("cfg", {.history = 3}).ok());
+  auto bad = b->OpenBucket("cfg", {.history = 5});
+  ASSERT_TRUE(bad.status().IsInvalidArgument());
+  EXPECT_NE(bad.status().message().find("history 3 (asked 5)"), std::string_view::npos)
+      << bad.status().message();
+}
+
+TEST_F(ReplicatedEngineTest, ServerDownWritesFailInTimeReadsWork) {
+  auto a = OpenEngine(dir_a_, 500ms);
+  ASSERT_TRUE(a);
+  auto ba = *a->OpenBucket("down");
+  ASSERT_TRUE(ba->Put("k", "v").ok());
+  server_.Stop();
+  const auto start = std::chrono::steady_clock::now();
+  auto w = ba->Put("k", "w");
+  EXPECT_TRUE(w.status().IsUnavailable() || w.status().IsTimeout()) << w.status().ToString();
+  EXPECT_LT(testing::MsSince(start), 3000);
+  EXPECT_EQ(*ba->Get("k"), "v");
+}
+
+TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
+  const std::string url = server_.url();
+  server_.Stop();
+  Options o;
+  o.path = dir_a_.path();
+  o.nats.servers = {url};
+  o.nats.connect_timeout = 500ms;
+  auto e = Engine::Open(o);
+  EXPECT_TRUE(e.status().IsUnavailable()) << e.status().ToString();
+  o.nats.token = "t";
+  o.nats.user = "u";
+  EXPECT_TRUE(Engine::Open(o).status().IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace revkv
