@@ -163,6 +163,16 @@ struct Args {
   bool json = false;
   bool sync = false;
   bool help = false;
+  bool local = false;                   // --local: no catch-up before reads
+  std::vector<std::string> nats;        // every --nats value, comma lists split
+  std::optional<std::string> user;
+  std::optional<std::string> password;
+  std::optional<std::string> token;
+  std::optional<std::string> creds;
+  std::optional<std::string> tls_ca;
+  std::optional<std::string> tls_cert;
+  std::optional<std::string> tls_key;
+  std::optional<std::string> write_timeout;  // raw text of --write-timeout
   std::optional<std::string> history;   // raw text; parsed after usage checks
   std::optional<std::string> revision;  // raw text of --revision
   std::optional<std::string> lease;     // raw text of --lease
@@ -198,7 +208,7 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     std::optional<std::string_view> inline_value;
     if (eq != std::string_view::npos) inline_value = arg.substr(eq + 1);
 
-    if (name == "help" || name == "json" || name == "sync") {
+    if (name == "help" || name == "json" || name == "sync" || name == "local") {
       if (inline_value) {
         note("--" + std::string(name) + " takes no value");
         continue;
@@ -206,10 +216,30 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       if (name == "help") args->help = true;
       if (name == "json") args->json = true;
       if (name == "sync") args->sync = true;
+      if (name == "local") args->local = true;
       continue;
     }
     std::optional<std::string>* target = nullptr;
-    if (name == "db") {
+    std::optional<std::string> nats_value;
+    if (name == "nats") {
+      target = &nats_value;
+    } else if (name == "user") {
+      target = &args->user;
+    } else if (name == "password") {
+      target = &args->password;
+    } else if (name == "token") {
+      target = &args->token;
+    } else if (name == "creds") {
+      target = &args->creds;
+    } else if (name == "tls-ca") {
+      target = &args->tls_ca;
+    } else if (name == "tls-cert") {
+      target = &args->tls_cert;
+    } else if (name == "tls-key") {
+      target = &args->tls_key;
+    } else if (name == "write-timeout") {
+      target = &args->write_timeout;
+    } else if (name == "db") {
       target = &args->db;
     } else if (name == "bucket") {
       target = &args->bucket;
@@ -241,6 +271,21 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       ++i;
     }
     *target = std::move(value);
+    if (nats_value) {
+      // Repeatable, and each value may be a comma-separated list.
+      std::string_view list = *nats_value;
+      while (true) {
+        const size_t comma = list.find(',');
+        const std::string_view url = list.substr(0, comma);
+        if (url.empty()) {
+          note("--nats needs a server URL, not an empty string");
+        } else {
+          args->nats.emplace_back(url);
+        }
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+      }
+    }
   }
   return error;
 }
@@ -511,6 +556,7 @@ constexpr CommandSpec kCommands[] = {
     {"keys", 0, 1, "keys [FILTER]", false},
     {"history", 1, 1, "history KEY", false},
     {"watch", 0, 1, "watch [FILTER]", false},
+    {"status", 0, 0, "status", false},
     {"lock", 1, 1, "lock NAME [--lease DUR] [--timeout DUR] -- CMD [ARGS...]", true},
 };
 
