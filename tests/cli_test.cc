@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "revkv/revkv.h"
+#include "tests/nats_server.h"
 
 extern char** environ;
 
@@ -1388,6 +1389,122 @@ TEST_F(cli, LockIsReleasedWhenCommandExits) {
     EXPECT_EQ(r.err, "") << r;
   }
   EXPECT_LT(MsSince(start), 5000);
+}
+
+// ---- NATS replication: each --db is one replica ----
+
+class cli_nats : public cli {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
+  // Runs `revkv --db <replica> --nats <url> args...`.
+  RunResult On(const std::string& replica, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--db", dir_.Sub(replica), "--nats", server_.url()});
+    return RunCli(args);
+  }
+  size_t WarningLines(const RunResult& r) {
+    size_t n = 0;
+    for (const std::string& line : Lines(r.err)) n += line.starts_with("revkv: warning:");
+    return n;
+  }
+
+  revkv::testing::NatsServer server_;
+};
+
+// Gives the name "cli_nats.*", which `ctest -R cli` selects too.
+TEST_F(cli_nats, TwoReplicasConverge) {
+  const uint64_t r1 = ParseRevision(On("a", {"put", "greeting", "hello"}));
+  const uint64_t r2 = ParseRevision(On("a", {"put", "other", "x"}));
+  EXPECT_LT(r1, r2);
+
+  // B has never seen the bucket: its read catches up first.
+  RunResult get = On("b", {"get", "greeting"});
+  EXPECT_EQ(get.exit_code, 0) << get;
+  EXPECT_EQ(get.out, "hello");
+  EXPECT_EQ(get.err, "");
+
+  RunResult entry = On("b", {"--json", "entry", "greeting"});
+  EXPECT_EQ(entry.exit_code, 0) << entry;
+  EXPECT_NE(entry.out.find("\"revision\":" + std::to_string(r1) + ","), std::string::npos) << entry;
+
+  // A write through B is seen by A's next read.
+  const uint64_t r3 = ParseRevision(On("b", {"put", "greeting", "from b"}));
+  EXPECT_GT(r3, r2);
+  RunResult get_a = On("a", {"get", "greeting"});
+  EXPECT_EQ(get_a.exit_code, 0) << get_a;
+  EXPECT_EQ(get_a.out, "from b");
+
+  RunResult keys = On("b", {"keys"});
+  EXPECT_EQ(keys.exit_code, 0) << keys;
+  EXPECT_EQ(keys.out, "greeting\nother\n");
+}
+
+TEST_F(cli_nats, StaleUpdateAcrossReplicasConflicts) {
+  const uint64_t r1 = ParseRevision(On("a", {"put", "k", "v1"}));
+  // B learns r1, then A moves on.
+  EXPECT_EQ(On("b", {"get", "k"}).out, "v1");
+  const uint64_t r2 = ParseRevision(On("a", {"update", "k", "v2", std::to_string(r1)}));
+  EXPECT_GT(r2, r1);
+
+  RunResult stale = On("b", {"update", "k", "v3", std::to_string(r1)});
+  EXPECT_TRUE(FailsWith(4, stale)) << stale;
+  EXPECT_EQ(On("a", {"get", "k"}).out, "v2");
+  EXPECT_EQ(On("b", {"get", "k"}).out, "v2");
+}
+
+TEST_F(cli_nats, ServerDownWritesFailReadsAnswerFromReplicaWithWarning) {
+  const uint64_t r1 = ParseRevision(On("a", {"put", "k", "kept"}));
+  EXPECT_EQ(On("b", {"get", "k"}).out, "kept");
+  server_.Stop();
+
+  const auto start = Clock::now();
+  RunResult put = On("a", {"--write-timeout", "500ms", "put", "k", "lost"});
+  const auto took = Clock::now() - start;
+  EXPECT_TRUE(FailsWith(6, put)) << put;
+  EXPECT_LT(took, 6s);
+
+  RunResult get = On("b", {"get", "k"});
+  EXPECT_EQ(get.exit_code, 0) << get;
+  EXPECT_EQ(get.out, "kept");
+  EXPECT_EQ(WarningLines(get), 1u) << get;
+  EXPECT_EQ(Lines(get.err).size(), 1u) << get;
+
+  RunResult entry = On("a", {"--json", "entry", "k"});
+  EXPECT_EQ(entry.exit_code, 0) << entry;
+  EXPECT_NE(entry.out.find("\"revision\":" + std::to_string(r1) + ","), std::string::npos) << entry;
+  EXPECT_EQ(WarningLines(entry), 1u) << entry;
+
+  RunResult status = On("b", {"--json", "status"});
+  EXPECT_EQ(status.exit_code, 0) << status;
+  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(r1) +
+                            ",\"stream_last\":null,\"lag\":null,\"connected\":false}\n");
+}
+
+TEST_F(cli_nats, StatusAfterWritesShowsNoLag) {
+  ParseRevision(On("a", {"put", "k1", "v"}));
+  const uint64_t last = ParseRevision(On("a", {"put", "k2", "v"}));
+  RunResult on_a = On("a", {"--json", "status"});
+  EXPECT_EQ(on_a.exit_code, 0) << on_a;
+  EXPECT_EQ(on_a.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
+                          std::to_string(last) + ",\"lag\":0,\"connected\":true}\n");
+  EXPECT_EQ(On("b", {"get", "k2"}).out, "v");
+  // B caught up while answering its read: no lag either.
+  RunResult status = On("b", {"--json", "status"});
+  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
+                            std::to_string(last) + ",\"lag\":0,\"connected\":true}\n")
+      << status;
+  RunResult text = On("b", {"status"});
+  EXPECT_EQ(text.out, "applied: " + std::to_string(last) +
+                          "\nstream_last: " + std::to_string(last) + "\nlag: 0\nconnected: true\n")
+      << text;
+}
+
+TEST_F(cli, StatusWithoutNatsIsLocalOnly) {
+  const uint64_t last = Put("k", "v");
+  RunResult status = Cli({"--json", "status"});
+  EXPECT_EQ(status.exit_code, 0) << status;
+  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
+                            std::to_string(last) + ",\"lag\":0,\"connected\":false}\n");
+  EXPECT_TRUE(FailsWith(1, Cli({"--user", "u", "get", "k"})));
 }
 
 }  // namespace

@@ -50,6 +50,7 @@ enum ExitCode : int {
 
 constexpr std::string_view kUsage =
     "Usage: revkv --db DIR [--bucket NAME] [--json] [--history N] [--sync] COMMAND ...\n"
+    "       revkv --db DIR --nats URL [NATS OPTIONS] COMMAND ...\n"
     "\n"
     "Commands:\n"
     "  put KEY VALUE                   write VALUE; prints the new revision\n"
@@ -61,7 +62,10 @@ constexpr std::string_view kUsage =
     "  purge KEY [--revision N]        write a purge tombstone, dropping KEY's history\n"
     "  keys [FILTER]                   list live keys; FILTER takes '*' and '>' wildcards\n"
     "  history KEY                     print KEY's retained revisions, oldest first\n"
-    "  watch [FILTER]                  print changes as they happen, until interrupted\n"
+    "  watch [FILTER]                  print changes as they happen, until interrupted;\n"
+    "                                  with --nats it follows the local replica DIR\n"
+    "  status                          print the applied revision, the stream's last\n"
+    "                                  revision, the lag and whether NATS is reachable\n"
     "  lock NAME -- CMD [ARGS...]      run CMD while holding the lease lock NAME (see below)\n"
     "\n"
     "Options (anywhere on the command line, as --flag VALUE or --flag=VALUE):\n"
@@ -74,11 +78,29 @@ constexpr std::string_view kUsage =
     "  --lease DUR      lock: the lease, renewed while CMD runs (default: 30s)\n"
     "  --timeout DUR    lock: how long to wait for the store and the lock (default: 30s)\n"
     "  -h, --help       print this help\n"
+    "\n"
+    "NATS replication (DIR is then one replica of the bucket's JetStream KV stream):\n"
+    "  --nats URL       a server, e.g. nats://127.0.0.1:4222; repeat it or give a\n"
+    "                   comma-separated list for several\n"
+    "  --user U, --password P, --token T, --creds FILE\n"
+    "                   credentials for the server (one kind)\n"
+    "  --tls-ca F, --tls-cert F, --tls-key F\n"
+    "                   TLS: a CA to trust, a client certificate and its key\n"
+    "  --write-timeout DUR\n"
+    "                   how long a write, or a read's catch-up, may wait for the\n"
+    "                   server (default: 5s); connecting may take 2s\n"
+    "  --local          reads answer from DIR without catching up with the server\n"
     "  --               treat every later argument as a positional one; for lock,\n"
     "                   every argument after it is CMD and its ARGS, verbatim\n"
     "\n"
     "A VALUE of '-' reads the value from standard input. DUR is a whole number with\n"
     "a unit: 500ms, 10s or 2m.\n"
+    "\n"
+    "With --nats, writes go through the server and reads (get, entry, keys, history)\n"
+    "first catch DIR up with it. If the server cannot be reached, a read answers from\n"
+    "DIR, which may be stale, with one 'revkv: warning:' line on stderr, and a write\n"
+    "fails with exit 6. status prints 'unknown' (JSON null) for the stream's last\n"
+    "revision and the lag when the server cannot be reached.\n"
     "\n"
     "lock waits until it can open the store and acquire NAME (a name follows the key\n"
     "rules), then runs CMD, searched for in PATH, with REVKV_FENCING_TOKEN set to the\n"
@@ -87,7 +109,8 @@ constexpr std::string_view kUsage =
     "SIGTERM (SIGKILL 5s later) and lock exits 9.\n"
     "\n"
     "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 exists, 4 conflict,\n"
-    "5 timeout, 6 unavailable (store held by another process), 7 invalid argument.\n"
+    "5 timeout, 6 unavailable (store held by another process, or NATS unreachable),\n"
+    "7 invalid argument.\n"
     "lock exits with CMD's status (128+N if CMD was killed by signal N), or 5 if the\n"
     "store or the lock was not free within --timeout, 9 if the lease was lost, 127 if\n"
     "CMD could not be started.\n";
@@ -163,8 +186,8 @@ struct Args {
   bool json = false;
   bool sync = false;
   bool help = false;
-  bool local = false;                   // --local: no catch-up before reads
-  std::vector<std::string> nats;        // every --nats value, comma lists split
+  bool local = false;             // --local: no catch-up before reads
+  std::vector<std::string> nats;  // every --nats value, comma lists split
   std::optional<std::string> user;
   std::optional<std::string> password;
   std::optional<std::string> token;
@@ -173,11 +196,11 @@ struct Args {
   std::optional<std::string> tls_cert;
   std::optional<std::string> tls_key;
   std::optional<std::string> write_timeout;  // raw text of --write-timeout
-  std::optional<std::string> history;   // raw text; parsed after usage checks
-  std::optional<std::string> revision;  // raw text of --revision
-  std::optional<std::string> lease;     // raw text of --lease
-  std::optional<std::string> timeout;   // raw text of --timeout
-  std::vector<std::string> positional;  // COMMAND and its arguments
+  std::optional<std::string> history;        // raw text; parsed after usage checks
+  std::optional<std::string> revision;       // raw text of --revision
+  std::optional<std::string> lease;          // raw text of --lease
+  std::optional<std::string> timeout;        // raw text of --timeout
+  std::vector<std::string> positional;       // COMMAND and its arguments
   // Where the first "--" stood: the number of positional arguments before it.
   std::optional<size_t> separator;
 };
@@ -985,8 +1008,44 @@ int Run(int argc, char** argv) {
     return UsageError(std::string(args.lease ? "--lease" : "--timeout") + " applies only to lock");
   }
 
+  const bool replicated = !args.nats.empty();
+  if (!replicated) {
+    const std::pair<const char*, bool> nats_only[] = {
+        {"--user", args.user.has_value()},
+        {"--password", args.password.has_value()},
+        {"--token", args.token.has_value()},
+        {"--creds", args.creds.has_value()},
+        {"--tls-ca", args.tls_ca.has_value()},
+        {"--tls-cert", args.tls_cert.has_value()},
+        {"--tls-key", args.tls_key.has_value()},
+        {"--write-timeout", args.write_timeout.has_value()},
+        {"--local", args.local}};
+    for (const auto& [flag, given] : nats_only) {
+      if (given) return UsageError(std::string(flag) + " applies only with --nats");
+    }
+  }
+
   // Everything that can be checked without the store is checked first, so a
   // bad invocation neither creates a store nor takes its lock.
+  revkv::NatsOptions nats_options;
+  nats_options.servers = args.nats;
+  nats_options.user = args.user.value_or("");
+  nats_options.password = args.password.value_or("");
+  nats_options.token = args.token.value_or("");
+  nats_options.creds_file = args.creds.value_or("");
+  nats_options.tls_ca = args.tls_ca.value_or("");
+  nats_options.tls_cert = args.tls_cert.value_or("");
+  nats_options.tls_key = args.tls_key.value_or("");
+  if (args.write_timeout) {
+    auto d = ParseDuration(*args.write_timeout);
+    if (!d || d->count() == 0) {
+      return Fail(kExitInvalidArgument,
+                  "InvalidArgument: --write-timeout " + Quote(*args.write_timeout) +
+                      " is not a duration; give a whole positive number with a unit, e.g. "
+                      "500ms, 10s or 2m (at most a year)");
+    }
+    nats_options.write_timeout = *d;
+  }
   revkv::BucketOptions bucket_options;
   if (args.history) {
     auto h = ParseUint64(*args.history);
@@ -1017,6 +1076,8 @@ int Run(int argc, char** argv) {
   const std::string filter = has_filter && !params.empty() ? params[0] : ">";
   if (has_filter) {
     if (revkv::Status s = revkv::ValidateFilter(filter); !s.ok()) return FailStatus(s);
+  } else if (command == "status") {
+    // No key.
   } else if (revkv::Status s = revkv::ValidateKey(params[0]); !s.ok()) {
     if (command != "lock") return FailStatus(s);
     return Fail(
@@ -1059,16 +1120,52 @@ int Run(int argc, char** argv) {
   revkv::Options options;
   options.path = *args.db;
   options.sync = args.sync;
-  // Reading must not leave a new store behind a mistyped --db.
-  options.create_if_missing = spec->writes;
+  options.nats = nats_options;
+  // Reading must not leave a new store behind a mistyped --db. With --nats
+  // the directory is a replica, which a read may create and fill from the
+  // server.
+  options.create_if_missing = spec->writes || replicated;
+  // The one warning a read prints when it answers from a replica it could
+  // not bring up to date.
+  bool warned = false;
+  auto warn_stale = [&warned](const revkv::Status& why) {
+    if (warned) return;
+    warned = true;
+    std::string line = "revkv: warning: " +
+                       Printable("cannot reach the NATS server (" + why.ToString() +
+                                 "); answering from the local replica, which may be stale") +
+                       "\n";
+    fwrite(line.data(), 1, line.size(), stderr);
+    fflush(stderr);
+  };
   auto engine = revkv::Engine::Open(options);
+  bool connected = replicated && engine.ok();
+  if (!engine.ok() && replicated && !spec->writes &&
+      engine.status().code() == revkv::Code::kUnavailable) {
+    // The server is unreachable (a store held by another process is
+    // Unavailable too, and stays so below). Reads fall back to the replica.
+    const revkv::Status why = engine.status();
+    revkv::Options local = options;
+    local.nats = revkv::NatsOptions{};
+    local.create_if_missing = false;
+    auto fallback = revkv::Engine::Open(local);
+    if (fallback.ok()) {
+      warn_stale(why);
+      engine = std::move(fallback);
+    }
+  }
   if (!engine.ok()) return FailStatus(engine.status());
-  if (!spec->writes) {
+  if (!spec->writes && !connected) {
     // Nor create a bucket just to find it empty.
     const std::vector<std::string> buckets = (*engine)->ListBuckets();
     if (std::find(buckets.begin(), buckets.end(), bucket_name) == buckets.end()) {
       if (command == "keys") {
         if (args.json) Write("[]\n");
+        return FinishOutput();
+      }
+      if (command == "status") {
+        Write(args.json ? "{\"applied\":0,\"stream_last\":0,\"lag\":0,\"connected\":false}\n"
+                        : "applied: 0\nstream_last: 0\nlag: 0\nconnected: false\n");
         return FinishOutput();
       }
       return Fail(kExitNotFound, "NotFound: bucket " + Quote(bucket_name) +
@@ -1079,6 +1176,48 @@ int Run(int argc, char** argv) {
   if (!opened_bucket.ok()) return FailStatus(opened_bucket.status());
   revkv::Bucket& bucket = **opened_bucket;
   const std::string& key = params.empty() ? filter : params[0];
+
+  if (command == "status") {
+    // The stream's last revision is what the replica has applied once Sync
+    // has caught it up; a failed Sync leaves it unknown.
+    const uint64_t applied = bucket.LastRevision();
+    std::optional<uint64_t> stream_last;
+    if (!replicated) stream_last = applied;  // a local-only store is its own stream
+    if (connected) {
+      const revkv::Status synced = bucket.Sync(nats_options.write_timeout);
+      if (synced.ok()) {
+        stream_last = bucket.LastRevision();
+      } else {
+        stream_last.reset();
+        connected = false;
+      }
+    }
+    const std::string last_text = stream_last ? std::to_string(*stream_last) : std::string();
+    const std::string lag_text =
+        stream_last ? std::to_string(*stream_last >= applied ? *stream_last - applied : 0)
+                    : std::string();
+    const char* connected_text = connected ? "true" : "false";
+    if (args.json) {
+      Write("{\"applied\":" + std::to_string(applied) + ",\"stream_last\":" +
+            (stream_last ? last_text : "null") + ",\"lag\":" + (stream_last ? lag_text : "null") +
+            ",\"connected\":" + connected_text + "}\n");
+    } else {
+      Write("applied: " + std::to_string(applied) +
+            "\nstream_last: " + (stream_last ? last_text : "unknown") + "\nlag: " +
+            (stream_last ? lag_text : "unknown") + "\nconnected: " + connected_text + "\n");
+    }
+    return FinishOutput();
+  }
+  if (!spec->writes && connected && !args.local) {
+    // Catch the replica up so that the read sees every acknowledged write.
+    const revkv::Status synced = bucket.Sync(nats_options.write_timeout);
+    if (!synced.ok()) {
+      if (synced.code() != revkv::Code::kUnavailable && synced.code() != revkv::Code::kTimeout) {
+        return FailStatus(synced);
+      }
+      warn_stale(synced);
+    }
+  }
 
   auto print_revision = [](const revkv::Result<uint64_t>& r) {
     if (!r.ok()) return FailStatus(r.status());
