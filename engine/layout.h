@@ -16,7 +16,8 @@
 // In the meta family:
 //   "format"                   -> store format version (BE64)
 //   "cfg/" name                -> BucketConfig
-//   "rev/" name                -> BE64 of the bucket's last revision
+//   "rev/" name                -> BE64 of the bucket's last (or applied) revision
+//   "src/" name                -> BE64 creation time of the stream a replica mirrors
 
 #ifndef REVKV_ENGINE_LAYOUT_H_
 #define REVKV_ENGINE_LAYOUT_H_
@@ -77,6 +78,7 @@ inline std::string LogFamily(std::string_view bucket) {
 }
 inline std::string ConfigKey(std::string_view bucket) { return "cfg/" + std::string(bucket); }
 inline std::string CounterKey(std::string_view bucket) { return "rev/" + std::string(bucket); }
+inline std::string SourceKey(std::string_view bucket) { return "src/" + std::string(bucket); }
 
 }  // namespace revkv::engine
 

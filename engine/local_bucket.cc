@@ -404,6 +404,33 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   return Status::OK();
 }
 
+Result<int64_t> LocalBucket::ReplicaSource() {
+  std::string raw;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, SourceKey(name_), &raw);
+  if (rs.IsNotFound()) return int64_t{0};
+  if (!rs.ok()) return FromRocks(rs, "reading the replica source of bucket '" + name_ + "'");
+  return static_cast<int64_t>(DecodeBE64(raw));
+}
+
+Status LocalBucket::ResetReplica(int64_t source) {
+  if (is_follower()) return ReadOnlyError();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  rocksdb::WriteBatch batch;
+  // Every record key starts with 'h' or 'k', and every log key is 8 bytes.
+  batch.DeleteRange(cf_, std::string(1, '\0'), std::string(1, '\xff'));
+  batch.DeleteRange(log_cf_, std::string(8, '\0'), std::string(9, '\xff'));
+  std::string zero, src;
+  AppendBE64(&zero, 0);
+  AppendBE64(&src, static_cast<uint64_t>(source));
+  batch.Put(core_->meta, CounterKey(name_), zero);
+  batch.Put(core_->meta, SourceKey(name_), src);
+  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
+  if (!rs.ok()) return FromRocks(rs, "resetting the replica of bucket '" + name_ + "'");
+  write_cache_.clear();
+  last_revision_.store(0, std::memory_order_release);
+  return Status::OK();
+}
+
 uint64_t LocalBucket::AddCommitListener(CommitListener listener) {
   std::lock_guard<std::mutex> lock(write_mu_);
   uint64_t id = next_listener_id_++;

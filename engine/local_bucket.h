@@ -87,6 +87,14 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   // IOError, Corruption: as writes.
   Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision);
 
+  // The identity of the stream this bucket replicates (its creation time),
+  // 0 when none was recorded. Kept in the meta family.
+  Result<int64_t> ReplicaSource();
+  // Drops every entry and the applied revision, and records `source` as the
+  // stream now replicated: one atomic batch. Used when the stream the
+  // replica mirrored was deleted and recreated, or fell behind the replica.
+  Status ResetReplica(int64_t source);
+
   // Runs `fn` with writes to this bucket held off, with the latest revision.
   void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn);
 

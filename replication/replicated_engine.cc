@@ -1,5 +1,7 @@
 #include "replication/replicated_engine.h"
 
+#include <cstdio>
+
 #include "replication/kv_stream.h"
 #include "replication/server_probe.h"
 #include "revkv/validation.h"
@@ -66,6 +68,25 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
   auto opened = local_->OpenBucket(name, local_options);
   if (!opened.ok()) return opened.status();
   auto replica = std::dynamic_pointer_cast<engine::LocalBucket>(*opened);
+
+  // Identity: a replica mirrors one incarnation of the stream. If the bucket
+  // was deleted and recreated, or the stream is behind the replica, merging
+  // would mix two histories: resync from scratch instead.
+  auto source = replica->ReplicaSource();
+  if (!source.ok()) return source.status();
+  const uint64_t applied = replica->LastRevision();
+  const bool recreated = *source != 0 && *source != stream->created_ns;
+  const bool behind = stream->last_sequence < applied;
+  if (recreated || behind || *source == 0) {
+    if (recreated || behind) {
+      std::fprintf(stderr,
+                   "revkv: replica of bucket '%s' is stale (%s); resyncing from the server\n",
+                   name.c_str(),
+                   recreated ? "the bucket was deleted and recreated"
+                             : "the stream is behind the replica");
+    }
+    if (Status s = replica->ResetReplica(stream->created_ns); !s.ok()) return s;
+  }
   auto loop = ApplyLoop::Start(conn_->js(), name, replica);
   if (!loop.ok()) return loop.status();
   auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused);

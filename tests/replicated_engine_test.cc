@@ -3,6 +3,7 @@
 // nats-server.
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include <atomic>
 #include <chrono>
@@ -141,6 +142,66 @@ TEST_F(ReplicatedEngineTest, ServerDownWritesFailInTimeReadsWork) {
   EXPECT_TRUE(w.status().IsUnavailable() || w.status().IsTimeout()) << w.status().ToString();
   EXPECT_LT(testing::MsSince(start), 3000);
   EXPECT_EQ(*ba->Get("k"), "v");
+}
+
+TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {
+  {
+    auto a = OpenEngine(dir_a_);
+    ASSERT_TRUE(a);
+    auto b = *a->OpenBucket("re");
+    ASSERT_TRUE(b->Put("old.a", "1").ok());
+    ASSERT_TRUE(b->Put("old.b", "2").ok());
+  }
+  // Another client deletes the bucket and recreates it with other content.
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, server_.url().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  ASSERT_EQ(js_DeleteKeyValue(js, "re"), NATS_OK);
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = "re";
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_CreateKeyValue(&kv, js, &cfg), NATS_OK);
+  uint64_t rev = 0;
+  ASSERT_EQ(kvStore_PutString(&rev, kv, "new.c", "3"), NATS_OK);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  auto a = OpenEngine(dir_a_);
+  ASSERT_TRUE(a);
+  auto b = *a->OpenBucket("re");
+  ASSERT_TRUE(b->Sync(5s).ok());
+  EXPECT_TRUE(b->Get("old.a").status().IsNotFound());
+  EXPECT_TRUE(b->Get("old.b").status().IsNotFound());
+  auto c = b->GetEntry("new.c");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->value, "3");
+  EXPECT_EQ(c->revision, rev);
+  EXPECT_EQ(b->LastRevision(), rev);
+}
+
+TEST_F(ReplicatedEngineTest, ReopenedReplicaKeepsItsDataAndResumes) {
+  uint64_t last = 0;
+  {
+    auto a = OpenEngine(dir_a_);
+    ASSERT_TRUE(a);
+    auto b = *a->OpenBucket("keep");
+    for (int i = 0; i < 5; ++i) last = *b->Put("k." + std::to_string(i), "v");
+  }
+  auto other = OpenEngine(dir_b_);
+  ASSERT_TRUE(other);
+  auto ob = *other->OpenBucket("keep");
+  auto more = ob->Put("k.late", "w");
+  ASSERT_TRUE(more.ok());
+  auto a = OpenEngine(dir_a_);
+  ASSERT_TRUE(a);
+  auto b = *a->OpenBucket("keep");
+  EXPECT_GE(b->LastRevision(), last);  // not wiped on reopen
+  ASSERT_TRUE(b->Sync(5s).ok());
+  EXPECT_EQ(*b->Get("k.late"), "w");
+  EXPECT_EQ(*b->Get("k.0"), "v");
 }
 
 TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
