@@ -204,6 +204,37 @@ TEST_F(ReplicatedEngineTest, ReopenedReplicaKeepsItsDataAndResumes) {
   EXPECT_EQ(*b->Get("k.0"), "v");
 }
 
+TEST_F(ReplicatedEngineTest, ServerRestartIsSurvivedWithoutMissingOrDuplicateEntries) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("restart", {.history = 1});
+  auto bb = *b->OpenBucket("restart");
+  std::vector<uint64_t> acked;
+  for (int i = 0; i < 20; ++i) acked.push_back(*ba->Put("before." + std::to_string(i), "x"));
+  ASSERT_TRUE(server_.Restart()) << server_.error();
+  // Writes resume once the connection is back; retry until it is.
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  for (int i = 0; i < 20; ++i) {
+    while (true) {
+      auto r = ba->Put("after." + std::to_string(i), "y");
+      if (r.ok()) {
+        acked.push_back(*r);
+        break;
+      }
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << r.status().ToString();
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_TRUE(bb->Sync(10s).ok());
+  // Every acknowledged write is in the other replica, once, at its revision.
+  auto changes = bb->ChangesSince(0, 1000);
+  ASSERT_TRUE(changes.ok());
+  std::vector<uint64_t> seen;
+  for (const auto& e : *changes) seen.push_back(e.revision);
+  EXPECT_EQ(seen, acked);
+}
+
 TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
   const std::string url = server_.url();
   server_.Stop();
