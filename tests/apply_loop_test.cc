@@ -29,12 +29,7 @@ class ApplyLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(server_.Start()) << server_.error();
-    natsOptions* opts = nullptr;
-    ASSERT_EQ(natsOptions_Create(&opts), NATS_OK);
-    ASSERT_EQ(natsOptions_SetURL(opts, server_.url().c_str()), NATS_OK);
-    ASSERT_EQ(natsConnection_Connect(&nc_, opts), NATS_OK);
-    natsOptions_Destroy(opts);
-    ASSERT_EQ(natsConnection_JetStream(&js_, nc_, nullptr), NATS_OK);
+    ASSERT_EQ(revkv::testing::ConnectClient(server_.url(), &nc_, &js_), NATS_OK);
     KvStreamRequest req;
     req.bucket = "mirror";
     req.history = 5;

@@ -133,4 +133,16 @@ void NatsServer::Stop() { Reap(SIGTERM, 5000); }
 
 void NatsServer::Kill() { Reap(SIGKILL, 5000); }
 
+natsStatus ConnectClient(const std::string& url, natsConnection** nc, jsCtx** js) {
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) s = natsOptions_SetURL(opts, url.c_str());
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, false);
+  if (s == NATS_OK) s = natsConnection_Connect(nc, opts);
+  if (s == NATS_OK) s = natsConnection_JetStream(js, *nc, nullptr);
+  natsOptions_Destroy(opts);
+  return s;
+}
+
 }  // namespace revkv::testing

@@ -8,6 +8,7 @@
 #ifndef REVKV_TESTS_NATS_SERVER_H_
 #define REVKV_TESTS_NATS_SERVER_H_
 
+#include <nats/nats.h>
 #include <sys/types.h>
 
 #include <string>
@@ -61,6 +62,10 @@ class NatsServer {
   int port_ = -1;
   std::string error_;
 };
+
+// Connects a plain nats.c client (connection and JetStream context) to
+// `url`, with reconnects off. Returns the first failing status.
+natsStatus ConnectClient(const std::string& url, natsConnection** nc, jsCtx** js);
 
 }  // namespace revkv::testing
 

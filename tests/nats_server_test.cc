@@ -19,16 +19,7 @@ struct Conn {
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
   natsStatus status = NATS_OK;
-  explicit Conn(const std::string& url) {
-    natsOptions* opts = nullptr;
-    status = natsOptions_Create(&opts);
-    if (status == NATS_OK) status = natsOptions_SetURL(opts, url.c_str());
-    if (status == NATS_OK) status = natsOptions_SetTimeout(opts, 2000);
-    if (status == NATS_OK) status = natsOptions_SetAllowReconnect(opts, false);
-    if (status == NATS_OK) status = natsConnection_Connect(&nc, opts);
-    if (status == NATS_OK) status = natsConnection_JetStream(&js, nc, nullptr);
-    natsOptions_Destroy(opts);
-  }
+  explicit Conn(const std::string& url) : status(ConnectClient(url, &nc, &js)) {}
   ~Conn() {
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
