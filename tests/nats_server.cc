@@ -69,6 +69,7 @@ bool NatsServer::Start() {
   std::vector<std::string> args = {binary_, "-a", "127.0.0.1", "-p",
                                    std::to_string(port_ > 0 ? port_ : -1),
                                    "-js", "-sd", store_dir_, "--ports_file_dir", ports_dir};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/test_util.h"
 
@@ -30,6 +31,10 @@ class NatsServer {
   // starts reuse that port, so clients can reconnect after a restart.
   // Returns false, with the reason in error(), if it did not come up.
   bool Start();
+  // Extra command-line arguments for every later start (e.g. "--user", "u").
+  void AddArgs(const std::vector<std::string>& args) {
+    extra_args_.insert(extra_args_.end(), args.begin(), args.end());
+  }
   // Stops the server: SIGTERM, then SIGKILL after 5 s. Waits for the exit.
   void Stop();
   // Kills the server with SIGKILL at once, as a crash would.
@@ -61,6 +66,7 @@ class NatsServer {
   pid_t pid_ = -1;
   int port_ = -1;
   std::string error_;
+  std::vector<std::string> extra_args_;
 };
 
 // Connects a plain nats.c client (connection and JetStream context) to

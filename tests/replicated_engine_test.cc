@@ -235,6 +235,26 @@ TEST_F(ReplicatedEngineTest, ServerRestartIsSurvivedWithoutMissingOrDuplicateEnt
   EXPECT_EQ(seen, acked);
 }
 
+TEST(ReplicatedAuth, WrongCredentialsArePermissionDeniedAndRightOnesWork) {
+  NatsServer server;
+  server.AddArgs({"--user", "alice", "--pass", "s3cret"});
+  ASSERT_TRUE(server.Start()) << server.error();
+  TempDir dir;
+  Options o;
+  o.path = dir.path();
+  o.nats.servers = {server.url()};
+  o.nats.user = "alice";
+  o.nats.password = "wrong";
+  auto bad = Engine::Open(o);
+  EXPECT_TRUE(bad.status().IsPermissionDenied()) << bad.status().ToString();
+  o.nats.password = "s3cret";
+  auto good = Engine::Open(o);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  auto b = (*good)->OpenBucket("auth");
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_TRUE((*b)->Put("k", "v").ok());
+}
+
 TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
   const std::string url = server_.url();
   server_.Stop();
