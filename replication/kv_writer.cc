@@ -22,13 +22,14 @@ uint64_t SequenceInError() {
 
 KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
                    std::shared_ptr<engine::LocalBucket> replica,
-                   std::chrono::milliseconds write_timeout)
+                   std::chrono::milliseconds write_timeout, const NatsConnection* conn)
     : js_(js),
       bucket_(std::move(bucket)),
       prefix_("$KV." + bucket_ + "."),
       loop_(loop),
       replica_(std::move(replica)),
-      write_timeout_(write_timeout) {}
+      write_timeout_(write_timeout),
+      conn_(conn) {}
 
 Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
   // Only a replica that already holds a newer revision of the key proves the
@@ -74,6 +75,7 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   jsPubAck* ack = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const auto start = std::chrono::steady_clock::now();
+  const uint64_t denials_before = conn_ != nullptr ? conn_->permission_errors() : 0;
   s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
   natsMsg_Destroy(msg);
   if (s != NATS_OK) {
@@ -85,6 +87,12 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
                                   ", current is " + std::to_string(current) +
                                   "; re-read the key and retry",
                               current);
+    }
+    if (s == NATS_TIMEOUT && conn_ != nullptr &&
+        conn_->PermissionDeniedSince(denials_before, subject)) {
+      return Status::PermissionDenied("the server denied publishing to '" + subject +
+                                      "'; grant the user publish rights on bucket '" + bucket_ +
+                                      "'");
     }
     return FromNats(s, "writing key '" + std::string(key) + "' of bucket '" + bucket_ + "'", jerr);
   }

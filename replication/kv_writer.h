@@ -22,15 +22,19 @@
 
 #include "engine/local_bucket.h"
 #include "replication/apply_loop.h"
+#include "replication/nats_connection.h"
 #include "revkv/result.h"
 
 namespace revkv::replication {
 
 class KvWriter {
  public:
-  // `js`, `loop` and `replica` must outlive the writer.
+  // `js`, `loop`, `replica` and `conn` (if given) must outlive the writer.
+  // With `conn`, a write that times out because the server denied the
+  // publish is reported as PermissionDenied.
   KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
-           std::shared_ptr<engine::LocalBucket> replica, std::chrono::milliseconds write_timeout);
+           std::shared_ptr<engine::LocalBucket> replica, std::chrono::milliseconds write_timeout,
+           const NatsConnection* conn = nullptr);
 
   // As Bucket::Put/Create/Update/Delete/Purge, plus Unavailable or Timeout
   // when the server cannot be reached within the write timeout (nothing is
@@ -54,6 +58,7 @@ class KvWriter {
   ApplyLoop* const loop_;
   const std::shared_ptr<engine::LocalBucket> replica_;
   const std::chrono::milliseconds write_timeout_;
+  const NatsConnection* const conn_;
 };
 
 }  // namespace revkv::replication

@@ -1,5 +1,6 @@
 #include "replication/nats_connection.h"
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,7 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (s == NATS_OK) s = natsOptions_SetTimeout(opts, o.connect_timeout.count());
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);  // forever
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &NatsConnection::OnAsyncError, conn.get());
   if (s == NATS_OK && (!o.user.empty() || !o.password.empty())) {
     s = natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str());
   }
@@ -60,6 +62,43 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   s = natsConnection_JetStream(&conn->js_, conn->nc_, &jo);
   if (s != NATS_OK) return FromNats(s, "opening JetStream on the NATS connection");
   return conn;
+}
+
+void NatsConnection::OnAsyncError(natsConnection* nc, natsSubscription*, natsStatus err,
+                                  void* closure) {
+  if (err != NATS_NOT_PERMITTED) return;
+  auto* self = static_cast<NatsConnection*>(closure);
+  char text[512] = {0};
+  const char* last = nullptr;
+  natsConnection_GetLastError(nc, &last);
+  if (last != nullptr) std::snprintf(text, sizeof(text), "%s", last);
+  std::lock_guard<std::mutex> lock(self->mu_);
+  ++self->permission_errors_;
+  self->recent_denials_.emplace_back(text);
+  if (self->recent_denials_.size() > 64) self->recent_denials_.pop_front();
+}
+
+uint64_t NatsConnection::permission_errors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return permission_errors_;
+}
+
+bool NatsConnection::PermissionDeniedSince(uint64_t since, const std::string& subject) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t fresh = permission_errors_ - since;
+  for (size_t i = 0; i < recent_denials_.size() && i < fresh; ++i) {
+    const std::string& text = recent_denials_[recent_denials_.size() - 1 - i];
+    // "Permissions Violation for Publish to "$KV.b.k"" names the subject, or
+    // a wildcard that covers it; either way it is about this write if it
+    // names the bucket's prefix.
+    const size_t dot = subject.find('.', 4);
+    const std::string prefix = dot == std::string::npos ? subject : subject.substr(0, dot + 1);
+    if (text.find("Publish") != std::string::npos &&
+        (text.find(subject) != std::string::npos || text.find(prefix) != std::string::npos)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 NatsConnection::~NatsConnection() {

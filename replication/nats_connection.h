@@ -6,7 +6,10 @@
 
 #include <nats/nats.h>
 
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "revkv/options.h"
 #include "revkv/result.h"
@@ -28,12 +31,27 @@ class NatsConnection {
   bool connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
   const NatsOptions& options() const { return options_; }
 
+  // The server reports a denied publish asynchronously, so a write to a
+  // subject the user may not publish to only times out. The connection's
+  // error handler remembers such violations: a write that timed out asks
+  // whether one named its subject since `since` (a count taken before it
+  // published), and reports PermissionDenied instead.
+  uint64_t permission_errors() const;
+  bool PermissionDeniedSince(uint64_t since, const std::string& subject) const;
+
  private:
   explicit NatsConnection(NatsOptions options) : options_(std::move(options)) {}
+
+  static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err,
+                           void* closure);
 
   const NatsOptions options_;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
+
+  mutable std::mutex mu_;
+  uint64_t permission_errors_ = 0;           // GUARDED_BY(mu_)
+  std::deque<std::string> recent_denials_;   // GUARDED_BY(mu_): newest last, bounded
 };
 
 }  // namespace revkv::replication

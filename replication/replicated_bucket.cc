@@ -12,7 +12,7 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
       replica_(std::move(replica)),
       loop_(std::move(loop)),
       writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
-                                         conn_->options().write_timeout)),
+                                         conn_->options().write_timeout, conn_.get())),
       cas_refused_(std::move(cas_refused)) {}
 
 ReplicatedBucket::~ReplicatedBucket() = default;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -253,6 +254,38 @@ TEST(ReplicatedAuth, WrongCredentialsArePermissionDeniedAndRightOnesWork) {
   auto b = (*good)->OpenBucket("auth");
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_TRUE((*b)->Put("k", "v").ok());
+}
+
+TEST(ReplicatedAuth, DeniedPublishIsPermissionDeniedWithinTheWriteTimeout) {
+  TempDir conf_dir;
+  const std::string conf = conf_dir.Sub("auth.conf");
+  {
+    std::ofstream out(conf);
+    out << "authorization {\n  users = [\n"
+           "    { user: bob, password: pw, permissions: { publish: { deny: [\"$KV.secret.>\"] } } }\n"
+           "  ]\n}\n";
+  }
+  NatsServer server;
+  server.AddArgs({"-c", conf});
+  ASSERT_TRUE(server.Start()) << server.error();
+  TempDir dir;
+  Options o;
+  o.path = dir.path();
+  o.nats.servers = {server.url()};
+  o.nats.user = "bob";
+  o.nats.password = "pw";
+  o.nats.write_timeout = 500ms;
+  auto e = Engine::Open(o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto open = (*e)->OpenBucket("open");
+  ASSERT_TRUE(open.ok()) << open.status().ToString();
+  EXPECT_TRUE((*open)->Put("k", "v").ok());
+  auto secret = (*e)->OpenBucket("secret");
+  ASSERT_TRUE(secret.ok()) << secret.status().ToString();
+  const auto start = std::chrono::steady_clock::now();
+  auto w = (*secret)->Put("k", "v");
+  EXPECT_TRUE(w.status().IsPermissionDenied()) << w.status().ToString();
+  EXPECT_LT(testing::MsSince(start), 3000);
 }
 
 TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
