@@ -588,6 +588,15 @@ Result<UpdateOutcome> LocalBucket::UpdateWithRetry(std::string_view key, const M
 
 Status LocalBucket::Sync(std::chrono::milliseconds) { return Status::OK(); }
 
+BucketStatus LocalBucket::GetStatus() {
+  BucketStatus out;
+  out.applied = LastRevision();
+  out.stream_last = out.applied;
+  out.lag = 0;
+  out.lag_time = std::chrono::nanoseconds(0);
+  return out;
+}
+
 Result<std::unique_ptr<Watcher>> LocalBucket::Watch(std::string_view filter,
                                                     const WatchOptions& options) {
   return LocalWatcher::Start(shared_from_this(), filter, options, nullptr);

@@ -65,6 +65,7 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   Result<std::unique_ptr<Watcher>> Watch(std::string_view filter, const WatchOptions& options,
                                          WatchCallback callback) override;
   Status Sync(std::chrono::milliseconds timeout) override;
+  BucketStatus GetStatus() override;
 
   // ---- For the engine's own layers (watchers, locks) ----
 

@@ -18,6 +18,7 @@ KvStream FromInfo(const jsStreamInfo* si) {
   out.max_age = std::chrono::nanoseconds(si->Config->MaxAge);
   out.max_value_size = si->Config->MaxMsgSize;
   out.last_sequence = si->State.LastSeq;
+  out.last_time_ns = si->State.LastTime;
   return out;
 }
 

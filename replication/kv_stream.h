@@ -38,6 +38,7 @@ struct KvStream {
   std::chrono::nanoseconds max_age{0};
   int32_t max_value_size = -1;
   uint64_t last_sequence = 0;
+  int64_t last_time_ns = 0;  // the last message's server timestamp (0: empty stream)
 };
 
 // Binds to the bucket's stream, creating it when missing.

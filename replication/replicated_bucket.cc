@@ -1,5 +1,7 @@
 #include "replication/replicated_bucket.h"
 
+#include <algorithm>
+
 #include "engine/update_with_retry.h"
 #include "replication/kv_stream.h"
 
@@ -72,6 +74,39 @@ Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
   auto stream = ReadKvStream(conn_->js(), name());
   if (!stream.ok()) return stream.status();
   return loop_->WaitApplied(stream->last_sequence, deadline);
+}
+
+BucketStatus ReplicatedBucket::GetStatus() {
+  BucketStatus out;
+  out.replicated = true;
+  out.applied = replica_->LastRevision();
+  auto stream = ReadKvStream(conn_->js(), name());
+  if (!stream.ok()) {
+    out.error = stream.status().ToString();
+    return out;
+  }
+  out.connected = conn_->connected();
+  out.stream_last = stream->last_sequence;
+  // The replica may have applied more since `applied` was read.
+  out.applied = std::max(out.applied, replica_->LastRevision());
+  if (stream->last_sequence <= out.applied) {
+    out.lag = 0;
+    out.lag_time = std::chrono::nanoseconds(0);
+    return out;
+  }
+  out.lag = stream->last_sequence - out.applied;
+  // Server time between the last applied entry and the stream's last
+  // message; unknown for an empty replica, or if the applied entry cannot be
+  // read back.
+  if (out.applied != 0) {
+    auto applied_entry = replica_->ChangesSince(out.applied - 1, 1);
+    if (applied_entry.ok() && !applied_entry->empty() &&
+        applied_entry->front().revision == out.applied) {
+      out.lag_time = std::chrono::nanoseconds(
+          std::max<int64_t>(0, stream->last_time_ns - applied_entry->front().created_ns));
+    }
+  }
+  return out;
 }
 
 }  // namespace revkv::replication

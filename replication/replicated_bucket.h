@@ -67,6 +67,7 @@ class ReplicatedBucket final : public Bucket {
     return replica_->Watch(filter, options, std::move(callback));
   }
   Status Sync(std::chrono::milliseconds timeout) override;
+  BucketStatus GetStatus() override;
 
  private:
   Status CheckWrite(const WriteOptions& options, bool cas) const;

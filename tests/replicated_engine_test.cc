@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/local_bucket.h"
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
 #include "tests/test_util.h"
@@ -143,6 +144,64 @@ TEST_F(ReplicatedEngineTest, ServerDownWritesFailInTimeReadsWork) {
   EXPECT_TRUE(w.status().IsUnavailable() || w.status().IsTimeout()) << w.status().ToString();
   EXPECT_LT(testing::MsSince(start), 3000);
   EXPECT_EQ(*ba->Get("k"), "v");
+}
+
+TEST_F(ReplicatedEngineTest, StatusReportsLagWhileTheReplicaIsBehindAndConnection) {
+  auto a = OpenEngine(dir_a_, 500ms);
+  auto b = OpenEngine(dir_b_, 500ms);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("st");
+  auto bb = *b->OpenBucket("st");
+  auto first = ba->Put("k", "1");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(bb->Sync(5s).ok());
+  BucketStatus caught_up = bb->GetStatus();
+  EXPECT_TRUE(caught_up.replicated);
+  EXPECT_TRUE(caught_up.connected) << caught_up.error;
+  EXPECT_EQ(caught_up.applied, *first);
+  EXPECT_EQ(caught_up.stream_last, *first);
+  EXPECT_EQ(caught_up.lag, 0u);
+  EXPECT_EQ(caught_up.lag_time, 0ns);
+
+  // Hold B's replica so that its apply loop cannot apply A's next writes:
+  // B must then report exactly how far behind it is. (A local-only open of
+  // the same name is the replica itself.)
+  auto replica = std::dynamic_pointer_cast<engine::LocalBucket>(
+      *b->OpenBucket("st", {.local_only = true}));
+  ASSERT_TRUE(replica);
+  uint64_t last = 0;
+  BucketStatus behind;
+  replica->RunWithWritesHeld([&](uint64_t) {
+    std::this_thread::sleep_for(20ms);  // A's entries get later timestamps
+    for (int i = 2; i <= 4; ++i) last = *ba->Put("k", std::to_string(i));
+    behind = bb->GetStatus();
+  });
+  EXPECT_TRUE(behind.connected) << behind.error;
+  EXPECT_EQ(behind.applied, *first);
+  EXPECT_EQ(behind.stream_last, last);
+  EXPECT_EQ(behind.lag, last - *first);
+  ASSERT_TRUE(behind.lag_time.has_value());
+  EXPECT_GE(*behind.lag_time, 20ms);
+  EXPECT_LT(*behind.lag_time, 10s);
+
+  ASSERT_TRUE(bb->Sync(5s).ok());
+  EXPECT_EQ(bb->GetStatus().lag, 0u);
+
+  server_.Stop();
+  BucketStatus down = bb->GetStatus();
+  EXPECT_FALSE(down.connected);
+  EXPECT_EQ(down.applied, last);
+  EXPECT_FALSE(down.stream_last.has_value());
+  EXPECT_FALSE(down.lag.has_value());
+  EXPECT_FALSE(down.error.empty());
+
+  // A local bucket is its own source: no lag, not replicated.
+  auto local = *a->OpenBucket("only_here", {.local_only = true});
+  ASSERT_TRUE(local->Put("x", "y").ok());
+  BucketStatus own = local->GetStatus();
+  EXPECT_FALSE(own.replicated);
+  EXPECT_EQ(own.applied, 1u);
+  EXPECT_EQ(own.lag, 0u);
 }
 
 TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {

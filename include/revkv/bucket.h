@@ -51,6 +51,26 @@ struct UpdateOutcome {
 using Mutator =
     std::function<std::optional<std::string>(const std::optional<std::string>& current)>;
 
+// How current a bucket's local copy is (Bucket::GetStatus).
+struct BucketStatus {
+  // The bucket is mirrored to a NATS KV bucket (false: a local bucket,
+  // which is its own source of truth).
+  bool replicated = false;
+  // The engine's NATS connection is up and the server answered just now.
+  bool connected = false;
+  // The highest revision applied locally.
+  uint64_t applied = 0;
+  // The stream's last revision, and how far the replica is behind it, in
+  // revisions and in server time (the stream's last message time minus the
+  // time of the last applied entry). Unknown (nullopt) when the server could
+  // not be asked. A local bucket reports itself: lag 0.
+  std::optional<uint64_t> stream_last;
+  std::optional<uint64_t> lag;
+  std::optional<std::chrono::nanoseconds> lag_time;
+  // Why the server could not be asked, when it could not.
+  std::string error;
+};
+
 class Bucket {
  public:
   virtual ~Bucket() = default;
@@ -176,6 +196,13 @@ class Bucket {
   virtual Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
                                                  const WatchOptions& options,
                                                  WatchCallback callback) = 0;
+
+  // How current the local copy is: the applied revision, the stream's last
+  // revision, the lag, and whether the server is reachable. For a
+  // replicated bucket this asks the server (one request, bounded by the
+  // write timeout); it never fails: what could not be learned is nullopt,
+  // with the reason in `error`.
+  virtual BucketStatus GetStatus() = 0;
 };
 
 // DESIGN's spelling of Bucket::UpdateWithRetry.
