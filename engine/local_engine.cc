@@ -144,7 +144,8 @@ Result<std::shared_ptr<LockManager>> LocalEngine::Locks() {
   }
   auto bucket = registry_->Open(core_->options.locks_bucket, {});
   if (!bucket.ok()) return bucket.status();
-  locks_ = LockManager::Create(*bucket);
+  auto local = std::dynamic_pointer_cast<LocalBucket>(*bucket);
+  locks_ = LockManager::Create(local, local);
   return locks_;
 }
 

@@ -81,20 +81,21 @@ class LocalLock final : public Lock {
 
 }  // namespace
 
-std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<LocalBucket> locks) {
-  std::shared_ptr<LockManager> m(new LockManager(std::move(locks)));
+std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<Bucket> store,
+                                                 std::shared_ptr<LocalBucket> events) {
+  std::shared_ptr<LockManager> m(new LockManager(std::move(store), std::move(events)));
   std::weak_ptr<LockManager> weak = m;
   LockManager* raw = m.get();
-  m->listener_id_ = m->locks_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
+  m->listener_id_ = m->events_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
   m->timer_ = std::thread(&LockManager::TimerLoop, raw);
   return m;
 }
 
-LockManager::LockManager(std::shared_ptr<LocalBucket> locks)
-    : locks_(std::move(locks)), owner_(OwnerId()) {}
+LockManager::LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<LocalBucket> events)
+    : store_(std::move(store)), events_(std::move(events)), owner_(OwnerId()) {}
 
 LockManager::~LockManager() {
-  locks_->RemoveCommitListener(listener_id_);
+  events_->RemoveCommitListener(listener_id_);
   {
     std::lock_guard<std::mutex> lock(timer_mu_);
     stopping_ = true;
@@ -237,7 +238,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     lk.unlock();
     attempt_start = Clock::now();
     if (free_likely) {
-      won = locks_->Create(name, first_record);
+      won = store_->Create(name, first_record);
       if (won.ok()) break;
       if (!won.status().IsExists()) {
         lk.lock();
@@ -246,7 +247,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       }
     }
     free_likely = false;
-    auto entry = locks_->GetEntry(name);
+    auto entry = store_->GetEntry(name);
     if (entry.status().IsNotFound()) {
       free_likely = true;  // released since: try again
       lk.lock();
@@ -272,10 +273,16 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       // our own clock: take the lock over with a CAS on what we observed.
       lk.unlock();
       attempt_start = Clock::now();
-      won = locks_->Update(name, first_record, entry->revision);
+      won = store_->Update(name, first_record, entry->revision);
       if (won.ok()) break;
       lk.lock();
-      if (won.status().IsConflict()) continue;
+      if (won.status().IsConflict()) {
+        // Revision 0: the key has no message left on the server (the
+        // bucket's MaxAge removed an abandoned record, which a replica does
+        // not see): the lock is free, so Create it.
+        free_likely = won.status().revision() == 0;
+        continue;
+      }
       leave(true);
       return won.status();
     }
@@ -344,7 +351,7 @@ Status LockManager::RenewLocked(Held* held) {
     MarkLost(held, lost);
     return lost;
   }
-  auto r = locks_->Update(held->name, held->record, held->revision);
+  auto r = store_->Update(held->name, held->record, held->revision);
   if (r.ok()) {
     held->revision = *r;
     held->last_renewed = start;
@@ -366,7 +373,7 @@ Status LockManager::ReleaseLocked(Held* held) {
     // The caller has stopped the protected work by now, so free our stale
     // record if nobody has taken it over (a CAS: a newer holder's lock is
     // never touched) rather than make the next waiter sit out the lease.
-    locks_->Delete(held->name, held->revision).ok();
+    store_->Delete(held->name, held->revision).ok();
     held->release_status = Status::LockLost("lock '" + held->name + "' had been lost before release");
     return held->release_status;
   }
@@ -397,7 +404,7 @@ Status LockManager::ReleaseLocked(Held* held) {
     v.acquired_at_ns = WallNs();
     v.token = 0;
     const Clock::time_point start = Clock::now();
-    r = locks_->Update(held->name, EncodeLockRecord(v), held->revision);
+    r = store_->Update(held->name, EncodeLockRecord(v), held->revision);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (r.ok()) {
@@ -410,7 +417,7 @@ Status LockManager::ReleaseLocked(Held* held) {
     }
     heir->cv.notify_one();  // after dropping mu_, which the heir needs at once
   } else {
-    r = locks_->Delete(held->name, held->revision);
+    r = store_->Delete(held->name, held->revision);
   }
   if (r.ok()) {
     held->release_status = Status::OK();

@@ -36,7 +36,11 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
  public:
   using Clock = std::chrono::steady_clock;
 
-  static std::shared_ptr<LockManager> Create(std::shared_ptr<LocalBucket> locks);
+  // `store` takes the lock records' reads and writes; `events` is the local
+  // bucket whose commits show changes to them (the same bucket in a local
+  // engine; the replica, fed by its apply loop, when `store` is replicated).
+  static std::shared_ptr<LockManager> Create(std::shared_ptr<Bucket> store,
+                                             std::shared_ptr<LocalBucket> events);
   ~LockManager();
   LockManager(const LockManager&) = delete;
   LockManager& operator=(const LockManager&) = delete;
@@ -77,7 +81,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   void Forget(Held* held);
 
  private:
-  explicit LockManager(std::shared_ptr<LocalBucket> locks);
+  LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<LocalBucket> events);
 
   // One Acquire call waiting in a queue. Each has its own condition
   // variable so that a commit or a departure wakes exactly the one waiter it
@@ -109,7 +113,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   void TimerLoop();
   std::string OwnerId() const;
 
-  const std::shared_ptr<LocalBucket> locks_;
+  const std::shared_ptr<Bucket> store_;
+  const std::shared_ptr<LocalBucket> events_;
   const std::string owner_;
   uint64_t listener_id_ = 0;
 

@@ -78,7 +78,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
     sc.SubjectsLen = 1;
     sc.MaxMsgsPerSubject = req.history.value_or(1);
     sc.MaxBytes = -1;
-    sc.MaxAge = req.max_age.value_or(std::chrono::nanoseconds(0)).count();
+    sc.MaxAge = req.max_age.value_or(req.max_age_if_created).count();
     sc.MaxMsgSize = req.max_value_size.value_or(-1);
     sc.Storage = req.memory_storage.value_or(false) ? js_MemoryStorage : js_FileStorage;
     sc.Replicas = req.replicas.value_or(1);

@@ -26,6 +26,9 @@ struct KvStreamRequest {
   std::optional<bool> memory_storage;           // default false: file storage
   std::optional<std::chrono::nanoseconds> max_age;  // default 0: none
   std::optional<int32_t> max_value_size;        // default -1: server limit
+  // The max_age to create the stream with when max_age is unset; an
+  // existing stream keeps its own.
+  std::chrono::nanoseconds max_age_if_created{0};
 };
 
 // The bound stream's identity and settings.

@@ -9,13 +9,15 @@ namespace revkv::replication {
 
 ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                                    std::shared_ptr<engine::LocalBucket> replica,
-                                   std::unique_ptr<ApplyLoop> loop, std::string cas_refused)
+                                   std::unique_ptr<ApplyLoop> loop, std::string cas_refused,
+                                   std::chrono::nanoseconds max_age)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
       loop_(std::move(loop)),
       writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
                                          conn_->options().write_timeout, conn_.get())),
-      cas_refused_(std::move(cas_refused)) {}
+      cas_refused_(std::move(cas_refused)),
+      max_age_(max_age) {}
 
 ReplicatedBucket::~ReplicatedBucket() = default;
 

@@ -24,7 +24,7 @@ class ReplicatedBucket final : public Bucket {
   // server_probe.h); CAS, Create and UpdateWithRetry are then refused.
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                    std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
-                   std::string cas_refused);
+                   std::string cas_refused, std::chrono::nanoseconds max_age);
   ~ReplicatedBucket() override;
 
   const std::string& name() const override { return replica_->name(); }
@@ -69,6 +69,11 @@ class ReplicatedBucket final : public Bucket {
   Status Sync(std::chrono::milliseconds timeout) override;
   BucketStatus GetStatus() override;
 
+  // The replica, whose commits (made by the apply loop) show every change.
+  const std::shared_ptr<engine::LocalBucket>& replica() const { return replica_; }
+  // The stream's max_age when the bucket was bound (0: none).
+  std::chrono::nanoseconds max_age() const { return max_age_; }
+
  private:
   Status CheckWrite(const WriteOptions& options, bool cas) const;
 
@@ -79,6 +84,7 @@ class ReplicatedBucket final : public Bucket {
   const std::unique_ptr<ApplyLoop> loop_;
   const std::unique_ptr<KvWriter> writer_;
   const std::string cas_refused_;
+  const std::chrono::nanoseconds max_age_;
   engine::KeyGate update_gate_;
 };
 

@@ -27,7 +27,8 @@ Result<std::unique_ptr<Engine>> ReplicatedEngine::Open(const Options& options) {
   auto local = engine::LocalEngine::Open(options);
   if (!local.ok()) return local.status();
   return std::unique_ptr<Engine>(
-      new ReplicatedEngine(std::move(*local), std::shared_ptr<NatsConnection>(std::move(*conn))));
+      new ReplicatedEngine(std::move(*local), std::shared_ptr<NatsConnection>(std::move(*conn)),
+                           options));
 }
 
 Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view name_view,
@@ -36,7 +37,15 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
   if (Status s = ValidateBucketName(name_view); !s.ok()) return s;
   const std::string name(name_view);
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = buckets_.find(name); it != buckets_.end()) return std::shared_ptr<Bucket>(it->second);
+  auto bucket = OpenReplicatedLocked(name, options, std::chrono::nanoseconds(0));
+  if (!bucket.ok()) return bucket.status();
+  return std::shared_ptr<Bucket>(*bucket);
+}
+
+Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked(
+    const std::string& name, const BucketOptions& options,
+    std::chrono::nanoseconds max_age_if_created) {
+  if (auto it = buckets_.find(name); it != buckets_.end()) return it->second;
 
   KvStreamRequest req;
   req.bucket = name;
@@ -45,6 +54,7 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
   if (options.memory_storage) req.memory_storage = true;
   if (options.max_age.count() > 0) req.max_age = options.max_age;
   if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
+  req.max_age_if_created = max_age_if_created;
   auto stream = BindKvStream(conn_->js(), req);
   if (!stream.ok()) return stream.status();
 
@@ -89,22 +99,46 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
   }
   auto loop = ApplyLoop::Start(conn_->js(), name, replica);
   if (!loop.ok()) return loop.status();
-  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused);
+  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused,
+                                                   stream->max_age);
   buckets_.emplace(name, bucket);
-  return std::shared_ptr<Bucket>(bucket);
+  return bucket;
 }
 
-Result<std::unique_ptr<Lock>> ReplicatedEngine::Acquire(std::string_view, std::chrono::milliseconds,
-                                                        std::chrono::milliseconds,
-                                                        const LockOptions&) {
-  return Status::InvalidArgument("locks over NATS are not available yet; take locks on an engine "
-                                 "opened without NatsOptions::servers");
+Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
+    std::chrono::milliseconds lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!locks_) {
+    auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_);
+    if (!bucket.ok()) return bucket.status();
+    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica());
+    locks_bucket_max_age_ = (*bucket)->max_age();
+  }
+  if (locks_bucket_max_age_.count() > 0 && lease >= locks_bucket_max_age_) {
+    return Status::InvalidArgument(
+        "lease of " + std::to_string(lease.count()) + " ms is not shorter than the max_age of " +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(locks_bucket_max_age_).count()) +
+        " s of locks bucket '" + locks_bucket_ + "', which would expire the record of a held lock; "
+        "give a shorter lease");
+  }
+  return locks_;
 }
 
-Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view,
-                                                           std::chrono::milliseconds,
-                                                           const LockOptions&) {
-  return Acquire("", std::chrono::milliseconds(0), std::chrono::milliseconds(0), {});
+Result<std::unique_ptr<Lock>> ReplicatedEngine::Acquire(std::string_view name,
+                                                        std::chrono::milliseconds lease,
+                                                        std::chrono::milliseconds timeout,
+                                                        const LockOptions& options) {
+  auto locks = Locks(lease);
+  if (!locks.ok()) return locks.status();
+  return (*locks)->Acquire(name, lease, timeout, options);
+}
+
+Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view name,
+                                                           std::chrono::milliseconds lease,
+                                                           const LockOptions& options) {
+  auto locks = Locks(lease);
+  if (!locks.ok()) return locks.status();
+  return (*locks)->Acquire(name, lease, std::nullopt, options);
 }
 
 }  // namespace replication

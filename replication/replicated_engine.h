@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/local_engine.h"
+#include "engine/lock_manager.h"
 #include "replication/nats_connection.h"
 #include "replication/replicated_bucket.h"
 #include "revkv/engine.h"
@@ -32,16 +33,31 @@ class ReplicatedEngine final : public Engine {
 
  private:
   ReplicatedEngine(std::unique_ptr<engine::LocalEngine> local,
-                   std::shared_ptr<NatsConnection> conn)
-      : local_(std::move(local)), conn_(std::move(conn)) {}
+                   std::shared_ptr<NatsConnection> conn, const Options& options)
+      : local_(std::move(local)),
+        conn_(std::move(conn)),
+        locks_bucket_(options.locks_bucket),
+        locks_max_age_(options.locks_max_age) {}
+
+  // OpenBucket for a replicated bucket; callers hold mu_.
+  Result<std::shared_ptr<ReplicatedBucket>> OpenReplicatedLocked(
+      const std::string& name, const BucketOptions& options,
+      std::chrono::nanoseconds max_age_if_created);
+  // The lock manager over the replicated locks bucket, made on first use.
+  Result<std::shared_ptr<engine::LockManager>> Locks(std::chrono::milliseconds lease);
 
   // Constant after construction. The connection outlives the buckets it
   // serves: buckets hold it too.
   const std::unique_ptr<engine::LocalEngine> local_;
   const std::shared_ptr<NatsConnection> conn_;
 
+  const std::string locks_bucket_;
+  const std::chrono::seconds locks_max_age_;
+
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<ReplicatedBucket>, std::less<>> buckets_;  // GUARDED_BY(mu_)
+  std::shared_ptr<engine::LockManager> locks_;  // GUARDED_BY(mu_)
+  std::chrono::nanoseconds locks_bucket_max_age_{0};  // GUARDED_BY(mu_)
 };
 
 }  // namespace revkv::replication

@@ -106,7 +106,9 @@ constexpr std::string_view kUsage =
     "rules), then runs CMD, searched for in PATH, with REVKV_FENCING_TOKEN set to the\n"
     "lock's fencing token, and releases the lock when CMD exits. SIGINT, SIGTERM and\n"
     "SIGHUP are passed on to CMD. If the lease is lost while CMD runs, CMD is sent\n"
-    "SIGTERM (SIGKILL 5s later) and lock exits 9.\n"
+    "SIGTERM (SIGKILL 5s later) and lock exits 9. With --nats the lock lives in the\n"
+    "server's locks bucket, so processes with their own DIR on any machine exclude\n"
+    "each other.\n"
     "\n"
     "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 exists, 4 conflict,\n"
     "5 timeout, 6 unavailable (store held by another process, or NATS unreachable),\n"
@@ -747,8 +749,9 @@ int WaitForStop(int sfd, std::chrono::milliseconds ms) {
 
 // `revkv lock NAME -- CMD...`: see Usage(). The exit code is CMD's, or one of
 // revkv's own (5, 9, 127, ...) as documented there.
-int RunLock(const Args& args, const std::string& name, const std::vector<std::string>& cmd,
-            std::chrono::milliseconds lease, std::chrono::milliseconds timeout) {
+int RunLock(const Args& args, const revkv::NatsOptions& nats, const std::string& name,
+            const std::vector<std::string>& cmd, std::chrono::milliseconds lease,
+            std::chrono::milliseconds timeout) {
   using Clock = std::chrono::steady_clock;
   const Clock::time_point deadline = Clock::now() + timeout;
   const std::string lock_text = "lock " + Quote(name);
@@ -778,6 +781,7 @@ int RunLock(const Args& args, const std::string& name, const std::vector<std::st
   options.path = *args.db;
   options.sync = args.sync;
   options.create_if_missing = true;
+  options.nats = nats;  // with --nats the lock is shared with every process on the server
   std::unique_ptr<revkv::Engine> engine;
   while (true) {
     auto opened = revkv::Engine::Open(options);
@@ -1114,7 +1118,7 @@ int Run(int argc, char** argv) {
       return Fail(kExitInvalidArgument, "InvalidArgument: --lease " + FormatDuration(durations[0]) +
                                             " is too short; give at least 10ms");
     }
-    return RunLock(args, params[0], lock_cmd, durations[0], durations[1]);
+    return RunLock(args, nats_options, params[0], lock_cmd, durations[0], durations[1]);
   }
 
   revkv::Options options;

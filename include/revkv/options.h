@@ -95,6 +95,13 @@ struct Options {
   // Default: "locks".
   std::string locks_bucket = "locks";
 
+  // With NatsOptions::servers: the max_age the locks bucket is created with
+  // on the server, a backstop that removes the records of abandoned locks
+  // (waiters take over an expired lock after its lease either way). Leases
+  // must be shorter than the bucket's max_age. An existing locks bucket is
+  // bound with its own max_age.
+  std::chrono::seconds locks_max_age = std::chrono::hours(24);
+
   // ---- Performance ----
 
   // Size of the shared block cache, in bytes.
