@@ -2,15 +2,18 @@
 
 #include <cstring>
 
+#include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 
 namespace revkv::replication {
 namespace {
 // Largest WriteBatch of applied entries; a catch-up flushes at this size.
 constexpr size_t kMaxBatch = 512;
+// How long a batch may wait for messages the consumer said were pending.
+constexpr std::chrono::milliseconds kMaxBatchDelay{2};
 }  // namespace
 
-Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix) {
+Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix, uint64_t* pending) {
   const char* subject = natsMsg_GetSubject(msg);
   std::string_view subj = subject != nullptr ? subject : "";
   if (subj.substr(0, subject_prefix.size()) != subject_prefix) {
@@ -37,6 +40,7 @@ Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix) {
   if (s != NATS_OK) return FromNats(s, "reading the metadata of a message of '" + e.key + "'");
   e.revision = meta->Sequence.Stream;
   e.created_ns = meta->Timestamp;
+  if (pending != nullptr) *pending = meta->NumPending;
   jsMsgMetaData_Destroy(meta);
   return e;
 }
@@ -45,8 +49,10 @@ ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> re
     : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
 
 Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
-                                                    std::shared_ptr<engine::LocalBucket> replica) {
+                                                    std::shared_ptr<engine::LocalBucket> replica,
+                                                    const NatsConnection* conn) {
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
+  loop->timer_ = std::thread(&ApplyLoop::FlushTimer, loop.get());
   const uint64_t applied = loop->replica_->LastRevision();
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -61,17 +67,38 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   }
   const std::string subject = loop->prefix_ + ">";
   jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string context = "subscribing to the stream of bucket '" + bucket + "'";
+  const uint64_t since = conn != nullptr ? conn->permission_errors() : 0;
   natsStatus s = js_Subscribe(&loop->sub_, js, subject.c_str(), &ApplyLoop::OnMessage, loop.get(),
                               nullptr, &so, &jerr);
   if (s != NATS_OK) {
-    return FromNats(s, "subscribing to the stream of bucket '" + bucket + "'", jerr);
+    if (conn == nullptr) return FromNats(s, context, jerr);
+    return conn->FromRequest(s, context, jerr, since, "$JS.API.CONSUMER.CREATE." + stream);
   }
   s = natsSubscription_SetOnCompleteCB(loop->sub_, &ApplyLoop::OnComplete, loop.get());
   if (s != NATS_OK) return FromNats(s, "watching the subscription of bucket '" + bucket + "'");
+  // A server that refuses the deliver subject leaves the replica starved
+  // without an error: ask it before reporting the loop started.
+  if (conn != nullptr) {
+    if (Status denied = conn->CheckSubscribed(loop->sub_, since, context); !denied.ok()) {
+      return denied;
+    }
+  }
   return loop;
 }
 
 ApplyLoop::~ApplyLoop() {
+  struct StopTimer {
+    ApplyLoop* loop;
+    ~StopTimer() {
+      {
+        std::lock_guard<std::mutex> lock(loop->batch_mu_);
+        loop->stopping_ = true;
+      }
+      loop->batch_cv_.notify_all();
+      if (loop->timer_.joinable()) loop->timer_.join();
+    }
+  } stop_timer{this};  // after the subscription below is gone
   if (sub_ == nullptr) return;
   // Unsubscribing deletes the ephemeral consumer with a request bounded by
   // the JetStream context's wait. Then wait for nats.c to report that no
@@ -97,14 +124,7 @@ void ApplyLoop::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void
 
 void ApplyLoop::Handle(natsMsg* msg) {
   uint64_t pending = 0;
-  {
-    jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-      pending = meta->NumPending;
-      jsMsgMetaData_Destroy(meta);
-    }
-  }
-  auto entry = EntryFromMessage(msg, prefix_);
+  auto entry = EntryFromMessage(msg, prefix_, &pending);
   natsMsg_Destroy(msg);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -116,19 +136,40 @@ void ApplyLoop::Handle(natsMsg* msg) {
     applied_cv_.notify_all();
     return;
   }
+  std::lock_guard<std::mutex> lock(batch_mu_);
   batch_last_ = entry->revision;
   batch_.push_back(std::move(*entry));
   // Batch while the server says more is pending; apply at once when idle.
-  if (pending == 0 || batch_.size() >= kMaxBatch) Flush();
+  if (pending == 0 || batch_.size() >= kMaxBatch) {
+    FlushLocked();
+  } else if (batch_.size() == 1) {
+    flush_due_ = std::chrono::steady_clock::now() + kMaxBatchDelay;
+    batch_cv_.notify_one();
+  }
 }
 
-void ApplyLoop::Flush() {
+void ApplyLoop::FlushLocked() {
   if (batch_.empty()) return;
   Status s = replica_->ApplyCommitted(batch_, batch_last_);
   batch_.clear();
   std::lock_guard<std::mutex> lock(mu_);
   if (!s.ok()) error_ = s;
   applied_cv_.notify_all();
+}
+
+void ApplyLoop::FlushTimer() {
+  std::unique_lock<std::mutex> lock(batch_mu_);
+  while (!stopping_) {
+    if (batch_.empty()) {
+      batch_cv_.wait(lock);
+      continue;
+    }
+    if (std::chrono::steady_clock::now() >= flush_due_) {
+      FlushLocked();
+    } else {
+      batch_cv_.wait_until(lock, flush_due_);
+    }
+  }
 }
 
 Status ApplyLoop::WaitApplied(uint64_t revision, std::chrono::steady_clock::time_point deadline) {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/local_bucket.h"
@@ -26,17 +27,26 @@
 
 namespace revkv::replication {
 
+class NatsConnection;
+
 // The KV entry a stream message carries (subject $KV.<bucket>.<key>, the
 // KV-Operation header, the stream sequence and timestamp).
-// InvalidArgument: the subject is not under the bucket's prefix.
-Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix);
+// InvalidArgument: the subject is not under the bucket's prefix. `pending`,
+// if given, receives the consumer's count of messages still to deliver.
+Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix,
+                               uint64_t* pending = nullptr);
 
 class ApplyLoop {
  public:
   // `js` and its connection must outlive the loop; its Wait bounds the
   // consumer deletion when the loop is destroyed.
+  // PermissionDenied: given `conn` (the connection `js` belongs to), the
+  // server denied creating the consumer or subscribing to its deliver
+  // subject; without it the first is a Timeout and the second goes unseen.
+  // Unavailable, Timeout: as the server answers.
   static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
-                                                  std::shared_ptr<engine::LocalBucket> replica);
+                                                  std::shared_ptr<engine::LocalBucket> replica,
+                                                  const NatsConnection* conn = nullptr);
   ~ApplyLoop();
   ApplyLoop(const ApplyLoop&) = delete;
   ApplyLoop& operator=(const ApplyLoop&) = delete;
@@ -58,16 +68,24 @@ class ApplyLoop {
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
-  void Flush();
+  void FlushLocked();  // callers hold batch_mu_
+  void FlushTimer();
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   const std::shared_ptr<engine::LocalBucket> replica_;
   natsSubscription* sub_ = nullptr;
 
-  // Touched only on nats.c's delivery thread.
-  std::vector<Entry> batch_;
-  uint64_t batch_last_ = 0;
+  // Filled on nats.c's delivery thread. A batch held because the consumer
+  // reported more pending is flushed by the timer thread if those messages
+  // do not come (the server may have removed them since, e.g. by max_age).
+  std::mutex batch_mu_;
+  std::condition_variable batch_cv_;
+  std::vector<Entry> batch_;                          // GUARDED_BY(batch_mu_)
+  uint64_t batch_last_ = 0;                           // GUARDED_BY(batch_mu_)
+  std::chrono::steady_clock::time_point flush_due_;   // GUARDED_BY(batch_mu_)
+  bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
+  std::thread timer_;
 
   mutable std::mutex mu_;
   std::condition_variable applied_cv_;
