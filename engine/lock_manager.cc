@@ -34,11 +34,11 @@ class LocalLock final : public Lock {
 
   bool lost() const override {
     if (held_->lost.load()) return true;
+    if (held_->released.load()) return true;  // lock.h: true once Release() ran
     // The timer thread may not have run yet (the process may just have been
-    // paused): judge the lease here too.
-    std::lock_guard<std::mutex> lock(held_->mu);
-    if (held_->released) return true;  // lock.h: true once Release() ran
-    return LockManager::Clock::now() >= held_->last_renewed + held_->lease - held_->margin;
+    // paused, or a renewal may be waiting for an unreachable server): judge
+    // the lease here too, without waiting for that renewal.
+    return LockManager::Clock::now() >= held_->last_renewed.load() + held_->lease - held_->margin;
   }
 
   void on_lost(std::function<void(const Status&)> callback) override {
@@ -342,16 +342,23 @@ Status LockManager::RenewLocked(Held* held) {
   if (held->released) return Status::LockLost("lock '" + held->name + "' was released");
   if (held->lost.load()) return Status::LockLost("lock '" + held->name + "' was lost");
   const Clock::time_point start = Clock::now();
-  if (start >= held->last_renewed + held->lease - held->margin) {
+  const Clock::time_point lose_at = held->last_renewed.load() + held->lease - held->margin;
+  auto not_renewed = [&](const std::string& why) {
     Status lost = Status::LockLost("lock '" + held->name + "' was not renewed within its lease of " +
-                                   Ms(held->lease) + " minus the margin of " + Ms(held->margin));
+                                   Ms(held->lease) + " minus the margin of " + Ms(held->margin) +
+                                   why);
     // The record is left in place: a waiter takes it over only after lease +
     // margin on its own clock, which leaves 2 x margin for this holder's
     // on_lost callbacks to stop the work the lock protected.
     MarkLost(held, lost);
     return lost;
-  }
-  auto r = store_->Update(held->name, held->record, held->revision);
+  };
+  if (start >= lose_at) return not_renewed("");
+  // The write may not outlast the lease: a server that does not answer must
+  // not keep this holder believing in a lock that a waiter may take.
+  WriteOptions bounded;
+  bounded.timeout = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(lose_at - start));
+  auto r = store_->Update(held->name, held->record, held->revision, bounded);
   if (r.ok()) {
     held->revision = *r;
     held->last_renewed = start;
@@ -363,6 +370,7 @@ Status LockManager::RenewLocked(Held* held) {
     MarkLost(held, lost);
     return lost;
   }
+  if (Clock::now() >= lose_at) return not_renewed(" (" + r.status().ToString() + ")");
   return r.status();
 }
 
@@ -481,8 +489,8 @@ void LockManager::TimerLoop() {
       std::lock_guard<std::mutex> hold(h->mu);
       if (h->released || h->lost.load()) continue;
       Clock::time_point now = Clock::now();
-      Clock::time_point lose_at = h->last_renewed + h->lease - h->margin;
-      if (h->auto_renew && now >= h->last_renewed + h->lease / 3) {
+      Clock::time_point lose_at = h->last_renewed.load() + h->lease - h->margin;
+      if (h->auto_renew && now >= h->last_renewed.load() + h->lease / 3) {
         Status s = RenewLocked(h.get());
         if (h->lost.load()) continue;
         if (!s.ok()) {
@@ -490,12 +498,12 @@ void LockManager::TimerLoop() {
           wake = std::min(wake, Clock::now() + std::min<nanoseconds>(h->lease / 10,
                                                                      std::chrono::milliseconds(100)));
         }
-        lose_at = h->last_renewed + h->lease - h->margin;
+        lose_at = h->last_renewed.load() + h->lease - h->margin;
       } else if (now >= lose_at) {
         RenewLocked(h.get()).ok();  // declares it lost
         continue;
       }
-      if (h->auto_renew) wake = std::min(wake, h->last_renewed + h->lease / 3);
+      if (h->auto_renew) wake = std::min(wake, h->last_renewed.load() + h->lease / 3);
       wake = std::min(wake, lose_at);
     }
     live.clear();

@@ -61,8 +61,11 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
 
     std::mutex mu;                     // serializes renew/release
     uint64_t revision = 0;             // GUARDED_BY(mu): the lock entry's current revision
-    Clock::time_point last_renewed;    // GUARDED_BY(mu): start of the last successful write
-    bool released = false;             // GUARDED_BY(mu)
+    // Start of the last successful write, and whether Release() ran: written
+    // under mu, read without it, so that lost() never waits for a renewal
+    // in flight.
+    std::atomic<Clock::time_point> last_renewed{};
+    std::atomic<bool> released{false};
     Status release_status;             // GUARDED_BY(mu)
     std::atomic<bool> lost{false};
     std::mutex callbacks_mu;

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 #include "revkv/validation.h"
 
@@ -25,12 +26,25 @@ KvStream FromInfo(const jsStreamInfo* si) {
 std::string StreamName(const std::string& bucket) { return "KV_" + bucket; }
 std::string Subjects(const std::string& bucket) { return "$KV." + bucket + ".>"; }
 
+// A failed JetStream API request to `api_subject`, begun when `conn` (if
+// given) had seen `since` permission violations.
+Status RequestFailed(const NatsConnection* conn, uint64_t since, const std::string& api_subject,
+                     natsStatus s, const std::string& context, jsErrCode jerr) {
+  if (conn == nullptr) return FromNats(s, context, jerr);
+  return conn->FromRequest(s, context, jerr, since, api_subject);
+}
+
+uint64_t PermissionErrors(const NatsConnection* conn) {
+  return conn != nullptr ? conn->permission_errors() : 0;
+}
+
 }  // namespace
 
-Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket) {
+Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket, const NatsConnection* conn) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string name = StreamName(bucket);
+  const uint64_t since = PermissionErrors(conn);
   natsStatus s = js_GetStreamInfo(&si, js, name.c_str(), nullptr, &jerr);
   if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
     jsStreamInfo_Destroy(si);
@@ -38,7 +52,8 @@ Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket) {
   }
   if (s != NATS_OK) {
     jsStreamInfo_Destroy(si);
-    return FromNats(s, "reading stream " + name + " of bucket '" + bucket + "'", jerr);
+    return RequestFailed(conn, since, "$JS.API.STREAM.INFO." + name, s,
+                         "reading stream " + name + " of bucket '" + bucket + "'", jerr);
   }
   bool kv_subjects = false;
   for (int i = 0; i < si->Config->SubjectsLen; ++i) {
@@ -54,7 +69,7 @@ Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket) {
   return out;
 }
 
-Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
+Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsConnection* conn) {
   if (Status s = ValidateBucketName(req.bucket); !s.ok()) return s;
   if (req.history && (*req.history < 1 || *req.history > 64)) {
     return Status::InvalidArgument("history " + std::to_string(*req.history) +
@@ -65,7 +80,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
                                    " is out of range; JetStream allows 1..5");
   }
 
-  auto existing = ReadKvStream(js, req.bucket);
+  auto existing = ReadKvStream(js, req.bucket, conn);
   if (existing.status().IsNotFound()) {
     // The standard KV layout, as nats.c's js_CreateKeyValue builds it.
     const std::string name = StreamName(req.bucket);
@@ -88,6 +103,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
     sc.AllowDirect = true;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
+    const uint64_t since = PermissionErrors(conn);
     natsStatus s = js_AddStream(&si, js, &sc, nullptr, &jerr);
     if (s == NATS_OK) {
       KvStream out = FromInfo(si);
@@ -97,9 +113,10 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req) {
     jsStreamInfo_Destroy(si);
     // Another process may have created it first: bind to theirs below.
     if (jerr != JSStreamNameExistErr) {
-      return FromNats(s, "creating stream " + name + " for bucket '" + req.bucket + "'", jerr);
+      return RequestFailed(conn, since, "$JS.API.STREAM.CREATE." + name, s,
+                           "creating stream " + name + " for bucket '" + req.bucket + "'", jerr);
     }
-    existing = ReadKvStream(js, req.bucket);
+    existing = ReadKvStream(js, req.bucket, conn);
   }
   if (!existing.ok()) return existing.status();
 

@@ -16,6 +16,8 @@
 
 namespace revkv::replication {
 
+class NatsConnection;
+
 // What the caller asks of the bucket. An unset field takes the existing
 // stream's value, or the default when the stream is created; a set field
 // that differs from an existing stream is an error.
@@ -48,12 +50,16 @@ struct KvStream {
 // InvalidArgument: bad bucket name, history outside 1..64, or a requested
 // setting that differs from the existing stream (each difference listed),
 // or a stream that is not a KV bucket. PermissionDenied, Unavailable,
-// Timeout: as the server answers.
-Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& request);
+// Timeout: as the server answers. The server answers a request it denies
+// with nothing but an asynchronous violation; given `conn` (the connection
+// `js` belongs to), such a request is PermissionDenied rather than Timeout.
+Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& request,
+                              const NatsConnection* conn = nullptr);
 
 // Reads the stream's current identity and last sequence.
 // NotFound: the stream is gone. Otherwise as BindKvStream.
-Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket);
+Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket,
+                              const NatsConnection* conn = nullptr);
 
 }  // namespace revkv::replication
 

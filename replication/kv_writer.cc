@@ -47,7 +47,7 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
 }
 
 Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
-                                   Expect expect, uint64_t last_sequence) {
+                                   Expect expect, uint64_t last_sequence, ms timeout) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (value.size() > replica_->max_value_size()) {
     return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
@@ -69,7 +69,7 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   }
   jsPubOptions po;
   jsPubOptions_Init(&po);
-  po.MaxWait = write_timeout_.count();
+  po.MaxWait = timeout.count();
   if (expect == Expect::kNoMessage) po.ExpectNoMessage = true;
   if (expect == Expect::kLastSequence) po.ExpectLastSubjectSeq = last_sequence;
   jsPubAck* ack = nullptr;
@@ -100,28 +100,30 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   jsPubAck_Destroy(ack);
   // Read-your-writes: wait for the replica, but an acknowledged write is a
   // success even if the replica is slow (the caller can Sync).
-  loop_->WaitApplied(revision, start + write_timeout_).ok();
+  loop_->WaitApplied(revision, start + timeout).ok();
   return revision;
 }
 
-Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value) {
-  return Publish(Operation::kPut, key, value, Expect::kNothing, 0);
+Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value, ms timeout) {
+  return Publish(Operation::kPut, key, value, Expect::kNothing, 0, Effective(timeout));
 }
 
 Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,
-                                  uint64_t expected) {
+                                  uint64_t expected, ms timeout) {
   if (Status s = PreCheck(key, expected); !s.ok()) return s;
   return Publish(Operation::kPut, key, value,
-                 expected == 0 ? Expect::kNoMessage : Expect::kLastSequence, expected);
+                 expected == 0 ? Expect::kNoMessage : Expect::kLastSequence, expected,
+                 Effective(timeout));
 }
 
-Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value) {
-  auto first = Publish(Operation::kPut, key, value, Expect::kNoMessage, 0);
+Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, ms timeout) {
+  timeout = Effective(timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto first = Publish(Operation::kPut, key, value, Expect::kNoMessage, 0, timeout);
   if (first.ok() || !first.status().IsConflict()) return first;
   // The key has messages. If its last one is a tombstone, Create is a CAS on
   // the tombstone's revision, never a blind write.
   const uint64_t current = first.status().revision();
-  const auto deadline = std::chrono::steady_clock::now() + write_timeout_;
   if (Status s = loop_->WaitApplied(current, deadline); !s.ok()) return s;
   auto entry = replica_->GetEntry(key);
   if (entry.ok()) {
@@ -131,7 +133,13 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value) 
                           entry->revision);
   }
   if (!entry.status().IsNotFound()) return entry.status();
-  auto again = Publish(Operation::kPut, key, value, Expect::kLastSequence, entry.status().revision());
+  const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) {
+    return Status::Timeout("creating key '" + std::string(key) + "' of bucket '" + bucket_ +
+                           "' took longer than " + std::to_string(timeout.count()) + " ms");
+  }
+  auto again = Publish(Operation::kPut, key, value, Expect::kLastSequence,
+                       entry.status().revision(), left);
   if (again.status().IsConflict()) {
     return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
                               "' was written by someone else first, at revision " +
@@ -141,24 +149,26 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value) 
   return again;
 }
 
-Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> expected) {
+Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> expected,
+                                  ms timeout) {
   if (expected) {
     if (Status s = PreCheck(key, *expected); !s.ok()) return s;
   }
   return Publish(Operation::kDelete, key, {},
                  !expected ? Expect::kNothing
                            : (*expected == 0 ? Expect::kNoMessage : Expect::kLastSequence),
-                 expected.value_or(0));
+                 expected.value_or(0), Effective(timeout));
 }
 
-Result<uint64_t> KvWriter::Purge(std::string_view key, std::optional<uint64_t> expected) {
+Result<uint64_t> KvWriter::Purge(std::string_view key, std::optional<uint64_t> expected,
+                                 ms timeout) {
   if (expected) {
     if (Status s = PreCheck(key, *expected); !s.ok()) return s;
   }
   return Publish(Operation::kPurge, key, {},
                  !expected ? Expect::kNothing
                            : (*expected == 0 ? Expect::kNoMessage : Expect::kLastSequence),
-                 expected.value_or(0));
+                 expected.value_or(0), Effective(timeout));
 }
 
 }  // namespace revkv::replication

@@ -39,16 +39,23 @@ class KvWriter {
   // As Bucket::Put/Create/Update/Delete/Purge, plus Unavailable or Timeout
   // when the server cannot be reached within the write timeout (nothing is
   // written then), and PermissionDenied.
-  Result<uint64_t> Put(std::string_view key, std::string_view value);
-  Result<uint64_t> Create(std::string_view key, std::string_view value);
-  Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected);
-  Result<uint64_t> Delete(std::string_view key, std::optional<uint64_t> expected);
-  Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected);
+  // `timeout` bounds the wait for the server and the replica; 0 means the
+  // writer's write timeout.
+  using ms = std::chrono::milliseconds;
+  Result<uint64_t> Put(std::string_view key, std::string_view value, ms timeout = ms(0));
+  Result<uint64_t> Create(std::string_view key, std::string_view value, ms timeout = ms(0));
+  Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected,
+                          ms timeout = ms(0));
+  Result<uint64_t> Delete(std::string_view key, std::optional<uint64_t> expected,
+                          ms timeout = ms(0));
+  Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected,
+                         ms timeout = ms(0));
 
  private:
   enum class Expect { kNothing, kNoMessage, kLastSequence };
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
-                           Expect expect, uint64_t last_sequence);
+                           Expect expect, uint64_t last_sequence, ms timeout);
+  ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
   // Conflict at once if the replica proves `expected` stale for `key`.
   Status PreCheck(std::string_view key, uint64_t expected);
 

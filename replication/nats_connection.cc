@@ -101,6 +101,67 @@ bool NatsConnection::PermissionDeniedSince(uint64_t since, const std::string& su
   return false;
 }
 
+namespace {
+
+// Whether `text`, a server error such as
+//   Permissions Violation for Subscription to "_INBOX.x" using queue "q"
+// denies `verb` on `subject` or on a subject under it.
+bool DenialMatches(std::string_view text, std::string_view verb, std::string_view subject) {
+  const std::string marker = "for " + std::string(verb) + " to ";
+  size_t at = text.find(marker);
+  if (at == std::string_view::npos) return false;
+  std::string_view denied = text.substr(at + marker.size());
+  if (!denied.empty() && denied.front() == '"') denied.remove_prefix(1);
+  denied = denied.substr(0, denied.find_first_of("\" "));
+  return denied == subject ||
+         (denied.size() > subject.size() && denied.substr(0, subject.size()) == subject &&
+          denied[subject.size()] == '.');
+}
+
+}  // namespace
+
+bool NatsConnection::DeniedSince(uint64_t since, std::string_view verb,
+                                 std::string_view subject) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t fresh = permission_errors_ - since;
+    for (size_t i = 0; i < recent_denials_.size() && i < fresh; ++i) {
+      if (DenialMatches(recent_denials_[recent_denials_.size() - 1 - i], verb, subject)) {
+        return true;
+      }
+    }
+  }
+  const char* last = nullptr;
+  return natsConnection_GetLastError(nc_, &last) == NATS_NOT_PERMITTED && last != nullptr &&
+         DenialMatches(last, verb, subject);
+}
+
+Status NatsConnection::FromRequest(natsStatus s, std::string_view context, jsErrCode jerr,
+                                   uint64_t since, std::string_view api_subject) const {
+  if (s == NATS_TIMEOUT && DeniedSince(since, "Publish", api_subject)) {
+    return Status::PermissionDenied(std::string(context) + ": the server denied the request to '" +
+                                    std::string(api_subject) +
+                                    "'; grant the user publish rights on that JetStream API "
+                                    "subject");
+  }
+  return FromNats(s, context, jerr);
+}
+
+Status NatsConnection::CheckSubscribed(natsSubscription* sub, uint64_t since,
+                                       std::string_view what) const {
+  const char* subject = natsSubscription_GetSubject(sub);
+  if (subject == nullptr) return Status::OK();
+  // The server handles the SUB before the PING, so once the PONG is back any
+  // violation has been read. A failed flush (e.g. a disconnect) proves
+  // nothing; the subscription resumes on reconnect.
+  natsConnection_FlushTimeout(nc_, options_.write_timeout.count());
+  if (!DeniedSince(since, "Subscription", subject)) return Status::OK();
+  return Status::PermissionDenied(std::string(what) + ": the server denied subscribing to '" +
+                                  subject +
+                                  "', where the bucket's consumer delivers; grant the user "
+                                  "subscribe rights on '_INBOX.>'");
+}
+
 NatsConnection::~NatsConnection() {
   jsCtx_Destroy(js_);
   natsConnection_Destroy(nc_);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "revkv/options.h"
 #include "revkv/result.h"
@@ -38,6 +39,27 @@ class NatsConnection {
   // published), and reports PermissionDenied instead.
   uint64_t permission_errors() const;
   bool PermissionDeniedSince(uint64_t since, const std::string& subject) const;
+
+  // Whether the server denied `verb` ("Publish" or "Subscription") on
+  // `subject`, or on a subject under it (`subject` + ".…"), since
+  // permission_errors() was `since`. Also reads the connection's last error,
+  // which nats.c sets before its error handler runs: a caller that has just
+  // flushed sees a denial the handler has not recorded yet.
+  bool DeniedSince(uint64_t since, std::string_view verb, std::string_view subject) const;
+
+  // A JetStream API request the server denies gets no answer, only an
+  // asynchronous violation, so it times out. As FromNats, but a timeout of a
+  // request to `api_subject` (begun when permission_errors() was `since`)
+  // that the server denied is PermissionDenied.
+  Status FromRequest(natsStatus s, std::string_view context, jsErrCode jerr, uint64_t since,
+                     std::string_view api_subject) const;
+
+  // A push subscription the server refuses still "succeeds" in nats.c: the
+  // server only reports the violation, and the subscription never receives
+  // a message. Flushes (one round trip, bounded by the write timeout), then
+  // returns PermissionDenied if the server refused `sub`'s subject since
+  // `since`; `what` names the subscription in the message.
+  Status CheckSubscribed(natsSubscription* sub, uint64_t since, std::string_view what) const;
 
  private:
   explicit NatsConnection(NatsOptions options) : options_(std::move(options)) {}

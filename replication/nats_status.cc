@@ -34,6 +34,10 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
     case NATS_CONNECTION_AUTH_FAILED:
       return Status::PermissionDenied(msg + "; check the user, password, token or creds file");
     case NATS_NOT_PERMITTED: return Status::PermissionDenied(msg);
+    // NATS_IO_ERROR is a failed socket read or write: the connection broke
+    // under the call (a server going away gives EPIPE), not a local file
+    // system error, so it is retried like any lost connection.
+    case NATS_IO_ERROR:
     case NATS_NO_SERVER:
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:

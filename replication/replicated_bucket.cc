@@ -26,6 +26,10 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const
     return Status::InvalidArgument("fenced writes on replicated bucket '" + name() +
                                    "' are not available yet; use a local bucket for them");
   }
+  if (options.timeout.count() < 0) {
+    return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "
+                                   "timeout) or more");
+  }
   if (cas && !cas_refused_.empty()) return Status::InvalidArgument(cas_refused_);
   return Status::OK();
 }
@@ -33,34 +37,34 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const
 Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view value,
                                        const WriteOptions& options) {
   if (Status s = CheckWrite(options, false); !s.ok()) return s;
-  return writer_->Put(key, value);
+  return writer_->Put(key, value, options.timeout);
 }
 
 Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,
                                           const WriteOptions& options) {
   if (Status s = CheckWrite(options, true); !s.ok()) return s;
-  return writer_->Create(key, value);
+  return writer_->Create(key, value, options.timeout);
 }
 
 Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view value,
                                           uint64_t expected_revision,
                                           const WriteOptions& options) {
   if (Status s = CheckWrite(options, true); !s.ok()) return s;
-  return writer_->Update(key, value, expected_revision);
+  return writer_->Update(key, value, expected_revision, options.timeout);
 }
 
 Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
                                           std::optional<uint64_t> expected_revision,
                                           const WriteOptions& options) {
   if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
-  return writer_->Delete(key, expected_revision);
+  return writer_->Delete(key, expected_revision, options.timeout);
 }
 
 Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
                                          std::optional<uint64_t> expected_revision,
                                          const WriteOptions& options) {
   if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
-  return writer_->Purge(key, expected_revision);
+  return writer_->Purge(key, expected_revision, options.timeout);
 }
 
 Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
@@ -73,7 +77,7 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
 
 Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto stream = ReadKvStream(conn_->js(), name());
+  auto stream = ReadKvStream(conn_->js(), name(), conn_.get());
   if (!stream.ok()) return stream.status();
   return loop_->WaitApplied(stream->last_sequence, deadline);
 }
@@ -82,7 +86,7 @@ BucketStatus ReplicatedBucket::GetStatus() {
   BucketStatus out;
   out.replicated = true;
   out.applied = replica_->LastRevision();
-  auto stream = ReadKvStream(conn_->js(), name());
+  auto stream = ReadKvStream(conn_->js(), name(), conn_.get());
   if (!stream.ok()) {
     out.error = stream.status().ToString();
     return out;

@@ -55,7 +55,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   if (options.max_age.count() > 0) req.max_age = options.max_age;
   if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
   req.max_age_if_created = max_age_if_created;
-  auto stream = BindKvStream(conn_->js(), req);
+  auto stream = BindKvStream(conn_->js(), req, conn_.get());
   if (!stream.ok()) return stream.status();
 
   // Servers before 2.9.21 let two CAS writers both win on R>1 streams.
@@ -97,7 +97,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
     }
     if (Status s = replica->ResetReplica(stream->created_ns); !s.ok()) return s;
   }
-  auto loop = ApplyLoop::Start(conn_->js(), name, replica);
+  auto loop = ApplyLoop::Start(conn_->js(), name, replica, conn_.get());
   if (!loop.ok()) return loop.status();
   auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused,
                                                    stream->max_age);

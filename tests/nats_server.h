@@ -11,6 +11,8 @@
 #include <nats/nats.h>
 #include <sys/types.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,6 +49,9 @@ class NatsServer {
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   int port() const { return port_; }
+  // The route (cluster) port the server listens on, from its ports file;
+  // -1 when it was started without --cluster.
+  int cluster_port() const { return cluster_port_; }
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   const std::string& store_dir() const { return store_dir_; }
   const std::string& error() const { return error_; }
@@ -65,8 +70,52 @@ class NatsServer {
   std::string store_dir_;
   pid_t pid_ = -1;
   int port_ = -1;
+  int cluster_port_ = -1;
   std::string error_;
   std::vector<std::string> extra_args_;
+};
+
+// NatsCluster: three nats-server processes forming one JetStream cluster on
+// loopback, each with its own store directory and server name.
+//
+// nats-server refuses to start a clustered JetStream server that has no
+// configured route, the first one included, so the first node routes to
+// itself: its route port is a free one the kernel picks just before it
+// starts. The other nodes take theirs with --cluster ...:-1 (read back from
+// their ports files) and route to the first; gossip links them all.
+class NatsCluster {
+ public:
+  static constexpr int kSize = 3;
+
+  // `binary` as for NatsServer: Debian's 2.9.10 or the bootstrapped 2.10+.
+  explicit NatsCluster(std::string binary = NatsServer::Binary());
+  ~NatsCluster();
+  NatsCluster(const NatsCluster&) = delete;
+  NatsCluster& operator=(const NatsCluster&) = delete;
+
+  // Starts the three servers and waits, at most 20 s, until JetStream is
+  // clustered: every node answers JetStream requests and a three-replica
+  // stream can be created. Returns false, with the reason and every node's
+  // log in error(), otherwise.
+  bool Start();
+  // Stops every node (SIGTERM, then SIGKILL after 5 s).
+  void Stop();
+
+  NatsServer& node(int i) { return *nodes_.at(static_cast<size_t>(i)); }
+  const std::string& cluster_name() const { return name_; }
+  // The client URLs of all nodes, first node first.
+  std::vector<std::string> urls() const;
+  const std::string& error() const { return error_; }
+  // Every node's log, headed by its server name, for failure messages.
+  std::string Logs() const;
+
+ private:
+  bool WaitForJetStream(std::chrono::steady_clock::time_point deadline);
+
+  const std::string name_;
+  std::vector<std::unique_ptr<NatsServer>> nodes_;
+  bool configured_ = false;  // the nodes' cluster arguments are set
+  std::string error_;
 };
 
 // Connects a plain nats.c client (connection and JetStream context) to

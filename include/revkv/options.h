@@ -155,6 +155,13 @@ struct Fence {
 struct WriteOptions {
   // Default: no fence.
   std::optional<Fence> fence{};
+
+  // Replicated buckets: how long this write may wait for the server's
+  // acknowledgement (and then for the local replica); Timeout or
+  // Unavailable after it. 0 means NatsOptions::write_timeout. Local
+  // buckets ignore it: their writes never wait for a server.
+  // Default: 0.
+  std::chrono::milliseconds timeout{0};
 };
 
 struct LockOptions {
