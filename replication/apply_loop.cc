@@ -52,6 +52,7 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
                                                     std::shared_ptr<engine::LocalBucket> replica,
                                                     const NatsConnection* conn) {
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
+  loop->js_ = js;
   loop->timer_ = std::thread(&ApplyLoop::FlushTimer, loop.get());
   const uint64_t applied = loop->replica_->LastRevision();
   jsSubOptions so;
@@ -184,6 +185,38 @@ Status ApplyLoop::WaitApplied(uint64_t revision, std::chrono::steady_clock::time
     }
   }
   return Status::OK();
+}
+
+Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline) {
+  using Clock = std::chrono::steady_clock;
+  // The usual case: the message at `last` exists and arrives shortly.
+  Status s = WaitApplied(last, std::min(deadline, Clock::now() + std::chrono::milliseconds(20)));
+  if (!s.IsTimeout()) return s;
+  // Which message of the bucket is the newest that still exists? Sequences
+  // only grow, so if it is below `last`, nothing between them can appear
+  // any more.
+  natsMsg* newest = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string stream = "KV_" + bucket_;
+  const std::string subjects = prefix_ + ">";
+  natsStatus ns = js_GetLastMsg(&newest, js_, stream.c_str(), subjects.c_str(), nullptr, &jerr);
+  uint64_t exists = 0;
+  if (ns == NATS_OK) {
+    exists = natsMsg_GetSequence(newest);
+    natsMsg_Destroy(newest);
+  } else if (jerr != JSNoMessageFoundErr) {
+    return FromNats(ns, "reading the newest message of bucket '" + bucket_ + "'", jerr);
+  }
+  if (exists >= last) return WaitApplied(last, deadline);
+  s = WaitApplied(exists, deadline);
+  if (!s.ok()) return s;
+  if (applied() < last) {
+    s = replica_->ApplyCommitted({}, last);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) error_ = s;
+    applied_cv_.notify_all();
+  }
+  return s;
 }
 
 uint64_t ApplyLoop::messages_received() const {

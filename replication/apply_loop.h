@@ -59,6 +59,13 @@ class ApplyLoop {
   // one did (e.g. Corruption from the store).
   Status WaitApplied(uint64_t revision, std::chrono::steady_clock::time_point deadline);
 
+  // Waits until the replica reflects every message of the stream up to
+  // `last` (the stream's last sequence, read by the caller). The message at
+  // `last` may no longer exist (purged, or removed by max_age): then, once the
+  // consumer reports nothing pending, the applied revision moves to `last`.
+  // Timeout: not caught up by `deadline`. As WaitApplied otherwise.
+  Status CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline);
+
   // Messages handed to the replica so far (redeliveries included), for tests
   // that count what a resume re-reads.
   uint64_t messages_received() const;
@@ -74,6 +81,7 @@ class ApplyLoop {
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   const std::shared_ptr<engine::LocalBucket> replica_;
+  jsCtx* js_ = nullptr;
   natsSubscription* sub_ = nullptr;
 
   // Filled on nats.c's delivery thread. A batch held because the consumer

@@ -9,8 +9,11 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
   std::string msg(context);
   msg += ": ";
   msg += natsStatus_GetText(s);
-  const char* detail = nats_GetLastError(nullptr);
-  std::string last = detail != nullptr ? detail : "";
+  // nats.c keeps the last error of each thread until the next one: its text
+  // belongs to this failure only if its status is this one's.
+  natsStatus last_status = NATS_OK;
+  const char* detail = nats_GetLastError(&last_status);
+  std::string last = detail != nullptr && last_status == s ? detail : "";
   if (!last.empty() && last != natsStatus_GetText(s)) {
     msg += " (";
     msg += last;

@@ -79,7 +79,7 @@ Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto stream = ReadKvStream(conn_->js(), name(), conn_.get());
   if (!stream.ok()) return stream.status();
-  return loop_->WaitApplied(stream->last_sequence, deadline);
+  return loop_->CatchUpTo(stream->last_sequence, deadline);
 }
 
 BucketStatus ReplicatedBucket::GetStatus() {

@@ -204,6 +204,51 @@ TEST_F(ReplicatedEngineTest, StatusReportsLagWhileTheReplicaIsBehindAndConnectio
   EXPECT_EQ(own.lag, 0u);
 }
 
+// The stream's last sequence can name a message that no longer exists: here
+// the newest message was a delete marker that nats.c's PurgeDeletes removed.
+// Sync must still complete, and the status show no lag.
+TEST_F(ReplicatedEngineTest, SyncCompletesWhenTheStreamsLastMessageIsGone) {
+  auto a = OpenEngine(dir_a_);
+  ASSERT_TRUE(a);
+  auto ba = *a->OpenBucket("gone");
+  ASSERT_TRUE(ba->Put("x", "1").ok());
+  ASSERT_TRUE(ba->Put("k", "2").ok());
+  auto marker = ba->Delete("k");
+  ASSERT_TRUE(marker.ok());
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, js, "gone"), NATS_OK);
+  kvPurgeOptions po;
+  kvPurgeOptions_Init(&po);
+  po.DeleteMarkersOlderThan = -1;
+  ASSERT_EQ(kvStore_PurgeDeletes(kv, &po), NATS_OK);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  // A new replica sees only "x"; the stream's last sequence is past it.
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(b);
+  auto bb = *b->OpenBucket("gone");
+  Status synced = bb->Sync(5s);
+  ASSERT_TRUE(synced.ok()) << synced.ToString();
+  EXPECT_EQ(*bb->Get("x"), "1");
+  EXPECT_TRUE(bb->Get("k").status().IsNotFound());
+  BucketStatus st = bb->GetStatus();
+  ASSERT_TRUE(st.stream_last.has_value()) << st.error;
+  EXPECT_GE(*st.stream_last, *marker);
+  EXPECT_EQ(st.applied, *st.stream_last);
+  EXPECT_EQ(st.lag, 0u);
+  // And it keeps replicating after the jump.
+  auto next = ba->Put("x", "3");
+  ASSERT_TRUE(next.ok());
+  ASSERT_TRUE(bb->Sync(5s).ok());
+  EXPECT_EQ(bb->GetEntry("x")->revision, *next);
+}
+
 TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {
   {
     auto a = OpenEngine(dir_a_);

@@ -47,7 +47,10 @@ struct NatsOptions {
   std::chrono::milliseconds connect_timeout{2000};
 
   // How long a replicated write may wait for the server's acknowledgement
-  // before it fails with Unavailable or Timeout; nothing is written then.
+  // before it fails with Unavailable or Timeout. A write is one message, so
+  // it is never half applied, but after either error it may or may not have
+  // been stored (the connection or the acknowledgement was lost): Sync and
+  // re-read the key before retrying a Put; a CAS retry is safe either way.
   // Also bounds the wait for the local replica to apply an acknowledged
   // write (read-your-writes); past it the write still succeeds.
   // Default: 5 s.
