@@ -6,7 +6,11 @@
 #     threads (3 randomly interleaved repetitions, medians reported); writes
 #     JSON, a markdown table and a PNG plot;
 #  2. the engine benchmark against raw RocksDB (5 randomly interleaved
-#     repetitions; the report uses medians).
+#     repetitions; the report uses medians);
+#  3. the replication benchmark against raw nats.c on one nats-server it
+#     starts itself: replica Get, CAS Update, 8 writers, replication lag
+#     A -> B and the bootstrap of a 100k-key bucket (3 randomly interleaved
+#     repetitions, medians; about a minute).
 # Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,3 +34,10 @@ echo "plot: $OUT/contention.png"
   --benchmark_repetitions="${REVKV_BENCH_REPETITIONS:-5}" \
   --benchmark_enable_random_interleaving=true
 python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
+
+"$ROOT/build/bench/revkv_replication_bench" \
+  --benchmark_out="$OUT/replication.json" --benchmark_out_format=json \
+  --benchmark_repetitions="${REVKV_REPLICATION_REPETITIONS:-3}" \
+  --benchmark_enable_random_interleaving=true
+python3 "$ROOT/bench/replication_report.py" "$OUT/replication.json" \
+  --markdown "$OUT/replication.md"
