@@ -12,7 +12,8 @@ namespace revkv::engine {
 
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
-                                         const WriteOptions& options) {
+                                         const WriteOptions& options,
+                                         const std::function<void(uint64_t)>& catch_up) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (policy.max_attempts < 1) {
     return Status::InvalidArgument("RetryPolicy::max_attempts is " +
@@ -60,6 +61,7 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
                                   std::to_string(st.revision()),
                               st.revision());
     }
+    if (catch_up && st.revision() > seen) catch_up(st.revision());
     // Full jitter: a uniform wait in [0, backoff] spreads retrying writers.
     auto wait = std::chrono::microseconds(
         std::uniform_int_distribution<int64_t>(0, backoff.count())(rng));

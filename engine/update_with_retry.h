@@ -5,6 +5,8 @@
 #ifndef REVKV_ENGINE_UPDATE_WITH_RETRY_H_
 #define REVKV_ENGINE_UPDATE_WITH_RETRY_H_
 
+#include <cstdint>
+#include <functional>
 #include <string_view>
 
 #include "engine/key_gate.h"
@@ -13,10 +15,14 @@
 namespace revkv::engine {
 
 // As Bucket::UpdateWithRetry. `gate` serializes this process's callers per
-// key.
+// key. `catch_up`, if given, runs after a conflict with the revision the
+// store reported, so that a bucket whose reads may lag (a replica) can wait
+// to see it: the next read then sees the winner's value, instead of
+// conflicting again on a stale one.
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
-                                         const WriteOptions& options);
+                                         const WriteOptions& options,
+                                         const std::function<void(uint64_t)>& catch_up = {});
 
 }  // namespace revkv::engine
 

@@ -119,34 +119,47 @@ Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,
 Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, ms timeout) {
   timeout = Effective(timeout);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto first = Publish(Operation::kPut, key, value, Expect::kNoMessage, 0, timeout);
-  if (first.ok() || !first.status().IsConflict()) return first;
-  // The key has messages. If its last one is a tombstone, Create is a CAS on
-  // the tombstone's revision, never a blind write.
-  const uint64_t current = first.status().revision();
-  if (Status s = loop_->WaitApplied(current, deadline); !s.ok()) return s;
-  auto entry = replica_->GetEntry(key);
-  if (entry.ok()) {
-    return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
-                              "' exists at revision " + std::to_string(entry->revision) +
-                              "; use Update with that revision to change it",
-                          entry->revision);
+  // Create is a CAS: on "no message" for a key the server has never seen
+  // (or no longer holds), on the tombstone's revision for a deleted one;
+  // never a blind write. A tombstone the replica already holds is tried
+  // first (a lock's name after its release, say), which saves the round trip
+  // a "no message" attempt would lose. A live key in the replica proves
+  // nothing: it may have been deleted since.
+  auto seen = replica_->GetEntry(key);
+  uint64_t tombstone = !seen.ok() && seen.status().IsNotFound() ? seen.status().revision() : 0;
+  uint64_t current = 0;
+  for (int round = 0; round < 3; ++round) {
+    const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Status::Timeout("creating key '" + std::string(key) + "' of bucket '" + bucket_ +
+                             "' took longer than " + std::to_string(timeout.count()) + " ms");
+    }
+    auto written = Publish(Operation::kPut, key, value,
+                           tombstone == 0 ? Expect::kNoMessage : Expect::kLastSequence, tombstone,
+                           left);
+    if (written.ok() || !written.status().IsConflict()) return written;
+    current = written.status().revision();
+    if (current == 0) {  // the server holds no message of the key
+      tombstone = 0;
+      continue;
+    }
+    // The key's last message is `current`: live means Exists, a tombstone
+    // means one more CAS, on it.
+    if (Status s = loop_->WaitApplied(current, deadline); !s.ok()) return s;
+    auto entry = replica_->GetEntry(key);
+    if (entry.ok()) {
+      return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
+                                "' exists at revision " + std::to_string(entry->revision) +
+                                "; use Update with that revision to change it",
+                            entry->revision);
+    }
+    if (!entry.status().IsNotFound()) return entry.status();
+    tombstone = entry.status().revision();
   }
-  if (!entry.status().IsNotFound()) return entry.status();
-  const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
-  if (left.count() <= 0) {
-    return Status::Timeout("creating key '" + std::string(key) + "' of bucket '" + bucket_ +
-                           "' took longer than " + std::to_string(timeout.count()) + " ms");
-  }
-  auto again = Publish(Operation::kPut, key, value, Expect::kLastSequence,
-                       entry.status().revision(), left);
-  if (again.status().IsConflict()) {
-    return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
-                              "' was written by someone else first, at revision " +
-                              std::to_string(again.status().revision()),
-                          again.status().revision());
-  }
-  return again;
+  return Status::Exists("key '" + std::string(key) + "' of bucket '" + bucket_ +
+                            "' was written by someone else first, at revision " +
+                            std::to_string(current),
+                        current);
 }
 
 Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> expected,

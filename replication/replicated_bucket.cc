@@ -72,7 +72,13 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
                                                         const RetryPolicy& policy,
                                                         const WriteOptions& options) {
   if (Status s = CheckWrite(options, true); !s.ok()) return s;
-  return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options);
+  // A conflict names the winner's revision; the replica may not have it yet,
+  // and re-reading before it does would only conflict again.
+  const auto catch_up = [this](uint64_t revision) {
+    loop_->WaitApplied(revision, std::chrono::steady_clock::now() + conn_->options().write_timeout)
+        .ok();
+  };
+  return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }
 
 Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {

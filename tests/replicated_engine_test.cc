@@ -249,6 +249,53 @@ TEST_F(ReplicatedEngineTest, SyncCompletesWhenTheStreamsLastMessageIsGone) {
   EXPECT_EQ(bb->GetEntry("x")->revision, *next);
 }
 
+// Create tries the tombstone the replica holds first. If the server no
+// longer holds any message of the key (its delete marker was purged), that
+// CAS fails with "no message", and Create must still succeed; if another
+// engine re-created the key, Create must say Exists.
+TEST_F(ReplicatedEngineTest, CreateAfterATombstoneTheServerNoLongerHolds) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("tomb");
+  auto bb = *b->OpenBucket("tomb");
+  ASSERT_TRUE(ba->Put("k", "1").ok());
+  ASSERT_TRUE(ba->Put("j", "1").ok());
+  auto del_k = ba->Delete("k");
+  auto del_j = ba->Delete("j");
+  ASSERT_TRUE(del_k.ok() && del_j.ok());
+  ASSERT_TRUE(bb->Sync(5s).ok());
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, js, "tomb"), NATS_OK);
+  kvPurgeOptions po;
+  kvPurgeOptions_Init(&po);
+  po.DeleteMarkersOlderThan = -1;
+  ASSERT_EQ(kvStore_PurgeDeletes(kv, &po), NATS_OK);  // "k" and "j" are gone from the server
+  // B re-creates "j"; A's replica may still hold only the old tombstone.
+  auto recreated = bb->Create("j", "b");
+  ASSERT_TRUE(recreated.ok()) << recreated.status().ToString();
+
+  auto created = ba->Create("k", "2");
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(*ba->Get("k"), "2");
+  kvEntry* e = nullptr;
+  ASSERT_EQ(kvStore_Get(&e, kv, "k"), NATS_OK);
+  EXPECT_EQ(kvEntry_Revision(e), *created);
+  kvEntry_Destroy(e);
+
+  auto lost = ba->Create("j", "a");
+  EXPECT_TRUE(lost.status().IsExists()) << lost.status().ToString();
+  EXPECT_EQ(lost.status().revision(), *recreated);
+  EXPECT_EQ(*ba->Get("j"), "b");
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
 TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {
   {
     auto a = OpenEngine(dir_a_);

@@ -20,6 +20,14 @@
 // Waiting is driven by the store's commit notifications: a release wakes the
 // next waiter at once; a timer runs only for lease expiry. Waiters in one
 // process queue FIFO per lock name, and only the head contends.
+//
+// On an engine with NATS the locks bucket is replicated, so the lock is
+// shared by every process on the server, and the revisions are stream
+// sequences. The lock and the data it protects live in different streams:
+// acquiring the lock does not bring a data bucket's replica up to date with
+// the previous holder's writes. Call bucket->Sync() after Acquire before
+// reading, or write with Update(revision) so that a stale read conflicts
+// instead of overwriting.
 
 #ifndef REVKV_LOCK_H_
 #define REVKV_LOCK_H_
