@@ -10,7 +10,10 @@
 #  3. the replication benchmark against raw nats.c on one nats-server it
 #     starts itself: replica Get, CAS Update, 8 writers, replication lag
 #     A -> B and the bootstrap of a 100k-key bucket (3 randomly interleaved
-#     repetitions, medians; about a minute).
+#     repetitions, medians; about a minute);
+#  4. the cross-process contention suite (short version): OCC vs lock vs raw
+#     nats.c Get + Update with 1-8 engines, each its own connection and
+#     replica, on one nats-server; plus the lock latencies (about 2 minutes).
 # Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,3 +44,5 @@ python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
   --benchmark_enable_random_interleaving=true
 python3 "$ROOT/bench/replication_report.py" "$OUT/replication.json" \
   --markdown "$OUT/replication.md"
+
+"$ROOT/scripts/run_replicated_contention.sh"

@@ -1,0 +1,1065 @@
+// Cross-process contention suite (issue 5, point 4): the read-increment-write
+// of bench/contention_bench.cc, done by 1, 2, 4 and 8 engines that share one
+// nats-server, each engine with its own NATS connection and its own replica
+// directory, one thread per engine. The engines live in one process; nothing
+// is shared between them but the server (DESIGN §6 queues waiters per
+// process, and §7 serializes UpdateWithRetry per process, so one thread per
+// engine makes every contention a remote one).
+//
+// Strategies (the same 100-byte counter value as the local suite):
+//   occ   Bucket::UpdateWithRetry(key, mutate) on a replicated history-1
+//         bucket: a local read, a CAS publish, the wait for the local apply.
+//         RetryPolicy's default backoff; no attempt limit that could end a run.
+//   lock  Engine::Acquire("ctr.<bucket>.<key>", lease 10 s, timeout 30 s),
+//         GetEntry(key), Update(key, value + 1, revision), Release(). The
+//         lock and the counter live in different streams, so the replica of
+//         the counter bucket may not yet hold the previous holder's write when
+//         the lock is granted: the CAS then fails with Conflict (never a lost
+//         update), and the holder Syncs the bucket and reads again. Those
+//         retries are this strategy's conflicts. The re-read must then show
+//         exactly the revision the server named, or the case fails: a newer
+//         one would mean that someone wrote while the lock was held.
+//   raw   nats.c directly, no revkv: per engine its own natsConnection and
+//         kvStore; kvStore_Get, then kvStore_Update(revision), again at once
+//         on "wrong last sequence" (the seed's "Option 2").
+// Workloads (the key of each increment):
+//   hot   always the same key;
+//   zipf  Zipf(theta = 0.99) over 1,000 keys (YCSB's generator, unscrambled,
+//         as in the local suite).
+//
+// Each (strategy, workload) family has its own KV bucket (rc_<strategy>_<workload>),
+// created and preloaded with zeros on first use, and reused by every engine
+// count and repetition. Each case opens its engines (or raw connections) in
+// parallel, lets them all start at once, runs them for a fixed time (1 s with
+// --short, else 5 s), stops each after the increment in flight, and closes
+// them. Opening and closing are not timed (manual time: the wall time from
+// the common start to the end of the last increment).
+//
+// Counters of each case (one iteration, manual time):
+//   ops_per_s          successful increments per second, all engines.
+//   conflicts_per_op   failed CAS writes per increment: UpdateOutcome::attempts
+//                      - 1 (occ), stale reads under the lock (lock), failed
+//                      kvStore_Update calls (raw).
+//   p50_us, p99_us     latency of one increment (retries and lock waits
+//                      included), nearest rank over all engines' samples.
+//   lock_wait_p50_us,  time inside Engine::Acquire per increment (lock only).
+//   lock_wait_mean_us
+//   client_cpu_pct,    CPU time over wall time, in % of one core, of this
+//   server_cpu_pct     process (all engines or raw clients) and of the
+//                      nats-server, from the start to the end of the last
+//                      increment: on a small machine the 8-engine cases
+//                      are CPU-bound, since every replica applies every write.
+//   lost_updates       |sum of the family's counters, read from the server
+//                      with kvStore_Get - successful increments so far|. It
+//                      must be 0; otherwise the case fails and the program
+//                      exits 1.
+//
+// Two single measurements for the issue's note:
+//   single/lock_vs_update   one engine, nobody else: Acquire + Release of one
+//                           lock, interleaved sample by sample with one raw
+//                           kvStore_Update (and one revkv Update for context).
+//   single/lock_wake        engine A holds a lock, engine B waits in Acquire;
+//                           the time from A's Release() call to B's Acquire
+//                           returning (p50, p99).
+//
+// Short mode (--short before the benchmark flags, or
+// REVKV_REPLICATED_CONTENTION_SHORT=1): 1 s per case and fewer single
+// samples; the 24 cases and both singles then take about 35 s per
+// repetition on 2 cores.
+// --occ_backoff_us=INITIAL,MAX sets UpdateWithRetry's backoff bounds for the
+// occ strategy (default: RetryPolicy's, 50 and 20000).
+// The binary starts its own nats-server (tests/nats_server.h) on a free
+// loopback port with a temporary store, and stops it at exit.
+
+#include <benchmark/benchmark.h>
+#include <nats/nats.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "revkv/revkv.h"
+#include "tests/nats_server.h"
+#include "tests/test_util.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kValueSize = 100;
+constexpr size_t kDigits = 20;
+constexpr double kZipfTheta = 0.99;
+constexpr size_t kZipfKeys = 1000;
+constexpr std::chrono::milliseconds kLease{10000};
+constexpr std::chrono::milliseconds kAcquireTimeout{30000};
+constexpr std::chrono::milliseconds kSyncTimeout{10000};
+constexpr int kMaxRetriesPerOp = 100000;  // a livelock guard, never expected
+constexpr int kEngineCounts[] = {1, 2, 4, 8};
+
+enum class Strategy { kOcc, kLock, kRaw };
+enum class Workload { kHot, kZipf };
+
+constexpr Strategy kStrategies[] = {Strategy::kOcc, Strategy::kLock, Strategy::kRaw};
+constexpr Workload kWorkloads[] = {Workload::kHot, Workload::kZipf};
+
+const char* StrategyName(Strategy s) {
+  switch (s) {
+    case Strategy::kOcc:
+      return "occ";
+    case Strategy::kLock:
+      return "lock";
+    case Strategy::kRaw:
+      return "raw";
+  }
+  return "?";
+}
+
+const char* WorkloadName(Workload w) { return w == Workload::kHot ? "hot" : "zipf"; }
+
+size_t NumKeys(Workload w) { return w == Workload::kHot ? 1 : kZipfKeys; }
+
+// Per-mode settings, fixed before the benchmarks run.
+struct Mode {
+  bool short_mode = false;
+  // UpdateWithRetry's backoff (occ); RetryPolicy's defaults unless
+  // --occ_backoff_us=INITIAL,MAX says otherwise.
+  std::chrono::microseconds occ_initial_backoff = revkv::RetryPolicy{}.initial_backoff;
+  std::chrono::microseconds occ_max_backoff = revkv::RetryPolicy{}.max_backoff;
+  double case_seconds = 5.0;
+  int single_samples = 2000;  // lock_vs_update pairs
+  int wake_rounds = 1000;     // lock_wake rounds
+};
+Mode g_mode;
+
+// Set when a case fails its correctness check; main then exits 1.
+std::atomic<bool> g_failed{false};
+
+// ---------------------------------------------------------------------------
+// Counter values and key choice (as in contention_bench.cc).
+
+std::string EncodeCounter(uint64_t n) {
+  char buf[kDigits + 1];
+  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(n));
+  std::string v(buf, kDigits);
+  v.resize(kValueSize, '_');
+  return v;
+}
+
+std::optional<uint64_t> DecodeCounter(std::string_view v) {
+  if (v.size() != kValueSize) return std::nullopt;
+  uint64_t n = 0;
+  const char* end = v.data() + kDigits;
+  auto [ptr, ec] = std::from_chars(v.data(), end, n);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return n;
+}
+
+// xorshift64*, seeded per engine.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) {}
+  uint64_t Next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    return s_ * 0x2545F4914F6CDD1Dull;
+  }
+  double NextDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+ private:
+  uint64_t s_;
+};
+
+// Zipf over ranks 0..n-1, P(rank k) proportional to 1 / (k + 1)^theta (Gray
+// et al., SIGMOD 1994, as YCSB's ZipfianGenerator).
+class Zipf {
+ public:
+  Zipf(uint64_t n, double theta) : n_(n), alpha_(1.0 / (1.0 - theta)), zetan_(Zeta(n, theta)) {
+    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) /
+           (1.0 - Zeta(2, theta) / zetan_);
+    half_pow_theta_ = 1.0 + std::pow(0.5, theta);
+  }
+  uint64_t Sample(double u) const {
+    const double uz = u * zetan_;
+    if (uz < 1.0) return 0;
+    if (uz < half_pow_theta_) return 1;
+    const auto k =
+        static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    return std::min(k, n_ - 1);
+  }
+
+ private:
+  static double Zeta(uint64_t n, double theta) {
+    double sum = 0;
+    for (uint64_t i = 1; i <= n; ++i) sum += 1.0 / std::pow(static_cast<double>(i), theta);
+    return sum;
+  }
+  uint64_t n_;
+  double alpha_;
+  double zetan_;
+  double eta_ = 0;
+  double half_pow_theta_ = 0;
+};
+
+class KeyChooser {
+ public:
+  KeyChooser(Workload w, uint64_t seed) : workload_(w), rng_(seed) {}
+  size_t Next() {
+    if (workload_ == Workload::kHot) return 0;
+    static const Zipf zipf(kZipfKeys, kZipfTheta);
+    return static_cast<size_t>(zipf.Sample(rng_.NextDouble()));
+  }
+
+ private:
+  Workload workload_;
+  Rng rng_;
+};
+
+// Nearest-rank percentile, in microseconds, of samples in nanoseconds (which
+// it reorders); 0 when empty.
+double PercentileUs(std::vector<int64_t>* v, double p) {
+  if (v->empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v->size())));
+  rank = std::clamp<size_t>(rank, 1, v->size());
+  std::nth_element(v->begin(), v->begin() + static_cast<ptrdiff_t>(rank - 1), v->end());
+  return static_cast<double>((*v)[rank - 1]) / 1e3;
+}
+
+double MeanUs(const std::vector<int64_t>& v) {
+  if (v.empty()) return 0;
+  double sum = 0;
+  for (int64_t x : v) sum += static_cast<double>(x);
+  return sum / static_cast<double>(v.size()) / 1e3;
+}
+
+int64_t NsBetween(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count();
+}
+
+std::string NatsError(const char* what, natsStatus s) {
+  natsStatus ignored;
+  const char* last = nats_GetLastError(&ignored);
+  std::string msg = std::string(what) + ": " + natsStatus_GetText(s);
+  if (last != nullptr && *last != '\0') msg += std::string(" (") + last + ")";
+  return msg;
+}
+
+// kvStore_Update hides the JetStream error code (DESIGN §5); the text of a
+// CAS failure names the subject's current sequence.
+bool IsWrongLastSequence() {
+  natsStatus ignored;
+  const char* last = nats_GetLastError(&ignored);
+  return last != nullptr && std::strstr(last, "wrong last sequence") != nullptr;
+}
+
+// CPU time (user + system) used so far by this process, all threads.
+double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+// CPU time used so far by process `pid` (the nats-server), from /proc; 0 if
+// it cannot be read.
+double PidCpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the ")" that ends the command name: state is field 3;
+  // utime and stime are fields 14 and 15.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  const char* p = stat.c_str() + close + 1;
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+      2) {
+    return 0;
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+pid_t g_server_pid = -1;  // the nats-server's, once started
+
+struct CpuSample {
+  double self = 0;
+  double server = 0;
+  static CpuSample Now() { return {ProcessCpuSeconds(), PidCpuSeconds(g_server_pid)}; }
+};
+
+revkv::Options EngineOptions(const std::string& path, const std::string& url) {
+  revkv::Options o;
+  o.path = path;
+  o.nats.servers = {url};
+  return o;
+}
+
+// A plain nats.c client: connection, JetStream context, one bucket.
+struct RawClient {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  kvStore* kv = nullptr;
+
+  RawClient() = default;
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  ~RawClient() {
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+  }
+  std::string Connect(const std::string& url, const std::string& bucket) {
+    natsStatus s = revkv::testing::ConnectClient(url, &nc, &js);
+    if (s != NATS_OK) return NatsError("connect", s);
+    s = js_KeyValue(&kv, js, bucket.c_str());
+    if (s != NATS_OK) return NatsError(("js_KeyValue(" + bucket + ")").c_str(), s);
+    return "";
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The server and the families' buckets.
+
+struct Family {
+  Strategy strategy;
+  Workload workload;
+  std::string bucket;                   // "rc_occ_hot"
+  std::vector<std::string> keys;        // "c.00042"
+  std::vector<std::string> lock_names;  // "ctr.rc_lock_hot.c.00042"
+  std::unique_ptr<RawClient> checker;   // reads the server's truth
+  uint64_t increments = 0;              // successful, over every case so far
+};
+
+struct World {
+  revkv::testing::NatsServer server;
+  std::string error;                                        // set if the server did not start
+  std::map<std::string, std::unique_ptr<Family>> families;  // nullptr: setup failed
+  std::map<std::string, std::string> setup_errors;
+
+  World() {
+    if (!server.Start()) error = "nats-server did not start: " + server.error();
+  }
+};
+World* g_world = nullptr;  // created in main, destroyed there after the runs
+
+std::string SetupFamily(Family* f, const std::string& url) {
+  const std::string zero = EncodeCounter(0);
+  if (f->strategy == Strategy::kRaw) {
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    natsStatus s = revkv::testing::ConnectClient(url, &nc, &js);
+    kvStore* kv = nullptr;
+    if (s == NATS_OK) {
+      kvConfig cfg;
+      kvConfig_Init(&cfg);
+      cfg.Bucket = f->bucket.c_str();
+      cfg.History = 1;
+      s = js_CreateKeyValue(&kv, js, &cfg);
+    }
+    std::string err = s == NATS_OK ? "" : NatsError("create raw bucket", s);
+    for (size_t i = 0; err.empty() && i < f->keys.size(); ++i) {
+      uint64_t rev = 0;
+      s = kvStore_Put(&rev, kv, f->keys[i].c_str(), zero.data(), static_cast<int>(zero.size()));
+      if (s != NATS_OK) err = NatsError(("preload " + f->keys[i]).c_str(), s);
+    }
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    if (!err.empty()) return err;
+  } else {
+    // revkv creates its own buckets, then the setup engine goes away so that
+    // no idle replica applies the cases' writes.
+    revkv::testing::TempDir dir;
+    auto engine = revkv::Engine::Open(EngineOptions(dir.path(), url));
+    if (!engine.ok()) return "setup engine: " + engine.status().ToString();
+    auto bucket = (*engine)->OpenBucket(f->bucket, {.history = 1});
+    if (!bucket.ok()) return "OpenBucket(" + f->bucket + "): " + bucket.status().ToString();
+    for (const auto& key : f->keys) {
+      auto r = (*bucket)->Put(key, zero);
+      if (!r.ok()) return "preload " + key + ": " + r.status().ToString();
+    }
+  }
+  f->checker = std::make_unique<RawClient>();
+  return f->checker->Connect(url, f->bucket);
+}
+
+Family* FamilyFor(Strategy s, Workload w, std::string* err) {
+  World& world = *g_world;
+  if (!world.error.empty()) {
+    *err = world.error;
+    return nullptr;
+  }
+  const std::string name = std::string("rc_") + StrategyName(s) + "_" + WorkloadName(w);
+  auto it = world.families.find(name);
+  if (it != world.families.end()) {
+    if (it->second == nullptr) *err = world.setup_errors[name];
+    return it->second.get();
+  }
+  auto f = std::make_unique<Family>();
+  f->strategy = s;
+  f->workload = w;
+  f->bucket = name;
+  char buf[32];
+  for (size_t i = 0; i < NumKeys(w); ++i) {
+    std::snprintf(buf, sizeof(buf), "c.%05zu", i);
+    f->keys.emplace_back(buf);
+    f->lock_names.push_back("ctr." + name + "." + f->keys.back());
+  }
+  std::string e = SetupFamily(f.get(), world.server.url());
+  if (!e.empty()) {
+    *err = name + ": " + e;
+    world.setup_errors[name] = *err;
+    world.families.emplace(name, nullptr);
+    return nullptr;
+  }
+  return world.families.emplace(name, std::move(f)).first->second.get();
+}
+
+// The sum of the family's counters as the server holds them. Only called
+// when no engine is writing.
+std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
+  uint64_t sum = 0;
+  for (const auto& key : f.keys) {
+    kvEntry* e = nullptr;
+    natsStatus s = kvStore_Get(&e, f.checker->kv, key.c_str());
+    if (s != NATS_OK) {
+      *err = NatsError(("check: kvStore_Get(" + key + ")").c_str(), s);
+      return std::nullopt;
+    }
+    auto n = DecodeCounter(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
+                                            static_cast<size_t>(kvEntry_ValueLen(e))));
+    kvEntry_Destroy(e);
+    if (!n) {
+      *err = "check: unparsable counter under " + key;
+      return std::nullopt;
+    }
+    sum += *n;
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------------------
+// One engine of a case: opens its client, waits for the common start,
+// increments until the deadline.
+
+struct RunControl {
+  std::mutex mu;
+  std::condition_variable cv;
+  int ready = 0;               // GUARDED_BY(mu): engines set up (or failed to)
+  int finished = 0;            // GUARDED_BY(mu): engines done incrementing
+  bool go = false;             // GUARDED_BY(mu)
+  bool abort = false;          // GUARDED_BY(mu)
+  Clock::time_point deadline;  // set before go
+  CpuSample cpu_end;           // GUARDED_BY(mu): when the last engine stopped
+  std::atomic<bool> stop{false};
+};
+
+class Worker {
+ public:
+  Worker(Family& f, int index) : f_(f), index_(index), chooser_(f.workload, Seed(f, index)) {
+    mutate_ = [this](const std::optional<std::string>& current) -> std::optional<std::string> {
+      bad_value_ = false;  // may run more than once per update
+      std::optional<uint64_t> n;
+      if (current) n = DecodeCounter(*current);
+      if (!n) {
+        bad_value_ = true;
+        return std::nullopt;
+      }
+      return EncodeCounter(*n + 1);
+    };
+    policy_.max_attempts = 1000000;
+    policy_.deadline = std::chrono::seconds(30);
+    policy_.initial_backoff = g_mode.occ_initial_backoff;
+    policy_.max_backoff = g_mode.occ_max_backoff;
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Opens the engine (or raw client) and warms it up. Empty on success.
+  std::string Open(const std::string& url) {
+    if (f_.strategy == Strategy::kRaw) {
+      raw_ = std::make_unique<RawClient>();
+      std::string err = raw_->Connect(url, f_.bucket);
+      if (!err.empty()) return err;
+      kvEntry* e = nullptr;
+      natsStatus s = kvStore_Get(&e, raw_->kv, f_.keys[0].c_str());
+      kvEntry_Destroy(e);
+      return s == NATS_OK ? "" : NatsError("warm-up kvStore_Get", s);
+    }
+    auto engine = revkv::Engine::Open(EngineOptions(dir_.path(), url));
+    if (!engine.ok()) return "Engine::Open: " + engine.status().ToString();
+    engine_ = std::move(*engine);
+    auto bucket = engine_->OpenBucket(f_.bucket);
+    if (!bucket.ok()) return "OpenBucket(" + f_.bucket + "): " + bucket.status().ToString();
+    bucket_ = std::move(*bucket);
+    // The first write (and, for locks, the locks bucket's binding) outside
+    // the timed part, on keys the counter check never reads.
+    const std::string warm = "warm." + std::to_string(index_);
+    auto put = bucket_->Put(warm, "w");
+    if (!put.ok()) return "warm-up Put: " + put.status().ToString();
+    if (f_.strategy == Strategy::kLock) {
+      auto lock = engine_->Acquire(warm, kLease, kAcquireTimeout);
+      if (!lock.ok()) return "warm-up Acquire: " + lock.status().ToString();
+      revkv::Status released = (*lock)->Release();
+      if (!released.ok()) return "warm-up Release: " + released.ToString();
+    }
+    return "";
+  }
+
+  // Increments until the deadline or a stop. Returns false with *err on failure.
+  bool Run(RunControl& rc, std::string* err) {
+    latency_ns_.reserve(1 << 14);
+    while (!rc.stop.load(std::memory_order_relaxed)) {
+      const Clock::time_point t0 = Clock::now();
+      if (t0 >= rc.deadline) break;
+      const size_t i = chooser_.Next();
+      bool ok = false;
+      switch (f_.strategy) {
+        case Strategy::kOcc:
+          ok = Occ(i, err);
+          break;
+        case Strategy::kLock:
+          ok = LockReadWrite(i, err);
+          break;
+        case Strategy::kRaw:
+          ok = Raw(i, err);
+          break;
+      }
+      end_ = Clock::now();
+      if (!ok) return false;
+      ++done_;
+      latency_ns_.push_back(NsBetween(t0, end_));
+    }
+    return true;
+  }
+
+  // Closes the engine or client (in parallel with the others).
+  void Close() {
+    bucket_.reset();
+    engine_.reset();
+    raw_.reset();
+  }
+
+  uint64_t done() const { return done_; }
+  uint64_t conflicts() const { return conflicts_; }
+  Clock::time_point end() const { return end_; }
+  std::vector<int64_t>& latency_ns() { return latency_ns_; }
+  std::vector<int64_t>& lock_wait_ns() { return lock_wait_ns_; }
+
+ private:
+  static uint64_t Seed(const Family& f, int index) {
+    return static_cast<uint64_t>(index) * 1000003 + static_cast<uint64_t>(f.strategy) * 101 +
+           static_cast<uint64_t>(f.workload);
+  }
+
+  bool Occ(size_t i, std::string* err) {
+    const std::string& key = f_.keys[i];
+    auto r = bucket_->UpdateWithRetry(key, mutate_, policy_);
+    if (!r.ok()) {
+      *err = "UpdateWithRetry(" + key + "): " + r.status().ToString();
+      return false;
+    }
+    if (bad_value_ || !r->written) {
+      *err = "UpdateWithRetry(" + key + "): missing or unparsable counter";
+      return false;
+    }
+    conflicts_ += static_cast<uint64_t>(r->attempts - 1);
+    return true;
+  }
+
+  bool LockReadWrite(size_t i, std::string* err) {
+    const std::string& key = f_.keys[i];
+    const std::string& lock_name = f_.lock_names[i];
+    const Clock::time_point t0 = Clock::now();
+    auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout);
+    lock_wait_ns_.push_back(NsBetween(t0, Clock::now()));
+    if (!lock.ok()) {
+      *err = "Acquire(" + lock_name + "): " + lock.status().ToString();
+      return false;
+    }
+    // On an error below, the handle's destructor releases the lock.
+    uint64_t conflict_revision = 0;
+    for (int attempt = 0;; ++attempt) {
+      auto entry = bucket_->GetEntry(key);
+      if (!entry.ok()) {
+        *err = "GetEntry(" + key + ") under lock: " + entry.status().ToString();
+        return false;
+      }
+      if (conflict_revision != 0 && entry->revision != conflict_revision) {
+        // A stale read would now see exactly the revision the server named;
+        // anything newer was written by someone while we held the lock.
+        *err = "key " + key + " changed under lock " + lock_name + ": revision " +
+               std::to_string(entry->revision) + " after a conflict at revision " +
+               std::to_string(conflict_revision);
+        return false;
+      }
+      std::optional<uint64_t> n = DecodeCounter(entry->value);
+      if (!n) {
+        *err = "GetEntry(" + key + "): unparsable counter";
+        return false;
+      }
+      auto w = bucket_->Update(key, EncodeCounter(*n + 1), entry->revision);
+      if (w.ok()) break;
+      if (!w.status().IsConflict() || attempt >= kMaxRetriesPerOp) {
+        *err = "Update(" + key + ") under lock " + lock_name + ": " + w.status().ToString();
+        return false;
+      }
+      // The replica had not applied the previous holder's write yet (see
+      // the file comment): catch up with the server, then read again.
+      ++conflicts_;
+      conflict_revision = w.status().revision();
+      revkv::Status synced = bucket_->Sync(kSyncTimeout);
+      if (!synced.ok()) {
+        *err = "Sync(" + f_.bucket + ") under lock: " + synced.ToString();
+        return false;
+      }
+    }
+    revkv::Status released = (*lock)->Release();
+    if (!released.ok()) {
+      // The increment is written: count it before failing the case.
+      ++done_;
+      *err = "Release(" + lock_name + "): " + released.ToString();
+      return false;
+    }
+    return true;
+  }
+
+  bool Raw(size_t i, std::string* err) {
+    const std::string& key = f_.keys[i];
+    for (int attempt = 0; attempt < kMaxRetriesPerOp; ++attempt) {
+      kvEntry* e = nullptr;
+      natsStatus s = kvStore_Get(&e, raw_->kv, key.c_str());
+      if (s != NATS_OK) {
+        *err = NatsError(("kvStore_Get(" + key + ")").c_str(), s);
+        return false;
+      }
+      const uint64_t rev = kvEntry_Revision(e);
+      auto n = DecodeCounter(std::string_view(static_cast<const char*>(kvEntry_Value(e)),
+                                              static_cast<size_t>(kvEntry_ValueLen(e))));
+      kvEntry_Destroy(e);
+      if (!n) {
+        *err = "kvStore_Get(" + key + "): unparsable counter";
+        return false;
+      }
+      const std::string next = EncodeCounter(*n + 1);
+      uint64_t written = 0;
+      s = kvStore_Update(&written, raw_->kv, key.c_str(), next.data(),
+                         static_cast<int>(next.size()), rev);
+      if (s == NATS_OK) return true;
+      if (!IsWrongLastSequence()) {
+        *err = NatsError(("kvStore_Update(" + key + ")").c_str(), s);
+        return false;
+      }
+      ++conflicts_;
+    }
+    *err = "raw: gave up on " + key + " after " + std::to_string(kMaxRetriesPerOp) + " conflicts";
+    return false;
+  }
+
+  Family& f_;
+  const int index_;
+  KeyChooser chooser_;
+  revkv::Mutator mutate_;
+  revkv::RetryPolicy policy_;
+  bool bad_value_ = false;
+
+  revkv::testing::TempDir dir_;
+  // The bucket is declared after the engine so that it is destroyed first.
+  std::unique_ptr<revkv::Engine> engine_;
+  std::shared_ptr<revkv::Bucket> bucket_;
+  std::unique_ptr<RawClient> raw_;
+
+  uint64_t done_ = 0;
+  uint64_t conflicts_ = 0;
+  Clock::time_point end_;
+  std::vector<int64_t> latency_ns_;
+  std::vector<int64_t> lock_wait_ns_;
+};
+
+void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workload workload) {
+  const int engines = static_cast<int>(state.range(0));
+  std::string err;
+  Family* f = FamilyFor(strategy, workload, &err);
+  if (f == nullptr) return state.SkipWithError(err.c_str());
+  const std::string url = g_world->server.url();
+  const std::string case_name = std::string(StrategyName(strategy)) + "/" + WorkloadName(workload) +
+                                " engines:" + std::to_string(engines);
+
+  for (auto _ : state) {
+    std::vector<std::unique_ptr<Worker>> workers;
+    for (int i = 0; i < engines; ++i) workers.push_back(std::make_unique<Worker>(*f, i));
+    RunControl rc;
+    std::vector<std::string> errors(static_cast<size_t>(engines));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < engines; ++i) {
+      threads.emplace_back([&, i] {
+        Worker& w = *workers[static_cast<size_t>(i)];
+        std::string& e = errors[static_cast<size_t>(i)];
+        e = w.Open(url);
+        {
+          std::unique_lock<std::mutex> lk(rc.mu);
+          ++rc.ready;
+          if (!e.empty()) rc.abort = true;
+          rc.cv.notify_all();
+          rc.cv.wait(lk, [&] { return rc.go || rc.abort; });
+        }
+        if (e.empty() && !rc.abort && !w.Run(rc, &e)) rc.stop = true;
+        // Close only when every engine has stopped, so that no closing
+        // engine slows down the last increments of the others.
+        std::unique_lock<std::mutex> lk(rc.mu);
+        if (++rc.finished == engines) rc.cpu_end = CpuSample::Now();
+        rc.cv.notify_all();
+        rc.cv.wait(lk, [&] { return rc.finished == engines; });
+        lk.unlock();
+        w.Close();
+      });
+    }
+    Clock::time_point start;
+    CpuSample cpu_start;
+    {
+      std::unique_lock<std::mutex> lk(rc.mu);
+      rc.cv.wait(lk, [&] { return rc.ready == engines; });
+      cpu_start = CpuSample::Now();
+      start = Clock::now();
+      rc.deadline = start + std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(g_mode.case_seconds));
+      rc.go = true;
+      rc.cv.notify_all();
+    }
+    for (auto& t : threads) t.join();
+
+    uint64_t done = 0, conflicts = 0;
+    Clock::time_point end = start;
+    std::vector<int64_t> latency, lock_wait;
+    for (auto& w : workers) {
+      done += w->done();
+      conflicts += w->conflicts();
+      end = std::max(end, w->end());
+      latency.insert(latency.end(), w->latency_ns().begin(), w->latency_ns().end());
+      lock_wait.insert(lock_wait.end(), w->lock_wait_ns().begin(), w->lock_wait_ns().end());
+    }
+    f->increments += done;
+    for (const auto& e : errors) {
+      if (!e.empty()) {
+        g_failed = true;
+        std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), e.c_str());
+        return state.SkipWithError(e.c_str());
+      }
+    }
+    const double seconds = std::chrono::duration<double>(end - start).count();
+    state.SetIterationTime(seconds);
+    state.counters["engines"] = engines;
+    state.counters["ops"] = static_cast<double>(done);
+    state.counters["ops_per_s"] = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+    state.counters["conflicts_per_op"] =
+        done > 0 ? static_cast<double>(conflicts) / static_cast<double>(done) : 0;
+    // Where the CPU went (100 = one core busy): this process (the engines or
+    // raw clients, all threads) and the nats-server. Both share the machine.
+    state.counters["client_cpu_pct"] =
+        seconds > 0 ? 100 * (rc.cpu_end.self - cpu_start.self) / seconds : 0;
+    state.counters["server_cpu_pct"] =
+        seconds > 0 ? 100 * (rc.cpu_end.server - cpu_start.server) / seconds : 0;
+    state.counters["lock_wait_mean_us"] = MeanUs(lock_wait);
+    state.counters["lock_wait_p50_us"] = PercentileUs(&lock_wait, 0.50);
+    state.counters["p50_us"] = PercentileUs(&latency, 0.50);
+    state.counters["p99_us"] = PercentileUs(&latency, 0.99);
+
+    std::optional<uint64_t> sum = SumOnServer(*f, &err);
+    if (!sum) {
+      g_failed = true;
+      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), err.c_str());
+      return state.SkipWithError(err.c_str());
+    }
+    const uint64_t lost = *sum > f->increments ? *sum - f->increments : f->increments - *sum;
+    state.counters["lost_updates"] = static_cast<double>(lost);
+    if (lost != 0) {
+      g_failed = true;
+      const std::string msg = "LOST UPDATES: counters add up to " + std::to_string(*sum) +
+                              " after " + std::to_string(f->increments) + " successful increments";
+      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), msg.c_str());
+      return state.SkipWithError(msg.c_str());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Single measurements.
+
+// One engine and one raw client, nobody else: Acquire + Release vs one
+// kvStore_Update, sample by sample, so that drift hits both alike.
+void BM_LockVsUpdate(benchmark::State& state) {
+  if (!g_world->error.empty()) return state.SkipWithError(g_world->error.c_str());
+  const std::string url = g_world->server.url();
+  const std::string raw_bucket = "rc_single_raw";
+  const std::string value = EncodeCounter(0);
+  for (auto _ : state) {
+    // The raw bucket (created by the first run, bound by later ones).
+    RawClient raw;
+    natsStatus s = revkv::testing::ConnectClient(url, &raw.nc, &raw.js);
+    if (s == NATS_OK) {
+      kvConfig cfg;
+      kvConfig_Init(&cfg);
+      cfg.Bucket = raw_bucket.c_str();
+      cfg.History = 1;
+      s = js_CreateKeyValue(&raw.kv, raw.js, &cfg);
+    }
+    uint64_t raw_rev = 0;
+    if (s == NATS_OK) {
+      s = kvStore_Put(&raw_rev, raw.kv, "u", value.data(), static_cast<int>(value.size()));
+    }
+    if (s != NATS_OK) return state.SkipWithError(NatsError("raw client", s).c_str());
+
+    revkv::testing::TempDir dir;
+    auto engine = revkv::Engine::Open(EngineOptions(dir.path(), url));
+    if (!engine.ok()) return state.SkipWithError(engine.status().ToString().c_str());
+    auto bucket = (*engine)->OpenBucket("rc_single", {.history = 1});
+    if (!bucket.ok()) return state.SkipWithError(bucket.status().ToString().c_str());
+    auto put = (*bucket)->Put("u", value);
+    if (!put.ok()) return state.SkipWithError(put.status().ToString().c_str());
+    uint64_t revkv_rev = *put;
+    {  // binds the locks bucket outside the samples
+      auto warm = (*engine)->Acquire("solo", kLease, kAcquireTimeout);
+      if (!warm.ok()) return state.SkipWithError(warm.status().ToString().c_str());
+    }
+
+    std::vector<int64_t> acq_rel, acq, rel, kv_update, revkv_update;
+    const Clock::time_point begin = Clock::now();
+    for (int i = 0; i < g_mode.single_samples; ++i) {
+      const Clock::time_point t0 = Clock::now();
+      auto lock = (*engine)->Acquire("solo", kLease, kAcquireTimeout);
+      const Clock::time_point t1 = Clock::now();
+      if (!lock.ok()) return state.SkipWithError(lock.status().ToString().c_str());
+      revkv::Status released = (*lock)->Release();
+      const Clock::time_point t2 = Clock::now();
+      if (!released.ok()) return state.SkipWithError(released.ToString().c_str());
+      acq.push_back(NsBetween(t0, t1));
+      rel.push_back(NsBetween(t1, t2));
+      acq_rel.push_back(NsBetween(t0, t2));
+
+      const Clock::time_point t3 = Clock::now();
+      s = kvStore_Update(&raw_rev, raw.kv, "u", value.data(), static_cast<int>(value.size()),
+                         raw_rev);
+      const Clock::time_point t4 = Clock::now();
+      if (s != NATS_OK) return state.SkipWithError(NatsError("kvStore_Update", s).c_str());
+      kv_update.push_back(NsBetween(t3, t4));
+
+      const Clock::time_point t5 = Clock::now();
+      auto w = (*bucket)->Update("u", value, revkv_rev);
+      const Clock::time_point t6 = Clock::now();
+      if (!w.ok()) return state.SkipWithError(w.status().ToString().c_str());
+      revkv_rev = *w;
+      revkv_update.push_back(NsBetween(t5, t6));
+    }
+    state.SetIterationTime(std::chrono::duration<double>(Clock::now() - begin).count());
+    state.counters["samples"] = g_mode.single_samples;
+    const double lock_p50 = PercentileUs(&acq_rel, 0.50);
+    const double update_p50 = PercentileUs(&kv_update, 0.50);
+    state.counters["lock_acq_rel_p50_us"] = lock_p50;
+    state.counters["lock_acq_rel_p99_us"] = PercentileUs(&acq_rel, 0.99);
+    state.counters["acquire_p50_us"] = PercentileUs(&acq, 0.50);
+    state.counters["release_p50_us"] = PercentileUs(&rel, 0.50);
+    state.counters["kv_update_p50_us"] = update_p50;
+    state.counters["kv_update_p99_us"] = PercentileUs(&kv_update, 0.99);
+    state.counters["revkv_update_p50_us"] = PercentileUs(&revkv_update, 0.50);
+    state.counters["lock_over_kv_update"] = update_p50 > 0 ? lock_p50 / update_p50 : 0;
+  }
+}
+
+// Engine A holds a lock; engine B waits for it in Acquire. Each round: A
+// acquires, B starts its Acquire, A waits kWaiterHeadStart so that B is
+// surely waiting (B's Create has failed and it sleeps on its replica's apply
+// events), then A releases. The sample is the time from A's Release() call
+// to B's Acquire returning.
+void BM_LockWake(benchmark::State& state) {
+  if (!g_world->error.empty()) return state.SkipWithError(g_world->error.c_str());
+  constexpr auto kWaiterHeadStart = std::chrono::milliseconds(5);
+  const std::string url = g_world->server.url();
+  const std::string name = "wake";
+  for (auto _ : state) {
+    revkv::testing::TempDir dir_a, dir_b;
+    auto a = revkv::Engine::Open(EngineOptions(dir_a.path(), url));
+    if (!a.ok()) return state.SkipWithError(a.status().ToString().c_str());
+    auto b = revkv::Engine::Open(EngineOptions(dir_b.path(), url));
+    if (!b.ok()) return state.SkipWithError(b.status().ToString().c_str());
+    for (auto* e : {&*a, &*b}) {  // binds each locks bucket outside the samples
+      auto warm = (*e)->Acquire(name, kLease, kAcquireTimeout);
+      if (!warm.ok()) return state.SkipWithError(warm.status().ToString().c_str());
+    }
+
+    std::mutex mu;
+    std::condition_variable cv;
+    int round = 0;               // GUARDED_BY(mu): B's next round to run
+    int finished_round = 0;      // GUARDED_BY(mu)
+    bool quit = false;           // GUARDED_BY(mu)
+    Clock::time_point acquired;  // GUARDED_BY(mu)
+    std::string b_error;         // GUARDED_BY(mu)
+    std::thread waiter([&] {
+      std::unique_lock<std::mutex> lk(mu);
+      for (int r = 1;; ++r) {
+        cv.wait(lk, [&] { return quit || round >= r; });
+        if (quit) return;
+        lk.unlock();
+        auto lock = (*b)->Acquire(name, kLease, kAcquireTimeout);
+        const Clock::time_point t = Clock::now();
+        std::string e;
+        if (!lock.ok()) {
+          e = "B: Acquire: " + lock.status().ToString();
+        } else if (revkv::Status st = (*lock)->Release(); !st.ok()) {
+          e = "B: Release: " + st.ToString();
+        }
+        lk.lock();
+        acquired = t;
+        b_error = e;
+        finished_round = r;
+        cv.notify_all();
+      }
+    });
+
+    std::vector<int64_t> wake, release_call;
+    std::string error;
+    const Clock::time_point begin = Clock::now();
+    for (int r = 1; r <= g_mode.wake_rounds && error.empty(); ++r) {
+      auto lock = (*a)->Acquire(name, kLease, kAcquireTimeout);
+      if (!lock.ok()) {
+        error = "A: Acquire: " + lock.status().ToString();
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        round = r;
+        cv.notify_all();
+      }
+      std::this_thread::sleep_for(kWaiterHeadStart);
+      const Clock::time_point t0 = Clock::now();
+      revkv::Status st = (*lock)->Release();
+      const Clock::time_point t1 = Clock::now();
+      if (!st.ok()) error = "A: Release: " + st.ToString();
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return finished_round == r; });
+      if (!b_error.empty()) error = b_error;
+      if (acquired < t0) error = "B acquired the lock before A released it";
+      wake.push_back(NsBetween(t0, acquired));
+      release_call.push_back(NsBetween(t0, t1));
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      quit = true;
+      cv.notify_all();
+    }
+    waiter.join();
+    if (!error.empty()) {
+      g_failed = true;
+      std::fprintf(stderr, "single/lock_wake: %s\n", error.c_str());
+      return state.SkipWithError(error.c_str());
+    }
+    state.SetIterationTime(std::chrono::duration<double>(Clock::now() - begin).count());
+    state.counters["samples"] = static_cast<double>(wake.size());
+    state.counters["wake_p50_us"] = PercentileUs(&wake, 0.50);
+    state.counters["wake_p99_us"] = PercentileUs(&wake, 0.99);
+    state.counters["release_call_p50_us"] = PercentileUs(&release_call, 0.50);
+  }
+}
+
+bool ShortModeFromEnv() {
+  const char* v = std::getenv("REVKV_REPLICATED_CONTENTION_SHORT");
+  return v != nullptr && *v != '\0' && std::string_view(v) != "0";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // --short and --occ_backoff_us (ours) are removed before the library
+  // parses the rest.
+  bool short_mode = ShortModeFromEnv();
+  std::optional<std::pair<int64_t, int64_t>> backoff;
+  constexpr std::string_view kBackoffFlag = "--occ_backoff_us=";
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    if (arg == "--short") {
+      short_mode = true;
+    } else if (arg.substr(0, kBackoffFlag.size()) == kBackoffFlag) {
+      long long initial = 0, max = 0;
+      if (std::sscanf(argv[i] + kBackoffFlag.size(), "%lld,%lld", &initial, &max) != 2 ||
+          initial < 0 || max < initial) {
+        std::fprintf(stderr, "%s: want %sINITIAL,MAX (microseconds, 0 <= INITIAL <= MAX)\n",
+                     argv[0], kBackoffFlag.data());
+        return 1;
+      }
+      backoff = std::make_pair(initial, max);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  if (short_mode) {
+    g_mode.short_mode = true;
+    g_mode.case_seconds = 1.0;
+    g_mode.single_samples = 300;
+    g_mode.wake_rounds = 200;
+  }
+  if (backoff) {
+    g_mode.occ_initial_backoff = std::chrono::microseconds(backoff->first);
+    g_mode.occ_max_backoff = std::chrono::microseconds(backoff->second);
+  }
+
+  for (Strategy s : kStrategies) {
+    for (Workload w : kWorkloads) {
+      const std::string name =
+          std::string("rcontention/") + StrategyName(s) + "/" + WorkloadName(w);
+      benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+          name.c_str(), [s, w](benchmark::State& state) { BM_ReplicatedContention(state, s, w); });
+      b->ArgName("engines")->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+      for (int n : kEngineCounts) b->Arg(n);
+    }
+  }
+  benchmark::RegisterBenchmark("single/lock_vs_update", BM_LockVsUpdate)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("single/lock_wake", BM_LockWake)
+      ->Iterations(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("revkv_replicated_contention_mode", short_mode ? "short" : "full");
+  benchmark::AddCustomContext("revkv_case_seconds", std::to_string(g_mode.case_seconds));
+  benchmark::AddCustomContext("revkv_occ_backoff_us",
+                              std::to_string(g_mode.occ_initial_backoff.count()) + "," +
+                                  std::to_string(g_mode.occ_max_backoff.count()));
+  benchmark::AddCustomContext("revkv_value_bytes", std::to_string(kValueSize));
+  benchmark::AddCustomContext("revkv_zipf_theta", std::to_string(kZipfTheta));
+  benchmark::AddCustomContext("revkv_zipf_keys", std::to_string(kZipfKeys));
+  benchmark::AddCustomContext("nats_server", revkv::testing::NatsServer::Version());
+  g_world = new World;
+  g_server_pid = g_world->server.pid();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete g_world;  // the families' clients, then the server
+  if (g_failed) {
+    std::fprintf(stderr, "replicated contention bench: a case FAILED (see above)\n");
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Tables and plots the cross-process (replicated) contention suite's results.
+
+Usage: replicated_contention_report.py RESULTS.json [--markdown OUT.md] [--png OUT.png]
+
+RESULTS.json is Google Benchmark JSON output (--benchmark_out=...
+--benchmark_out_format=json) from revkv_replicated_contention_bench, whose
+cases are named rcontention/<strategy>/<workload>/engines:<n>/..., plus the
+single measurements single/lock_vs_update and single/lock_wake.
+
+Prints (and with --markdown writes):
+- one table row per workload x strategy x engines: ops/s, conflicts/op, p50
+  and p99 latency of one increment (us), lock wait p50 (us, lock only), and
+  the CPU used by the benchmark process (engines or raw clients) and by the
+  nats-server, in % of one core, and the benchmark process's CPU time per
+  increment (us);
+- for each workload and engine count, whether replicated OCC beats the raw
+  nats.c kvStore_Get + kvStore_Update loop, as the ratio of their ops/s;
+- the single measurements: uncontended Acquire + Release vs one raw
+  kvStore_Update (p50 and ratio), and the lock-wake latency across engines
+  (p50, p99).
+With --png, draws one subplot per workload: x = engines (log2), y = ops/s
+(log scale), one line per strategy.
+
+With --benchmark_repetitions, the median aggregate is used when present, else
+the mean of the repetitions.
+
+Exits 1 with a message if the file is missing or not Google Benchmark JSON,
+or holds no rcontention runs; also exits 1 (after writing the outputs) if a
+run reported an error or lost updates.
+"""
+
+import argparse
+import os
+import re
+import sys
+from collections import defaultdict
+
+# The local suite's report has the JSON loading, number formats and the
+# matplotlib import (with its re-exec under /usr/bin/python3).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import contention_report as local  # noqa: E402
+
+ENGINES = [1, 2, 4, 8]
+WORKLOADS = ["hot", "zipf"]
+STRATEGIES = ["occ", "lock", "raw"]
+STRATEGY_LABELS = {
+    "occ": "occ (UpdateWithRetry)",
+    "lock": "lock → read → write → release",
+    "raw": "raw nats.c Get + Update",
+}
+METRICS = ["ops_per_s", "conflicts_per_op", "p50_us", "p99_us", "lock_wait_p50_us",
+           "lock_wait_mean_us", "client_cpu_pct", "server_cpu_pct", "lost_updates"]
+SINGLE_METRICS = {
+    "lock_vs_update": ["lock_acq_rel_p50_us", "lock_acq_rel_p99_us", "acquire_p50_us",
+                       "release_p50_us", "kv_update_p50_us", "kv_update_p99_us",
+                       "revkv_update_p50_us", "lock_over_kv_update"],
+    "lock_wake": ["wake_p50_us", "wake_p99_us", "release_call_p50_us"],
+}
+CASE_RE = re.compile(r"^rcontention/([^/]+)/([^/]+)/engines:(\d+)(?:/|$)")
+SINGLE_RE = re.compile(r"^single/([^/]+)(?:/|$)")
+PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else \
+    "replicated_contention_report.py"
+
+
+def fail(msg):
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def parse(data, path):
+    """Returns ({(workload, strategy): {engines: {metric: value}}},
+    {single name: {metric: value}}, errors, repetitions seen)."""
+    iterations = defaultdict(list)
+    medians = {}
+    errors = []
+    for b in data["benchmarks"]:
+        if not isinstance(b, dict):
+            fail(f"'{path}': a 'benchmarks' entry is not an object")
+        run_name = b.get("run_name") or b.get("name", "")
+        m = CASE_RE.match(run_name)
+        s = SINGLE_RE.match(run_name)
+        if m:
+            key = ("case", m.group(1), m.group(2), int(m.group(3)))
+        elif s:
+            key = ("single", s.group(1))
+        else:
+            continue
+        if b.get("error_occurred"):
+            errors.append(f"{b.get('name', run_name)}: {b.get('error_message', 'error')}")
+            continue
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = b
+            continue
+        iterations[key].append(b)
+
+    def values(key, metrics):
+        rows = [medians[key]] if key in medians else iterations[key]
+        out = {}
+        for metric in metrics:
+            vals = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
+            if vals:
+                out[metric] = sum(vals) / len(vals)
+        return out
+
+    cases = defaultdict(dict)
+    singles = {}
+    reps = max((len(v) for v in iterations.values()), default=0)
+    for key in set(iterations) | set(medians):
+        if key[0] == "case":
+            _, strategy, workload, engines = key
+            v = values(key, METRICS)
+            if "ops_per_s" not in v:
+                fail(f"'{path}': case '{strategy}/{workload}' engines:{engines} has no "
+                     f"ops_per_s counter; is this revkv_replicated_contention_bench output?")
+            cases[(workload, strategy)][engines] = v
+        else:
+            singles[key[1]] = values(key, SINGLE_METRICS.get(key[1], []))
+    return cases, singles, errors, reps
+
+
+def cpu(v):
+    c, s = v.get("client_cpu_pct"), v.get("server_cpu_pct")
+    return "—" if c is None or s is None else f"{c:.0f} + {s:.0f}"
+
+
+def cpu_per_op(v):
+    c, ops = v.get("client_cpu_pct"), v.get("ops_per_s")
+    return "—" if c is None or not ops else f"{c / 100 / ops * 1e6:,.0f}"
+
+
+def table(cases):
+    header = ["Workload", "Strategy", "Engines", "ops/s", "conflicts/op", "p50 µs", "p99 µs",
+              "lock wait p50 µs", "CPU % clients + server", "client CPU µs/op"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    workloads = local.ordered({w for w, _ in cases}, WORKLOADS)
+    strategies = local.ordered({s for _, s in cases}, STRATEGIES)
+    for w in workloads:
+        for s in strategies:
+            runs = cases.get((w, s), {})
+            for n in sorted(runs):
+                v = runs[n]
+                lines.append("| " + " | ".join([
+                    w, s, str(n), local.fmt_ops(v.get("ops_per_s")),
+                    local.fmt_num(v.get("conflicts_per_op"), 2),
+                    local.fmt_num(v.get("p50_us"), 0),
+                    local.fmt_num(v.get("p99_us"), 0),
+                    local.fmt_num(v.get("lock_wait_p50_us"), 0) if s == "lock" else "—",
+                    cpu(v),
+                    cpu_per_op(v),
+                ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def occ_vs_raw(cases):
+    """One line per workload: at each engine count, occ ops/s / raw ops/s."""
+    lines = []
+    for w in local.ordered({w for w, _ in cases}, WORKLOADS):
+        occ, raw = cases.get((w, "occ"), {}), cases.get((w, "raw"), {})
+        parts = []
+        for n in sorted(set(occ) & set(raw)):
+            if not raw[n].get("ops_per_s"):
+                continue
+            ratio = occ[n]["ops_per_s"] / raw[n]["ops_per_s"]
+            verdict = "beats" if ratio > 1.0 else "does NOT beat"
+            parts.append(f"{n} engine{'s' if n > 1 else ''}: {verdict} raw ({ratio:.2f}×)")
+        if parts:
+            lines.append(f"- {w}: replicated OCC vs raw nats.c Get + Update (ops/s ratio): " +
+                         "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def singles_text(singles):
+    out = []
+    lv = singles.get("lock_vs_update")
+    if lv and "lock_acq_rel_p50_us" in lv:
+        out.append(
+            f"- Uncontended replicated lock, Acquire + Release: p50 "
+            f"{lv['lock_acq_rel_p50_us']:,.0f} µs (p99 {lv.get('lock_acq_rel_p99_us', 0):,.0f}; "
+            f"Acquire {lv.get('acquire_p50_us', 0):,.0f} + Release "
+            f"{lv.get('release_p50_us', 0):,.0f}) vs one raw kvStore_Update p50 "
+            f"{lv.get('kv_update_p50_us', 0):,.0f} µs (p99 {lv.get('kv_update_p99_us', 0):,.0f}): "
+            f"{lv.get('lock_over_kv_update', 0):.2f}× (revkv Update p50 "
+            f"{lv.get('revkv_update_p50_us', 0):,.0f} µs).")
+    wk = singles.get("lock_wake")
+    if wk and "wake_p50_us" in wk:
+        out.append(
+            f"- Lock wake across engines (A's Release() call → B's Acquire returns): p50 "
+            f"{wk['wake_p50_us']:,.0f} µs, p99 {wk.get('wake_p99_us', 0):,.0f} µs (A's Release "
+            f"call itself: p50 {wk.get('release_call_p50_us', 0):,.0f} µs).")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def plot(cases, out_png, plt):
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
+    workloads = local.ordered({w for w, _ in cases}, WORKLOADS)
+    strategies = local.ordered({s for _, s in cases}, STRATEGIES)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.4 * len(workloads), 4.6),
+                             sharey=True, squeeze=False)
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for ax, w in zip(axes[0], workloads):
+        for i, s in enumerate(strategies):
+            runs = cases.get((w, s), {})
+            ns = sorted(runs)
+            if not ns:
+                continue
+            ax.plot(ns, [runs[n]["ops_per_s"] for n in ns], marker=markers[i % len(markers)],
+                    label=STRATEGY_LABELS.get(s, s), linewidth=1.8)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(ENGINES))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([str(n) for n in ENGINES])
+        ax.set_xlim(ENGINES[0] / 1.2, ENGINES[-1] * 1.2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+        ax.yaxis.set_major_formatter(FuncFormatter(local.fmt_si))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+        ax.set_title(f"workload: {w}")
+        ax.set_xlabel("engines (own connection + replica each, one thread each)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("ops/s (all engines, log scale)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle("revkv replicated contention (one nats-server): read-increment-write throughput")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    try:
+        fig.savefig(out_png, dpi=110)
+    except OSError as e:
+        fail(f"cannot write '{out_png}': {e}")
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", help="Google Benchmark JSON from revkv_replicated_contention_bench")
+    ap.add_argument("--markdown", metavar="OUT.md", help="also write the report here")
+    ap.add_argument("--png", metavar="OUT.png", help="draw throughput vs engines here")
+    args = ap.parse_args()
+
+    # Fail on a missing matplotlib before doing any work.
+    plt = local.import_pyplot() if args.png else None
+
+    if not os.path.exists(args.results):
+        fail(f"results file '{args.results}' not found; run "
+             f"revkv_replicated_contention_bench with --benchmark_out={args.results} "
+             f"--benchmark_out_format=json first (scripts/run_replicated_contention.sh)")
+    data = local.load(args.results)
+    cases, singles, errors, reps = parse(data, args.results)
+    if not cases and not singles and not errors:
+        fail(f"'{args.results}' holds no rcontention/<strategy>/<workload>/engines:<n> runs; "
+             f"is it revkv_replicated_contention_bench output?")
+
+    md = table(cases)
+    md += "\n" + occ_vs_raw(cases)
+    st = singles_text(singles)
+    if st:
+        md += "\nSingle measurements (one engine and one raw client, nobody else):\n\n" + st
+    ctx = data.get("context", {}) if isinstance(data.get("context"), dict) else {}
+    notes = []
+    if ctx.get("revkv_replicated_contention_mode"):
+        mode = ctx["revkv_replicated_contention_mode"]
+        secs = ctx.get("revkv_case_seconds")
+        notes.append(f"mode: {mode}" + (f" ({float(secs):g} s per case)" if secs else ""))
+    if reps > 1:
+        notes.append(f"{reps} repetitions, medians")
+    if ctx.get("num_cpus"):
+        notes.append(f"{ctx['num_cpus']} CPUs")
+    if ctx.get("nats_server"):
+        notes.append(ctx["nats_server"].replace("nats-server: ", "nats-server "))
+    if notes:
+        md += "\n" + ", ".join(notes) + "\n"
+    lost = [f"{w}/{s} engines:{n}: {v['lost_updates']:.0f} lost updates"
+            for (w, s), runs in sorted(cases.items()) for n, v in sorted(runs.items())
+            if v.get("lost_updates", 0) != 0]
+    problems = errors + lost
+    if problems:
+        md += "\nProblems:\n" + "".join(f"- {p}\n" for p in problems)
+    print(md, end="")
+
+    if args.markdown:
+        try:
+            with open(args.markdown, "w", encoding="utf-8") as f:
+                f.write(md)
+        except OSError as e:
+            fail(f"cannot write '{args.markdown}': {e}")
+    if args.png:
+        if cases:
+            plot(cases, args.png, plt)
+        else:
+            print(f"{PROG}: warning: no successful runs to plot", file=sys.stderr)
+    if problems:
+        fail(f"{len(problems)} run(s) failed or lost updates (listed above)")
+
+
+if __name__ == "__main__":
+    main()
