@@ -471,7 +471,11 @@ TEST_F(replicated_auth, DeniedStreamCreateIsPermissionDeniedAtOpenBucket) {
   ASSERT_TRUE(e.ok());
   auto b = (*e)->OpenBucket("secret");
   ASSERT_TRUE(b.ok()) << b.status().ToString();
-  EXPECT_EQ(*(*b)->Get("k"), "v");
+  Status synced = (*b)->Sync(5s);  // OpenBucket does not wait for the replica to fill
+  ASSERT_TRUE(synced.ok()) << synced.ToString();
+  auto got = (*b)->Get("k");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, "v");
 }
 
 TEST_F(replicated_auth, DeniedConsumerCreateIsPermissionDeniedAtOpenBucket) {
