@@ -40,13 +40,29 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (s == NATS_OK && !o.creds_file.empty()) {
     s = natsOptions_SetUserCredentialsFromFiles(opts, o.creds_file.c_str(), nullptr);
   }
-  if (s == NATS_OK && (!o.tls_ca.empty() || !o.tls_cert.empty())) {
-    s = natsOptions_SetSecure(opts, true);
-    if (s == NATS_OK && !o.tls_ca.empty()) {
-      s = natsOptions_LoadCATrustedCertificates(opts, o.tls_ca.c_str());
+  const bool tls = !o.tls_ca.empty() || !o.tls_cert.empty();
+  // The message of `s` in `context`, for a Status of a more precise code.
+  auto text = [&s](const std::string& context) {
+    return std::string(FromNats(s, context).message());
+  };
+  if (s == NATS_OK && tls) s = natsOptions_SetSecure(opts, true);
+  if (s == NATS_OK && !o.tls_ca.empty()) {
+    s = natsOptions_LoadCATrustedCertificates(opts, o.tls_ca.c_str());
+    if (s != NATS_OK) {
+      natsOptions_Destroy(opts);
+      return Status::InvalidArgument(text("loading the TLS CA file '" + o.tls_ca + "'") +
+                                     "; check NatsOptions::tls_ca (a PEM file of the CA that "
+                                     "signed the server's certificate)");
     }
-    if (s == NATS_OK && !o.tls_cert.empty()) {
-      s = natsOptions_LoadCertificatesChain(opts, o.tls_cert.c_str(), o.tls_key.c_str());
+  }
+  if (s == NATS_OK && !o.tls_cert.empty()) {
+    s = natsOptions_LoadCertificatesChain(opts, o.tls_cert.c_str(), o.tls_key.c_str());
+    if (s != NATS_OK) {
+      natsOptions_Destroy(opts);
+      return Status::InvalidArgument(
+          text("loading the TLS client certificate '" + o.tls_cert + "' and key '" + o.tls_key +
+               "'") +
+          "; check NatsOptions::tls_cert and tls_key (PEM files of a certificate and its key)");
     }
   }
   if (s != NATS_OK) {
@@ -55,6 +71,24 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   }
   s = natsConnection_Connect(&conn->nc_, opts);
   natsOptions_Destroy(opts);
+  if (s == NATS_SSL_ERROR) {
+    // The TLS handshake failed: the server's certificate is not trusted, or
+    // ours was refused. A configuration problem, not an outage.
+    return Status::PermissionDenied(
+        text("TLS handshake with NATS at " + o.servers.front()) +
+        "; check NatsOptions::tls_ca, tls_cert and tls_key against the server's TLS settings");
+  }
+  if (s == NATS_PROTOCOL_ERROR || s == NATS_SECURE_CONNECTION_REQUIRED ||
+      s == NATS_SECURE_CONNECTION_WANTED) {
+    // The server ended the handshake (one that requires a client
+    // certificate drops a client without one), or only one side wants TLS.
+    return Status::PermissionDenied(
+        text("connecting to NATS at " + o.servers.front()) +
+        (tls ? "; the server refused the connection: check that it accepts this client "
+               "certificate (NatsOptions::tls_cert, tls_key)"
+             : "; the server refused the connection: if it requires TLS, set "
+               "NatsOptions::tls_ca, and tls_cert and tls_key for a client certificate"));
+  }
   if (s != NATS_OK) return FromNats(s, "connecting to NATS at " + o.servers.front());
   jsOptions jo;
   jsOptions_Init(&jo);

@@ -10,7 +10,7 @@ PACKAGES=(
   libnats-dev
   libcapnp-dev capnproto
   libgtest-dev libgmock-dev libbenchmark-dev
-  nats-server
+  nats-server openssl
 )
 
 missing=()

@@ -31,9 +31,10 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// The port in a ports file: {"nats":["nats://127.0.0.1:41209"]}.
+// The port in a ports file: {"nats":["nats://127.0.0.1:41209"]}, or
+// "tls://..." when the server requires TLS.
 int ParsePort(const std::string& json) {
-  const std::string marker = "nats://127.0.0.1:";
+  const std::string marker = "://127.0.0.1:";
   size_t at = json.find(marker);
   if (at == std::string::npos) return -1;
   return std::atoi(json.c_str() + at + marker.size());

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -405,6 +406,91 @@ TEST(ReplicatedAuth, WrongCredentialsArePermissionDeniedAndRightOnesWork) {
   auto b = (*good)->OpenBucket("auth");
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_TRUE((*b)->Put("k", "v").ok());
+}
+
+TEST(ReplicatedAuth, WrongTokenIsPermissionDeniedAndTheRightOneWorks) {
+  NatsServer server;
+  server.AddArgs({"--auth", "t0ken-s3cret"});
+  ASSERT_TRUE(server.Start()) << server.error();
+  TempDir dir;
+  Options o;
+  o.path = dir.path();
+  o.nats.servers = {server.url()};
+  o.nats.token = "wrong";
+  auto bad = Engine::Open(o);
+  EXPECT_TRUE(bad.status().IsPermissionDenied()) << bad.status().ToString();
+  o.nats.token = "t0ken-s3cret";
+  auto good = Engine::Open(o);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  auto b = (*good)->OpenBucket("auth");
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  auto put = (*b)->Put("k", "v");
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ((*b)->GetEntry("k")->revision, *put);
+}
+
+// TLS with a client certificate the server verifies. The certificates are
+// made for the test with openssl: a CA, a server certificate for 127.0.0.1
+// and a client certificate, all signed by that CA.
+TEST(ReplicatedTls, ClientCertificateAndCaAreUsedAndRequired) {
+  TempDir certs;
+  const std::string d = certs.path();
+  const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const std::string script =
+      "cd '" + d + "' && exec >openssl.log 2>&1 && "
+      "openssl req -x509" + key + " -keyout ca.key -out ca.pem -days 2 -subj /CN=revkv-test-ca && "
+      "openssl req" + key + " -keyout server.key -out server.csr -subj /CN=127.0.0.1 && "
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > server.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
+      "-days 2 -extfile server.ext && "
+      "openssl req" + key + " -keyout client.key -out client.csr -subj /CN=revkv-test-client && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem "
+      "-days 2";
+  ASSERT_EQ(std::system(script.c_str()), 0) << "openssl failed; see " << d << "/openssl.log";
+
+  NatsServer server;
+  server.AddArgs({"--tls", "--tlscert", d + "/server.pem", "--tlskey", d + "/server.key",
+                  "--tlscacert", d + "/ca.pem", "--tlsverify"});
+  ASSERT_TRUE(server.Start()) << server.error();
+  TempDir dir;
+  Options o;
+  o.path = dir.path();
+  o.nats.servers = {server.url()};
+  o.nats.connect_timeout = 2s;
+
+  // No client certificate: the server refuses the connection.
+  o.nats.tls_ca = d + "/ca.pem";
+  auto no_cert = Engine::Open(o);
+  EXPECT_FALSE(no_cert.ok());
+  EXPECT_TRUE(no_cert.status().IsPermissionDenied()) << no_cert.status().ToString();
+  EXPECT_NE(no_cert.status().message().find("tls_cert"), std::string_view::npos)
+      << no_cert.status().ToString();
+  // A certificate but no CA to check the server's: refused on our side.
+  o.nats.tls_ca.clear();
+  o.nats.tls_cert = d + "/client.pem";
+  o.nats.tls_key = d + "/client.key";
+  auto no_ca = Engine::Open(o);
+  EXPECT_FALSE(no_ca.ok());
+  EXPECT_TRUE(no_ca.status().IsPermissionDenied()) << no_ca.status().ToString();
+  EXPECT_NE(no_ca.status().message().find("tls_ca"), std::string_view::npos)
+      << no_ca.status().ToString();
+  // A certificate file that does not exist: a clear error, no crash.
+  o.nats.tls_ca = d + "/ca.pem";
+  o.nats.tls_cert = d + "/missing.pem";
+  auto missing = Engine::Open(o);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_TRUE(missing.status().IsInvalidArgument()) << missing.status().ToString();
+  EXPECT_NE(missing.status().message().find("missing.pem"), std::string_view::npos)
+      << missing.status().ToString();
+
+  o.nats.tls_cert = d + "/client.pem";
+  auto good = Engine::Open(o);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  auto b = (*good)->OpenBucket("tls");
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  auto put = (*b)->Put("k", "over tls");
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(*(*b)->Get("k"), "over tls");
 }
 
 TEST(ReplicatedAuth, DeniedPublishIsPermissionDeniedWithinTheWriteTimeout) {
