@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
@@ -126,6 +127,14 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
 
 Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name,
                                                         const BucketOptions& options) {
+  if (!options.create_if_missing) {
+    const std::vector<std::string> names = registry_->List();
+    if (ValidateBucketName(name).ok() &&
+        std::find(names.begin(), names.end(), name) == names.end()) {
+      return Status::NotFound("bucket '" + std::string(name) + "' does not exist in the store; "
+                              "open it with BucketOptions::create_if_missing to create it");
+    }
+  }
   auto bucket = registry_->Open(name, options);
   if (!bucket.ok()) return bucket.status();
   return std::shared_ptr<Bucket>(std::move(*bucket));

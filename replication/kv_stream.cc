@@ -81,6 +81,10 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
   }
 
   auto existing = ReadKvStream(js, req.bucket, conn);
+  if (existing.status().IsNotFound() && !req.create_if_missing) {
+    return Status::NotFound("bucket '" + req.bucket + "' does not exist on the server; create it "
+                            "(open it with BucketOptions::create_if_missing) or check the name");
+  }
   if (existing.status().IsNotFound()) {
     // The standard KV layout, as nats.c's js_CreateKeyValue builds it.
     const std::string name = StreamName(req.bucket);

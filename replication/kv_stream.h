@@ -31,6 +31,8 @@ struct KvStreamRequest {
   // The max_age to create the stream with when max_age is unset; an
   // existing stream keeps its own.
   std::chrono::nanoseconds max_age_if_created{0};
+  // With false, a missing bucket is NotFound instead of being created.
+  bool create_if_missing = true;
 };
 
 // The bound stream's identity and settings.

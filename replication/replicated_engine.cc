@@ -55,6 +55,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   if (options.max_age.count() > 0) req.max_age = options.max_age;
   if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
   req.max_age_if_created = max_age_if_created;
+  req.create_if_missing = options.create_if_missing;
   auto stream = BindKvStream(conn_->js(), req, conn_.get());
   if (!stream.ok()) return stream.status();
 

@@ -1176,7 +1176,22 @@ int Run(int argc, char** argv) {
                                      " does not exist in the store at " + Quote(*args.db));
     }
   }
+  // A read does not create the bucket on the server either.
+  bucket_options.create_if_missing = spec->writes;
   auto opened_bucket = (*engine)->OpenBucket(bucket_name, bucket_options);
+  if (!opened_bucket.ok() && opened_bucket.status().IsNotFound() && !spec->writes) {
+    if (command == "keys") {
+      if (args.json) Write("[]\n");
+      return FinishOutput();
+    }
+    if (command == "status") {
+      const char* c = connected ? "true" : "false";
+      Write(args.json ? std::string("{\"applied\":0,\"stream_last\":0,\"lag\":0,\"connected\":") +
+                            c + "}\n"
+                      : std::string("applied: 0\nstream_last: 0\nlag: 0\nconnected: ") + c + "\n");
+      return FinishOutput();
+    }
+  }
   if (!opened_bucket.ok()) return FailStatus(opened_bucket.status());
   revkv::Bucket& bucket = **opened_bucket;
   const std::string& key = params.empty() ? filter : params[0];

@@ -144,6 +144,13 @@ struct BucketOptions {
   // Server-side expiry of entries (JetStream max_age); 0: none.
   // Default: 0.
   std::chrono::seconds max_age{0};
+
+  // Create the bucket when it does not exist. With false, a missing bucket
+  // is NotFound and nothing is created: locally, or on the server for a
+  // replicated bucket (e.g. to read without leaving a mistyped bucket
+  // behind).
+  // Default: true.
+  bool create_if_missing = true;
 };
 
 // A fencing check for one write: the write commits only if `token` is the
