@@ -101,7 +101,16 @@ LockManager::~LockManager() {
     stopping_ = true;
   }
   timer_cv_.notify_all();
-  if (timer_.joinable()) timer_.join();
+  if (timer_.joinable()) {
+    // The last handle may be dropped by an on_lost callback, which runs on
+    // the timer thread: that thread then ends right after this destructor
+    // (see TimerLoop) and cannot join itself.
+    if (timer_.get_id() == std::this_thread::get_id()) {
+      timer_.detach();
+    } else {
+      timer_.join();
+    }
+  }
 }
 
 std::string LockManager::OwnerId() const {
@@ -434,16 +443,38 @@ Status LockManager::ReleaseLocked(Held* held) {
         Status::LockLost("lock '" + held->name + "' had been taken over; nothing was released");
     MarkLost(held, held->release_status);
   } else {
+    // Nothing was released (e.g. the server is unreachable): the record
+    // stays until its lease runs out, and a waiter of this process must
+    // time it.
     held->release_status = r.status();
+    WakeHead(held->name);
   }
   return held->release_status;
 }
 
 void LockManager::MarkLost(Held* held, const Status& why) {
   if (held->lost.exchange(true)) return;
-  std::lock_guard<std::mutex> lock(held->callbacks_mu);
-  held->fired = true;
-  held->lost_status = why;
+  {
+    std::lock_guard<std::mutex> lock(held->callbacks_mu);
+    held->fired = true;
+    held->lost_status = why;
+  }
+  // A waiter of this process may be queued behind this holder with no
+  // timer of its own: it must now time the stale record and take it over.
+  WakeHead(held->name);
+}
+
+void LockManager::WakeHead(const std::string& name) {
+  std::shared_ptr<Waiter> head;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queues_.find(name);
+    if (it == queues_.end()) return;
+    ++it->second->changes;
+    head = it->second->waiters.front();
+    head->signal.store(true, std::memory_order_release);
+  }
+  head->cv.notify_one();
 }
 
 void LockManager::FireLost(Held* held) {
@@ -467,6 +498,10 @@ void LockManager::Forget(Held* held) {
 void LockManager::TimerLoop() {
   std::unique_lock<std::mutex> lk(timer_mu_);
   while (!stopping_) {
+    // Held for the pass: on_lost callbacks run in it and may drop the last
+    // handle, and with it the last other reference to this manager.
+    std::shared_ptr<LockManager> keep = weak_from_this().lock();
+    if (keep == nullptr) break;  // being destroyed on another thread
     const uint64_t generation = held_generation_;
     std::vector<std::shared_ptr<Held>> live;
     for (auto it = held_.begin(); it != held_.end();) {
@@ -507,6 +542,13 @@ void LockManager::TimerLoop() {
       wake = std::min(wake, lose_at);
     }
     live.clear();
+    {
+      // If ours is now the last reference, the destructor runs here, on
+      // this thread, and `this` is gone after it: return at once.
+      std::weak_ptr<LockManager> weak = keep;
+      keep.reset();
+      if (weak.expired()) return;
+    }
     lk.lock();
     if (stopping_) break;
     if (generation != held_generation_) continue;  // a lock arrived during the pass

@@ -113,6 +113,9 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   };
 
   void OnCommit(const Entry& entry);
+  // Wakes the head waiter of lock `name` in this process, if any, to
+  // re-read the lock's record.
+  void WakeHead(const std::string& name);
   void TimerLoop();
   std::string OwnerId() const;
 

@@ -31,10 +31,16 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
   // elsewhere can make an attempt conflict.
   KeyGate::Pass pass(&gate, key);
   uint64_t seen = 0;
+  // A revision the store said the key no longer has (a Conflict naming
+  // revision 0): a replica keeps showing an entry that the server's max_age
+  // removed, and only a Create can write the key then.
+  uint64_t vanished = 0;
   for (int attempt = 1;; ++attempt) {
     std::optional<std::string> current;
     auto entry = bucket.GetEntry(key);
-    if (entry.ok()) {
+    if (entry.ok() && entry->revision == vanished) {
+      seen = 0;  // absent on the server
+    } else if (entry.ok()) {
       seen = entry->revision;
       current = std::move(entry->value);
     } else if (entry.status().IsNotFound()) {
@@ -61,6 +67,7 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
                                   std::to_string(st.revision()),
                               st.revision());
     }
+    if (st.IsConflict() && st.revision() == 0 && current) vanished = seen;
     if (catch_up && st.revision() > seen) catch_up(st.revision());
     // Full jitter: a uniform wait in [0, backoff] spreads retrying writers.
     auto wait = std::chrono::microseconds(

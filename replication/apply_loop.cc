@@ -1,5 +1,6 @@
 #include "replication/apply_loop.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "replication/nats_connection.h"
@@ -131,13 +132,12 @@ void ApplyLoop::Handle(natsMsg* msg) {
     std::lock_guard<std::mutex> lock(mu_);
     ++received_;
   }
+  std::lock_guard<std::mutex> lock(batch_mu_);
+  if (stopped_) return;  // see Stop: nothing after a failure is applied
   if (!entry.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    error_ = entry.status();
-    applied_cv_.notify_all();
+    StopLocked(entry.status());
     return;
   }
-  std::lock_guard<std::mutex> lock(batch_mu_);
   batch_last_ = entry->revision;
   batch_.push_back(std::move(*entry));
   // Batch while the server says more is pending; apply at once when idle.
@@ -150,11 +150,31 @@ void ApplyLoop::Handle(natsMsg* msg) {
 }
 
 void ApplyLoop::FlushLocked() {
-  if (batch_.empty()) return;
+  if (batch_.empty() || stopped_) return;
   Status s = replica_->ApplyCommitted(batch_, batch_last_);
   batch_.clear();
+  if (!s.ok()) {
+    StopLocked(s);
+    return;
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  if (!s.ok()) error_ = s;
+  applied_cv_.notify_all();
+}
+
+void ApplyLoop::StopLocked(const Status& why) {
+  // Applying past a message that could not be applied would lose it for
+  // good: the applied revision would move beyond it. So the loop stops
+  // here, with the applied revision before it; reopening the bucket resumes
+  // from there (a passing fault, e.g. a full disk, then heals).
+  stopped_ = true;
+  batch_.clear();
+  std::fprintf(stderr,
+               "revkv: the replica of bucket '%s' stopped applying after revision %llu: %s; "
+               "reopen the bucket to retry\n",
+               bucket_.c_str(), static_cast<unsigned long long>(replica_->LastRevision()),
+               why.ToString().c_str());
+  std::lock_guard<std::mutex> lock(mu_);
+  error_ = why;
   applied_cv_.notify_all();
 }
 
@@ -210,10 +230,18 @@ Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point
   if (exists >= last) return WaitApplied(last, deadline);
   s = WaitApplied(exists, deadline);
   if (!s.ok()) return s;
+  std::lock_guard<std::mutex> batch_lock(batch_mu_);
+  if (stopped_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
   if (applied() < last) {
     s = replica_->ApplyCommitted({}, last);
+    if (!s.ok()) {
+      StopLocked(s);
+      return s;
+    }
     std::lock_guard<std::mutex> lock(mu_);
-    if (!s.ok()) error_ = s;
     applied_cv_.notify_all();
   }
   return s;

@@ -76,6 +76,7 @@ class ApplyLoop {
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
   void FlushLocked();  // callers hold batch_mu_
+  void StopLocked(const Status& why);  // callers hold batch_mu_
   void FlushTimer();
 
   const std::string bucket_;
@@ -93,6 +94,7 @@ class ApplyLoop {
   uint64_t batch_last_ = 0;                           // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point flush_due_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
+  bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
   std::thread timer_;
 
   mutable std::mutex mu_;

@@ -297,6 +297,76 @@ TEST_F(ReplicatedEngineTest, CreateAfterATombstoneTheServerNoLongerHolds) {
   natsConnection_Destroy(nc);
 }
 
+// Another NATS client can write what the replica cannot apply (here a key
+// longer than revkv's limit). The replica must stop there, and say so, not
+// apply the writes after it and lose that one for good.
+TEST_F(ReplicatedEngineTest, ReplicaStopsAtAnEntryItCannotApplyInsteadOfSkippingIt) {
+  auto a = OpenEngine(dir_a_);
+  ASSERT_TRUE(a);
+  auto ba = *a->OpenBucket("odd");
+  auto first = ba->Put("k1", "1");
+  ASSERT_TRUE(first.ok());
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  const std::string long_key(kMaxKeyLength + 100, 'x');
+  const std::string subject = "$KV.odd." + long_key;
+  jsPubAck* ack = nullptr;
+  ASSERT_EQ(js_Publish(&ack, js, subject.c_str(), "v", 1, nullptr, nullptr), NATS_OK);
+  jsPubAck_Destroy(ack);
+  ASSERT_EQ(js_Publish(&ack, js, "$KV.odd.k3", "3", 1, nullptr, nullptr), NATS_OK);
+  jsPubAck_Destroy(ack);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  Status synced = ba->Sync(3s);
+  EXPECT_FALSE(synced.ok());
+  EXPECT_TRUE(synced.IsInvalidArgument()) << synced.ToString();
+  EXPECT_EQ(ba->LastRevision(), *first) << "applied past the entry it could not apply";
+  EXPECT_TRUE(ba->Get("k3").status().IsNotFound());
+  EXPECT_EQ(*ba->Get("k1"), "1");
+}
+
+// The server's max_age removes an entry without a message the replica could
+// see, so the replica still shows it. UpdateWithRetry must then create the
+// key (its mutate sees it absent), not give up on endless conflicts.
+TEST_F(ReplicatedEngineTest, UpdateWithRetryCreatesAKeyThatMaxAgeRemovedBehindTheReplica) {
+  auto a = OpenEngine(dir_a_);
+  ASSERT_TRUE(a);
+  auto ba = *a->OpenBucket("aging", {.max_age = 1s});
+  ASSERT_TRUE(ba->Put("k", "41").ok());
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, js, "aging"), NATS_OK);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    kvEntry* e = nullptr;
+    natsStatus st = kvStore_Get(&e, kv, "k");
+    kvEntry_Destroy(e);
+    gone = st == NATS_NOT_FOUND;
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  ASSERT_TRUE(gone) << "max_age never removed the entry";
+  ASSERT_TRUE(ba->Get("k").ok()) << "the replica was expected to still show it";
+
+  bool saw_absent = false;
+  auto out = ba->UpdateWithRetry("k", [&](const std::optional<std::string>& cur) {
+    saw_absent = !cur.has_value();
+    return std::optional<std::string>(cur ? *cur + "+1" : "fresh");
+  }, RetryPolicy{.max_attempts = 5});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_TRUE(out->written);
+  EXPECT_TRUE(saw_absent);
+  EXPECT_EQ(*ba->Get("k"), "fresh");
+}
+
 TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {
   {
     auto a = OpenEngine(dir_a_);
