@@ -179,8 +179,8 @@ void NatsServer::Stop() { Reap(SIGTERM, 5000); }
 
 void NatsServer::Kill() { Reap(SIGKILL, 5000); }
 
-NatsCluster::NatsCluster(std::string binary) : name_("revkv-test") {
-  for (int i = 0; i < kSize; ++i) nodes_.push_back(std::make_unique<NatsServer>(binary));
+NatsCluster::NatsCluster(std::string binary) : binary_(std::move(binary)), name_("revkv-test") {
+  for (int i = 0; i < kSize; ++i) nodes_.push_back(std::make_unique<NatsServer>(binary_));
 }
 
 NatsCluster::~NatsCluster() { Stop(); }
@@ -205,8 +205,35 @@ std::string NatsCluster::Logs() const {
 }
 
 bool NatsCluster::Start() {
-  error_.clear();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  constexpr auto kWait = std::chrono::seconds(30);
+  if (configured_) {
+    // A restart of the same nodes: same ports and stores, no second chance.
+    error_.clear();
+    return StartOnce(std::chrono::steady_clock::now() + kWait);
+  }
+  constexpr int kAttempts = 3;
+  std::string errors;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    if (attempt > 1) {
+      // Throw the stuck cluster away (StartOnce stopped it) and bootstrap
+      // a new one from scratch: new store directories, new ports.
+      configured_ = false;
+      nodes_.clear();
+      for (int i = 0; i < kSize; ++i) nodes_.push_back(std::make_unique<NatsServer>(binary_));
+    }
+    error_.clear();
+    if (StartOnce(std::chrono::steady_clock::now() + kWait)) return true;
+    errors += "attempt " + std::to_string(attempt) + " of " + std::to_string(kAttempts) + ": " +
+              error_ + "\n";
+    // Visible in the test's output even when a later attempt succeeds.
+    std::fprintf(stderr, "NatsCluster: attempt %d of %d failed: %s\n", attempt, kAttempts,
+                 error_.c_str());
+  }
+  error_ = errors;
+  return false;
+}
+
+bool NatsCluster::StartOnce(std::chrono::steady_clock::time_point deadline) {
   if (!configured_) {
     configured_ = true;
     // The first start: give each node its name, cluster and routes. Later
@@ -276,7 +303,7 @@ bool NatsCluster::WaitForJetStream(std::chrono::steady_clock::time_point deadlin
     natsConnection_Destroy(nc);
     if (s != NATS_OK) {
       error_ = "JetStream on node n" + std::to_string(i + 1) +
-               " found no meta leader within 20 s; last answer: " + last;
+               " found no meta leader in time; last answer: " + last;
       return false;
     }
   }
@@ -312,7 +339,7 @@ bool NatsCluster::WaitForJetStream(std::chrono::steady_clock::time_point deadlin
   natsConnection_Destroy(nc);
   if (!placed) {
     error_ = "the cluster could not place a " + std::to_string(kSize) +
-             "-replica stream within 20 s; last answer: " + last;
+             "-replica stream in time; last answer: " + last;
   }
   return placed;
 }

@@ -93,10 +93,13 @@ class NatsCluster {
   NatsCluster(const NatsCluster&) = delete;
   NatsCluster& operator=(const NatsCluster&) = delete;
 
-  // Starts the three servers and waits, at most 20 s, until JetStream is
+  // Starts the three servers and waits, at most 30 s, until JetStream is
   // clustered: every node answers JetStream requests and a three-replica
-  // stream can be created. Returns false, with the reason and every node's
-  // log in error(), otherwise.
+  // stream can be created. On a loaded machine a freshly bootstrapped
+  // cluster now and then stays stuck (its meta leader answered "no suitable
+  // peers for placement" for 20 s in one run), so the first start tries up
+  // to three brand-new clusters (new stores, new ports) before it gives up. Returns false, with the reasons and every node's log in
+  // error(), otherwise.
   bool Start();
   // Stops every node (SIGTERM, then SIGKILL after 5 s).
   void Stop();
@@ -111,7 +114,11 @@ class NatsCluster {
 
  private:
   bool WaitForJetStream(std::chrono::steady_clock::time_point deadline);
+  // One attempt: (re)configures fresh nodes on the first start, starts them
+  // and waits until `deadline` for JetStream to be clustered.
+  bool StartOnce(std::chrono::steady_clock::time_point deadline);
 
+  const std::string binary_;
   const std::string name_;
   std::vector<std::unique_ptr<NatsServer>> nodes_;
   bool configured_ = false;  // the nodes' cluster arguments are set
