@@ -23,8 +23,10 @@ ReplicatedBucket::~ReplicatedBucket() = default;
 
 Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const {
   if (options.fence) {
-    return Status::InvalidArgument("fenced writes on replicated bucket '" + name() +
-                                   "' are not available yet; use a local bucket for them");
+    return Status::InvalidArgument(
+        "fenced writes are not supported on replicated bucket '" + name() +
+        "': the lock check and the write would be two streams, not one atomic step; under the "
+        "lock write with Update(revision), or keep fenced data in a local_only bucket");
   }
   if (options.timeout.count() < 0) {
     return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "

@@ -367,6 +367,38 @@ TEST_F(ReplicatedEngineTest, UpdateWithRetryCreatesAKeyThatMaxAgeRemovedBehindTh
   EXPECT_EQ(*ba->Get("k"), "fresh");
 }
 
+// Fenced writes: refused on a replicated bucket (the lock and the data are
+// two streams), and on a local-only bucket checked against the replicated
+// locks bucket's replica: the current token writes, a stale one does not.
+TEST_F(ReplicatedEngineTest, FencedWritesAreForLocalOnlyBucketsAndUseTheReplicatedLock) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto shared = *a->OpenBucket("shared");
+  auto mine = *a->OpenBucket("mine", {.local_only = true});
+  auto lock = a->Acquire("job", 10s, 2s);
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  const WriteOptions fenced{.fence = Fence{"job", (*lock)->fencing_token()}};
+
+  auto refused = shared->Put("k", "v", fenced);
+  EXPECT_TRUE(refused.status().IsInvalidArgument()) << refused.status().ToString();
+  EXPECT_TRUE(shared->Get("k").status().IsNotFound());
+
+  auto ok = mine->Put("k", "v1", fenced);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  const uint64_t old_token = (*lock)->fencing_token();
+  ASSERT_TRUE((*lock)->Release().ok());
+  // Another engine takes the lock: A's replica of the locks bucket sees it,
+  // and A's old token no longer writes.
+  auto other = b->Acquire("job", 10s, 2s);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  auto locks = *a->OpenBucket("locks");
+  ASSERT_TRUE(locks->Sync(5s).ok());
+  auto stale = mine->Put("k", "v2", WriteOptions{.fence = Fence{"job", old_token}});
+  EXPECT_TRUE(stale.status().IsLockLost()) << stale.status().ToString();
+  EXPECT_EQ(*mine->Get("k"), "v1");
+}
+
 TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMerging) {
   {
     auto a = OpenEngine(dir_a_);
