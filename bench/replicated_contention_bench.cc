@@ -98,6 +98,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/workload.h"
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
 #include "tests/test_util.h"
@@ -106,8 +107,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kValueSize = 100;
-constexpr size_t kDigits = 20;
 constexpr double kZipfTheta = 0.99;
 constexpr size_t kZipfKeys = 1000;
 constexpr std::chrono::milliseconds kLease{10000};
@@ -155,71 +154,14 @@ Mode g_mode;
 std::atomic<bool> g_failed{false};
 
 // ---------------------------------------------------------------------------
-// Counter values and key choice (as in contention_bench.cc).
+// Counter values and key choice: bench/workload.h.
 
-std::string EncodeCounter(uint64_t n) {
-  char buf[kDigits + 1];
-  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(n));
-  std::string v(buf, kDigits);
-  v.resize(kValueSize, '_');
-  return v;
-}
-
-std::optional<uint64_t> DecodeCounter(std::string_view v) {
-  if (v.size() != kValueSize) return std::nullopt;
-  uint64_t n = 0;
-  const char* end = v.data() + kDigits;
-  auto [ptr, ec] = std::from_chars(v.data(), end, n);
-  if (ec != std::errc() || ptr != end) return std::nullopt;
-  return n;
-}
-
-// xorshift64*, seeded per engine.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) {}
-  uint64_t Next() {
-    s_ ^= s_ >> 12;
-    s_ ^= s_ << 25;
-    s_ ^= s_ >> 27;
-    return s_ * 0x2545F4914F6CDD1Dull;
-  }
-  double NextDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
- private:
-  uint64_t s_;
-};
-
-// Zipf over ranks 0..n-1, P(rank k) proportional to 1 / (k + 1)^theta (Gray
-// et al., SIGMOD 1994, as YCSB's ZipfianGenerator).
-class Zipf {
- public:
-  Zipf(uint64_t n, double theta) : n_(n), alpha_(1.0 / (1.0 - theta)), zetan_(Zeta(n, theta)) {
-    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) /
-           (1.0 - Zeta(2, theta) / zetan_);
-    half_pow_theta_ = 1.0 + std::pow(0.5, theta);
-  }
-  uint64_t Sample(double u) const {
-    const double uz = u * zetan_;
-    if (uz < 1.0) return 0;
-    if (uz < half_pow_theta_) return 1;
-    const auto k =
-        static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
-    return std::min(k, n_ - 1);
-  }
-
- private:
-  static double Zeta(uint64_t n, double theta) {
-    double sum = 0;
-    for (uint64_t i = 1; i <= n; ++i) sum += 1.0 / std::pow(static_cast<double>(i), theta);
-    return sum;
-  }
-  uint64_t n_;
-  double alpha_;
-  double zetan_;
-  double eta_ = 0;
-  double half_pow_theta_ = 0;
-};
+using revkv::bench::DecodeCounter;
+using revkv::bench::EncodeCounter;
+using revkv::bench::kDigits;
+using revkv::bench::kValueSize;
+using revkv::bench::Rng;
+using Zipf = revkv::bench::ZipfParams;
 
 class KeyChooser {
  public:

@@ -1,0 +1,94 @@
+// Workload pieces shared by the contention suites (contention_bench.cc,
+// replicated_contention_bench.cc): the counter value every strategy
+// increments, and the key choice (uniform or Zipf).
+
+#ifndef REVKV_BENCH_WORKLOAD_H_
+#define REVKV_BENCH_WORKLOAD_H_
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace revkv::bench {
+
+// A counter value: 20 decimal digits, padded to kValueSize bytes.
+inline constexpr size_t kValueSize = 100;
+inline constexpr size_t kDigits = 20;
+
+inline std::string EncodeCounter(uint64_t n) {
+  char buf[kDigits + 1];
+  std::snprintf(buf, sizeof(buf), "%020llu", static_cast<unsigned long long>(n));
+  std::string v(buf, kDigits);
+  v.resize(kValueSize, '_');
+  return v;
+}
+
+inline std::optional<uint64_t> DecodeCounter(std::string_view v) {
+  if (v.size() != kValueSize) return std::nullopt;
+  uint64_t n = 0;
+  const char* end = v.data() + kDigits;
+  auto [ptr, ec] = std::from_chars(v.data(), end, n);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return n;
+}
+
+// xorshift64*, seeded per thread.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull) {}
+  uint64_t Next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    return s_ * 0x2545F4914F6CDD1Dull;
+  }
+  // Uniform in [0, 1).
+  double NextDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+ private:
+  uint64_t s_;
+};
+
+// Zipf over ranks 0..n-1, P(rank k) proportional to 1 / (k + 1)^theta. Gray
+// et al.'s closed-form approximation (YCSB ZipfianGenerator): one uniform draw
+// and one pow() per sample, after computing zeta(n, theta) once.
+class ZipfParams {
+ public:
+  ZipfParams(uint64_t n, double theta)
+      : n_(n), alpha_(1.0 / (1.0 - theta)), zetan_(Zeta(n, theta)) {
+    const double zeta2 = Zeta(2, theta);
+    eta_ = (1.0 - std::pow(2.0 / static_cast<double>(n), 1.0 - theta)) / (1.0 - zeta2 / zetan_);
+    half_pow_theta_ = 1.0 + std::pow(0.5, theta);
+  }
+
+  uint64_t Sample(double u) const {
+    const double uz = u * zetan_;
+    if (uz < 1.0) return 0;
+    if (uz < half_pow_theta_) return 1;
+    const auto k =
+        static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1.0, alpha_));
+    return std::min(k, n_ - 1);
+  }
+
+ private:
+  static double Zeta(uint64_t n, double theta) {
+    double sum = 0;
+    for (uint64_t i = 1; i <= n; ++i) sum += 1.0 / std::pow(static_cast<double>(i), theta);
+    return sum;
+  }
+
+  uint64_t n_;
+  double alpha_;
+  double zetan_;
+  double eta_ = 0;
+  double half_pow_theta_ = 0;
+};
+
+}  // namespace revkv::bench
+
+#endif  // REVKV_BENCH_WORKLOAD_H_
