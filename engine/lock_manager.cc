@@ -82,8 +82,10 @@ class LocalLock final : public Lock {
 }  // namespace
 
 std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<Bucket> store,
-                                                 std::shared_ptr<LocalBucket> events) {
+                                                 std::shared_ptr<LocalBucket> events,
+                                                 uint32_t max_handoffs) {
   std::shared_ptr<LockManager> m(new LockManager(std::move(store), std::move(events)));
+  m->max_handoffs_ = max_handoffs;
   std::weak_ptr<LockManager> weak = m;
   LockManager* raw = m.get();
   m->listener_id_ = m->events_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
@@ -220,6 +222,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   Result<uint64_t> won = Status::Busy("not attempted");
   Clock::time_point attempt_start;
   bool handed = false;
+  uint32_t handoffs = 0;  // of the lock we get: nonzero only for a hand-off
 
   // FIFO within the process: only the head of the queue contends.
   while (q.waiters.front() != self) {
@@ -315,6 +318,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   }
   if (handed) {
     won = me.token;
+    handoffs = me.handoffs;
     attempt_start = me.granted_at;
   } else {
     lk.lock();
@@ -323,6 +327,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   auto held = std::make_shared<Held>();
   held->name = name;
   held->token = *won;
+  held->handoffs = handoffs;
   held->lease = lease_ns;
   held->margin = margin;
   held->auto_renew = options.auto_renew;
@@ -399,9 +404,10 @@ Status LockManager::ReleaseLocked(Held* held) {
   // and without making it wake up to write: the lock moves at the speed of
   // one write. The new revision is its fencing token, larger than ours.
   std::shared_ptr<Waiter> heir;
+  const bool may_hand_off = max_handoffs_ == 0 || held->handoffs < max_handoffs_;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = queues_.find(held->name);
+    auto it = may_hand_off ? queues_.find(held->name) : queues_.end();
     if (it != queues_.end()) {
       const std::shared_ptr<Waiter>& head = it->second->waiters.front();
       // Only a sleeping head can be handed the lock; one that is reading or
@@ -427,6 +433,7 @@ Status LockManager::ReleaseLocked(Held* held) {
       if (r.ok()) {
         heir->granted = true;
         heir->token = *r;
+        heir->handoffs = held->handoffs + 1;
         heir->granted_at = start;
       }
       heir->signal.store(true, std::memory_order_release);

@@ -39,8 +39,13 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   // `store` takes the lock records' reads and writes; `events` is the local
   // bucket whose commits show changes to them (the same bucket in a local
   // engine; the replica, fed by its apply loop, when `store` is replicated).
+  // `max_handoffs`: how many times in a row a releasing holder may hand the
+  // lock straight to a waiting thread of this process (0: no limit). Past
+  // it, the holder releases for real, so that waiters in other processes,
+  // which cannot be handed the lock, get their turn.
   static std::shared_ptr<LockManager> Create(std::shared_ptr<Bucket> store,
-                                             std::shared_ptr<LocalBucket> events);
+                                             std::shared_ptr<LocalBucket> events,
+                                             uint32_t max_handoffs = 0);
   ~LockManager();
   LockManager(const LockManager&) = delete;
   LockManager& operator=(const LockManager&) = delete;
@@ -57,6 +62,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     std::chrono::nanoseconds lease{0};
     std::chrono::nanoseconds margin{0};
     bool auto_renew = true;
+    uint32_t handoffs = 0;  // consecutive hand-offs within this process that led here
     std::string record;  // the value renewals write (carries the token)
 
     std::mutex mu;                     // serializes renew/release
@@ -98,6 +104,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     std::atomic<bool> grant_pending{false};  // a releaser is writing the hand-off now
     bool granted = false;        // the lock is ours, at revision `token`
     uint64_t token = 0;
+    uint32_t handoffs = 0;  // the granted lock's count of consecutive hand-offs
     Clock::time_point granted_at;
   };
   struct Queue {
@@ -121,6 +128,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
 
   const std::shared_ptr<Bucket> store_;
   const std::shared_ptr<LocalBucket> events_;
+  uint32_t max_handoffs_ = 0;  // set once in Create
   const std::string owner_;
   uint64_t listener_id_ = 0;
 

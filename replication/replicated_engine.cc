@@ -16,6 +16,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
 }
 
 namespace replication {
+namespace {
+constexpr uint32_t kMaxLockHandOffs = 4;
+}  // namespace
 
 Result<std::unique_ptr<Engine>> ReplicatedEngine::Open(const Options& options) {
   if (options.read_only_follower) {
@@ -112,7 +115,10 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
   if (!locks_) {
     auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_);
     if (!bucket.ok()) return bucket.status();
-    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica());
+    // Waiters in other processes cannot be handed a lock: after a few
+    // hand-offs inside this process, a release is a real one, so that they
+    // get their turn.
+    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica(), kMaxLockHandOffs);
     locks_bucket_max_age_ = (*bucket)->max_age();
   }
   if (locks_bucket_max_age_.count() > 0 && lease >= locks_bucket_max_age_) {

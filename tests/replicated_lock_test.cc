@@ -681,6 +681,48 @@ TEST_F(replicated_lock, PausedHolderProcessIsTakenOverAndReportsLostOnResume) {
 // A holder that stops renewing (auto_renew = false) loses the lock to a
 // waiter of another engine; its late Release is LockLost and leaves the
 // new holder's lock in place.
+// Threads of one process hand a lock straight to each other, which a
+// waiter in another process cannot be handed. Those hand-offs are bounded:
+// the other engine must get the lock while two threads of the first keep
+// taking it in turns, well before its timeout (without the bound every
+// hand-off is a change that restarts its wait for the lease).
+TEST_F(replicated_lock, WaiterOfAnotherEngineGetsItsTurnWhileThreadsOfOneEngineTakeTurns) {
+  TempDir da, db;
+  auto a = OpenEngine(da);
+  auto b = OpenEngine(db);
+  ASSERT_TRUE(a && b);
+  std::atomic<bool> stop{false};
+  std::atomic<int> a_turns{0}, a_errors{0};
+  std::vector<std::thread> churn;
+  for (int t = 0; t < 2; ++t) {
+    churn.emplace_back([&] {
+      while (!stop) {
+        auto l = a->Acquire("fair", 5s, 10s);
+        if (!l.ok()) {
+          ++a_errors;
+          continue;
+        }
+        ++a_turns;
+        std::this_thread::sleep_for(5ms);
+        if (!(*l)->Release().ok()) ++a_errors;
+      }
+    });
+  }
+  while (a_turns < 10) std::this_thread::sleep_for(5ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto mine = b->Acquire("fair", 5s, 4s);  // the lease (5 s) is longer than this timeout
+  const int64_t waited = MsSince(start);
+  const int turns_before = a_turns.load();
+  const bool released = mine.ok() && (*mine)->Release().ok();
+  stop = true;
+  for (auto& t : churn) t.join();
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString() << " after " << waited << " ms, while engine "
+                         << "A took " << turns_before << " turns";
+  EXPECT_TRUE(released);
+  EXPECT_EQ(a_errors.load(), 0);
+  EXPECT_GT(a_turns.load(), 10);
+}
+
 TEST_F(replicated_lock, StaleHoldersReleaseNeverFreesTheNewHoldersLock) {
   TempDir da, db, dc;
   auto a = OpenEngine(da);
