@@ -12,8 +12,7 @@ namespace revkv::engine {
 
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
-                                         const WriteOptions& options,
-                                         const std::function<void(uint64_t)>& catch_up) {
+                                         const WriteOptions& options, const CatchUp& catch_up) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (policy.max_attempts < 1) {
     return Status::InvalidArgument("RetryPolicy::max_attempts is " +
@@ -68,7 +67,9 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
                               st.revision());
     }
     if (st.IsConflict() && st.revision() == 0 && current) vanished = seen;
-    if (catch_up && st.revision() > seen) catch_up(st.revision());
+    if (catch_up && st.revision() > seen) {
+      catch_up(st.revision(), has_deadline ? deadline : Clock::time_point::max());
+    }
     // Full jitter: a uniform wait in [0, backoff] spreads retrying writers.
     auto wait = std::chrono::microseconds(
         std::uniform_int_distribution<int64_t>(0, backoff.count())(rng));

@@ -5,6 +5,7 @@
 #ifndef REVKV_ENGINE_UPDATE_WITH_RETRY_H_
 #define REVKV_ENGINE_UPDATE_WITH_RETRY_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string_view>
@@ -16,13 +17,14 @@ namespace revkv::engine {
 
 // As Bucket::UpdateWithRetry. `gate` serializes this process's callers per
 // key. `catch_up`, if given, runs after a conflict with the revision the
-// store reported, so that a bucket whose reads may lag (a replica) can wait
-// to see it: the next read then sees the winner's value, instead of
-// conflicting again on a stale one.
+// store reported and the policy's deadline (time_point::max() if none), so
+// that a bucket whose reads may lag (a replica) can wait to see it: the next
+// read then sees the winner's value, instead of conflicting again on a stale
+// one.
+using CatchUp = std::function<void(uint64_t revision, std::chrono::steady_clock::time_point until)>;
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
-                                         const WriteOptions& options,
-                                         const std::function<void(uint64_t)>& catch_up = {});
+                                         const WriteOptions& options, const CatchUp& catch_up = {});
 
 }  // namespace revkv::engine
 

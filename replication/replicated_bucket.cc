@@ -76,9 +76,9 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
   if (Status s = CheckWrite(options, true); !s.ok()) return s;
   // A conflict names the winner's revision; the replica may not have it yet,
   // and re-reading before it does would only conflict again.
-  const auto catch_up = [this](uint64_t revision) {
-    loop_->WaitApplied(revision, std::chrono::steady_clock::now() + conn_->options().write_timeout)
-        .ok();
+  const auto catch_up = [this](uint64_t revision, std::chrono::steady_clock::time_point until) {
+    const auto bound = std::chrono::steady_clock::now() + conn_->options().write_timeout;
+    loop_->WaitApplied(revision, std::min(until, bound)).ok();
   };
   return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }
