@@ -24,11 +24,12 @@ run reported an error or lost updates.
 """
 
 import argparse
-import json
 import os
 import re
 import sys
 from collections import defaultdict
+
+import gbench_json  # bench/, next to this script
 
 THREADS = [1, 2, 4, 8, 16]
 WORKLOADS = ["hot", "uniform", "zipf"]
@@ -45,19 +46,7 @@ def fail(msg):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        fail(f"results file '{path}' not found; run revkv_contention_bench with "
-             f"--benchmark_out={path} --benchmark_out_format=json first")
-    except OSError as e:
-        fail(f"cannot read '{path}': {e}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        fail(f"'{path}' is not valid JSON ({e}); was the benchmark run interrupted?")
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        fail(f"'{path}' has no 'benchmarks' list; is it Google Benchmark JSON output?")
-    return data
+    return gbench_json.load(path, "revkv_contention_bench", fail)
 
 
 def parse(data, path):
@@ -246,8 +235,16 @@ def main():
         notes.append(f"RocksDB {ctx['rocksdb_version']}")
     if notes:
         md += "\n" + ", ".join(notes) + "\n"
-    lost = [f"{w}/{s} threads:{t}: {v['lost_updates']:.0f} lost updates"
-            for (w, s), runs in sorted(results.items()) for t, v in sorted(runs.items())
+    finish(md, results, errors, "threads", args, lambda: plot(results, args.png, plt), fail)
+
+
+def finish(md, cases, errors, unit, args, draw, fail_fn):
+    """Lists failed runs and lost updates under the table, prints it, writes
+    it to --markdown, draws --png with draw(), and fails (through fail_fn)
+    if any run failed or lost an update. Shared with the replicated suite's
+    report, whose cases are keyed by engine count (unit "engines")."""
+    lost = [f"{w}/{s} {unit}:{n}: {v['lost_updates']:.0f} lost updates"
+            for (w, s), runs in sorted(cases.items()) for n, v in sorted(runs.items())
             if v.get("lost_updates", 0) != 0]
     problems = errors + lost
     if problems:
@@ -259,14 +256,15 @@ def main():
             with open(args.markdown, "w", encoding="utf-8") as f:
                 f.write(md)
         except OSError as e:
-            fail(f"cannot write '{args.markdown}': {e}")
+            fail_fn(f"cannot write '{args.markdown}': {e}")
     if args.png:
-        if results:
-            plot(results, args.png, plt)
+        if cases:
+            draw()
         else:
-            print(f"{PROG}: warning: no successful runs to plot", file=sys.stderr)
+            prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "report"
+            print(f"{prog}: warning: no successful runs to plot", file=sys.stderr)
     if problems:
-        fail(f"{len(problems)} run(s) failed or lost updates (listed above)")
+        fail_fn(f"{len(problems)} run(s) failed or lost updates (listed above)")
 
 
 if __name__ == "__main__":

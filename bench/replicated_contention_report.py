@@ -40,6 +40,7 @@ from collections import defaultdict
 # matplotlib import (with its re-exec under /usr/bin/python3).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contention_report as local  # noqa: E402
+import gbench_json  # noqa: E402
 
 ENGINES = [1, 2, 4, 8]
 WORKLOADS = ["hot", "zipf"]
@@ -247,7 +248,7 @@ def main():
         fail(f"results file '{args.results}' not found; run "
              f"revkv_replicated_contention_bench with --benchmark_out={args.results} "
              f"--benchmark_out_format=json first (scripts/run_replicated_contention.sh)")
-    data = local.load(args.results)
+    data = gbench_json.load(args.results, "revkv_replicated_contention_bench", fail)
     cases, singles, errors, reps = parse(data, args.results)
     if not cases and not singles and not errors:
         fail(f"'{args.results}' holds no rcontention/<strategy>/<workload>/engines:<n> runs; "
@@ -272,27 +273,7 @@ def main():
         notes.append(ctx["nats_server"].replace("nats-server: ", "nats-server "))
     if notes:
         md += "\n" + ", ".join(notes) + "\n"
-    lost = [f"{w}/{s} engines:{n}: {v['lost_updates']:.0f} lost updates"
-            for (w, s), runs in sorted(cases.items()) for n, v in sorted(runs.items())
-            if v.get("lost_updates", 0) != 0]
-    problems = errors + lost
-    if problems:
-        md += "\nProblems:\n" + "".join(f"- {p}\n" for p in problems)
-    print(md, end="")
-
-    if args.markdown:
-        try:
-            with open(args.markdown, "w", encoding="utf-8") as f:
-                f.write(md)
-        except OSError as e:
-            fail(f"cannot write '{args.markdown}': {e}")
-    if args.png:
-        if cases:
-            plot(cases, args.png, plt)
-        else:
-            print(f"{PROG}: warning: no successful runs to plot", file=sys.stderr)
-    if problems:
-        fail(f"{len(problems)} run(s) failed or lost updates (listed above)")
+    local.finish(md, cases, errors, "engines", args, lambda: plot(cases, args.png, plt), fail)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ target is reported in the table (✘), not by the exit status.
 """
 
 import argparse
-import json
 import sys
 from collections import defaultdict
+
+import gbench_json  # bench/, next to this script
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -81,24 +82,10 @@ def fail(msg):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        fail(f"results file '{path}' not found; run revkv_replication_bench with "
-             f"--benchmark_out={path} --benchmark_out_format=json first")
-    except OSError as e:
-        fail(f"cannot read '{path}': {e}")
-    except json.JSONDecodeError as e:
-        fail(f"'{path}' is not valid JSON ({e}); was the benchmark run interrupted?")
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        fail(f"'{path}' has no 'benchmarks' list; is it Google Benchmark JSON output?")
-    return data
+    return gbench_json.load(path, "revkv_replication_bench", fail)
 
 
-def base_name(bench):
-    name = bench.get("run_name") or bench.get("name", "")
-    return name.split("/")[0]
+base_name = gbench_json.base_name
 
 
 def metrics(bench):

@@ -25,9 +25,10 @@ benchmark reported an error; prints the table first when it can.
 """
 
 import argparse
-import json
 import sys
 from collections import defaultdict
+
+import gbench_json  # bench/, next to this script
 
 # (operation label, raw baseline, engine benchmark, target ratio or None)
 PAIRS = [
@@ -48,24 +49,10 @@ def fail(msg):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        fail(f"results file '{path}' not found; run revkv_engine_bench with "
-             f"--benchmark_out={path} --benchmark_out_format=json first")
-    except OSError as e:
-        fail(f"cannot read '{path}': {e}")
-    except json.JSONDecodeError as e:
-        fail(f"'{path}' is not valid JSON ({e}); was the benchmark run interrupted?")
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        fail(f"'{path}' has no 'benchmarks' list; is it Google Benchmark JSON output?")
-    return data
+    return gbench_json.load(path, "revkv_engine_bench", fail)
 
 
-def base_name(bench):
-    name = bench.get("run_name") or bench.get("name", "")
-    return name.split("/")[0]
+base_name = gbench_json.base_name
 
 
 def ns_per_op(bench):
