@@ -1,9 +1,10 @@
 // NatsServer: a real nats-server for tests, started on a free loopback port
 // with JetStream and a private store directory, and stopped by its PID.
 //
-// The binary is the one CMake found (REVKV_NATS_SERVER): the 2.10+ server
-// the bootstrap places in .deps/, else the system's. There is no fallback
-// and no skipping: a missing server fails the test loudly.
+// The binary is the server of the matrix (DESIGN §5) that ctest names in
+// REVKV_TEST_NATS_SERVER, else the newest one the bootstrap places in .deps/
+// (REVKV_NATS_SERVER_NEWEST; REVKV_NATS_SERVER_210 is trixie's 2.10). There
+// is no fallback and no skipping: a missing server fails the test loudly.
 
 #ifndef REVKV_TESTS_NATS_SERVER_H_
 #define REVKV_TESTS_NATS_SERVER_H_
@@ -22,7 +23,7 @@ namespace revkv::testing {
 
 class NatsServer {
  public:
-  // `binary` defaults to the bootstrapped 2.10+ server.
+  // `binary` defaults to the server of the matrix this run is on.
   explicit NatsServer(std::string binary = Binary());
   ~NatsServer();
   NatsServer(const NatsServer&) = delete;
@@ -58,7 +59,8 @@ class NatsServer {
   // The server's own log (stdout and stderr), for failure messages.
   std::string Log() const;
 
-  // The server binary and its version line ("nats-server: v2.10.27").
+  // The server binary of this run and its version line
+  // ("nats-server: v2.15.1").
   static std::string Binary();
   static std::string Version(const std::string& binary = Binary());
 
