@@ -21,6 +21,10 @@ int64_t WallNs() {
   return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// How long a lock step may wait for the store to catch up after a conflict
+// that named no revision.
+constexpr milliseconds kCatchUpBound{2000};
+
 std::string Ms(nanoseconds d) { return std::to_string(duration_cast<milliseconds>(d).count()) + " ms"; }
 
 class LocalLock final : public Lock {
@@ -292,7 +296,14 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
         // Revision 0: the key has no message left on the server (the
         // bucket's MaxAge removed an abandoned record, which a replica does
         // not see): the lock is free, so Create it.
-        free_likely = won.status().revision() == 0;
+        free_likely = won.status().revision_known() && won.status().revision() == 0;
+        if (!won.status().revision_known()) {
+          // Another takeover (or the holder's renewal) was in flight: let the
+          // store catch up before the record is read again.
+          lk.unlock();
+          store_->Sync(kCatchUpBound).ok();
+          lk.lock();
+        }
         continue;
       }
       leave(true);
@@ -372,7 +383,9 @@ Status LockManager::RenewLocked(Held* held) {
   // not keep this holder believing in a lock that a waiter may take.
   WriteOptions bounded;
   bounded.timeout = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(lose_at - start));
-  auto r = store_->Update(held->name, held->record, held->revision, bounded);
+  auto r = CasWhileHeld(held, lose_at, [&] {
+    return store_->Update(held->name, held->record, held->revision, bounded);
+  });
   if (r.ok()) {
     held->revision = *r;
     held->last_renewed = start;
@@ -380,7 +393,9 @@ Status LockManager::RenewLocked(Held* held) {
   }
   if (r.status().IsConflict()) {
     Status lost = Status::LockLost("lock '" + held->name + "' was taken over (its entry is at revision " +
-                                   std::to_string(r.status().revision()) + ")");
+                                   (r.status().revision_known()
+                                        ? std::to_string(r.status().revision())
+                                        : std::string("unknown")) + ")");
     MarkLost(held, lost);
     return lost;
   }
@@ -427,7 +442,9 @@ Status LockManager::ReleaseLocked(Held* held) {
     v.acquired_at_ns = WallNs();
     v.token = 0;
     const Clock::time_point start = Clock::now();
-    r = store_->Update(held->name, EncodeLockRecord(v), held->revision);
+    const std::string record = EncodeLockRecord(v);
+    r = CasWhileHeld(held, Clock::now() + kCatchUpBound,
+                     [&] { return store_->Update(held->name, record, held->revision); });
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (r.ok()) {
@@ -441,7 +458,8 @@ Status LockManager::ReleaseLocked(Held* held) {
     }
     heir->cv.notify_one();  // after dropping mu_, which the heir needs at once
   } else {
-    r = store_->Delete(held->name, held->revision);
+    r = CasWhileHeld(held, Clock::now() + kCatchUpBound,
+                     [&] { return store_->Delete(held->name, held->revision); });
   }
   if (r.ok()) {
     held->release_status = Status::OK();
@@ -457,6 +475,37 @@ Status LockManager::ReleaseLocked(Held* held) {
     WakeHead(held->name);
   }
   return held->release_status;
+}
+
+Result<bool> LockManager::StillHeld(Held* held, Clock::time_point until) {
+  const auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
+  if (left.count() <= 0) return false;
+  if (Status s = store_->Sync(left); !s.ok()) return s;
+  auto entry = store_->GetEntry(held->name);
+  if (entry.status().IsNotFound()) return false;
+  if (!entry.ok()) return entry.status();
+  auto record = DecodeLockRecord(entry->value, "lock record '" + held->name + "'");
+  if (!record.ok()) return record.status();
+  // A record's token is its own revision until a renewal writes it down.
+  const uint64_t token = record->token != 0 ? record->token : entry->revision;
+  if (token != held->token) return false;
+  held->revision = entry->revision;
+  return true;
+}
+
+Result<uint64_t> LockManager::CasWhileHeld(Held* held, Clock::time_point until,
+                                           const std::function<Result<uint64_t>()>& write) {
+  constexpr int kMaxRetries = 8;
+  auto r = write();
+  for (int i = 0; i < kMaxRetries && !r.ok() && r.status().IsConflict() &&
+                  !r.status().revision_known();
+       ++i) {
+    auto ours = StillHeld(held, until);
+    if (!ours.ok()) return ours.status();
+    if (!*ours) return r;
+    r = write();
+  }
+  return r;
 }
 
 void LockManager::MarkLost(Held* held, const Status& why) {

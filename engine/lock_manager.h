@@ -89,6 +89,14 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   Status ReleaseLocked(Held* held);
   void Forget(Held* held);
 
+  // Runs `write`, a CAS on the lock's record at held->revision (callers hold
+  // held->mu), again while it conflicts without a named revision (a
+  // clustered stream's 10164) and the record, once the store has caught up
+  // by `until`, still holds our token. Only a conflict naming another
+  // revision, or a record with another token, means the lock is lost.
+  Result<uint64_t> CasWhileHeld(Held* held, Clock::time_point until,
+                                const std::function<Result<uint64_t>()>& write);
+
  private:
   LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<LocalBucket> events);
 
@@ -118,6 +126,12 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     uint64_t revision = 0;
     Clock::time_point first_seen;
   };
+
+  // Whether the lock's record, after the store has caught up (Sync, bounded
+  // by `until`), still holds `held`'s token; if so, held->revision becomes
+  // the record's revision (a write of ours that was reported as failed may
+  // have landed). Callers hold held->mu.
+  Result<bool> StillHeld(Held* held, Clock::time_point until);
 
   void OnCommit(const Entry& entry);
   // Wakes the head waiter of lock `name` in this process, if any, to

@@ -32,7 +32,7 @@ std::string_view OperationName(Operation op) {
 }
 
 Status::Status(Code code, std::string_view msg, uint64_t revision)
-    : rep_(std::make_unique<Rep>(Rep{code, revision, std::string(msg)})) {}
+    : rep_(std::make_unique<Rep>(Rep{code, revision, std::string(msg), true})) {}
 
 Status::Status(const Status& other)
     : rep_(other.rep_ ? std::make_unique<Rep>(*other.rep_) : nullptr) {}

@@ -63,12 +63,15 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
                                   std::to_string(attempt) + " attempts" +
                                   (out_of_time ? " (deadline passed)" : "") +
                                   ": other writers kept changing it; last seen at revision " +
-                                  std::to_string(st.revision()),
+                                  (st.revision_known() ? std::to_string(st.revision())
+                                                       : std::string("unknown")),
                               st.revision());
     }
-    if (st.IsConflict() && st.revision() == 0 && current) vanished = seen;
-    if (catch_up && st.revision() > seen) {
-      catch_up(st.revision(), has_deadline ? deadline : Clock::time_point::max());
+    const bool known = st.revision_known();
+    if (st.IsConflict() && known && st.revision() == 0 && current) vanished = seen;
+    if (catch_up && (!known || st.revision() > seen)) {
+      catch_up(known ? std::optional<uint64_t>(st.revision()) : std::nullopt,
+               has_deadline ? deadline : Clock::time_point::max());
     }
     // Full jitter: a uniform wait in [0, backoff] spreads retrying writers.
     auto wait = std::chrono::microseconds(

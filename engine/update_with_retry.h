@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string_view>
 
 #include "engine/key_gate.h"
@@ -17,11 +18,13 @@ namespace revkv::engine {
 
 // As Bucket::UpdateWithRetry. `gate` serializes this process's callers per
 // key. `catch_up`, if given, runs after a conflict with the revision the
-// store reported and the policy's deadline (time_point::max() if none), so
-// that a bucket whose reads may lag (a replica) can wait to see it: the next
-// read then sees the winner's value, instead of conflicting again on a stale
-// one.
-using CatchUp = std::function<void(uint64_t revision, std::chrono::steady_clock::time_point until)>;
+// store reported (std::nullopt when the store did not name one, see
+// Status::ConflictRevisionUnknown) and the policy's deadline
+// (time_point::max() if none), so that a bucket whose reads may lag (a
+// replica) can wait to see it: the next read then sees the winner's value,
+// instead of conflicting again on a stale one.
+using CatchUp = std::function<void(std::optional<uint64_t> revision,
+                                   std::chrono::steady_clock::time_point until)>;
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
                                          const WriteOptions& options, const CatchUp& catch_up = {});

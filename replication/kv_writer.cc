@@ -88,6 +88,13 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
                                   "; re-read the key and retry",
                               current);
     }
+    if (static_cast<int>(jerr) == kJsWrongLastSequenceInFlight) {
+      // Nothing was stored, and which revision wins is not known yet.
+      return Status::ConflictRevisionUnknown(
+          "another compare-and-swap on key '" + std::string(key) + "' of bucket '" + bucket_ +
+          "' was in flight, so the clustered stream refused this one (JetStream error 10164) "
+          "without naming the current revision; sync the replica, re-read the key and retry");
+    }
     if (s == NATS_TIMEOUT && conn_ != nullptr &&
         conn_->PermissionDeniedSince(denials_before, subject)) {
       return Status::PermissionDenied("the server denied publishing to '" + subject +
@@ -128,7 +135,10 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
   auto seen = replica_->GetEntry(key);
   uint64_t tombstone = !seen.ok() && seen.status().IsNotFound() ? seen.status().revision() : 0;
   uint64_t current = 0;
-  for (int round = 0; round < 3; ++round) {
+  // Each round learns the key's newer state; racing creators on a clustered
+  // stream may need several (10164 names no revision).
+  constexpr int kRounds = 16;
+  for (int round = 0; round < kRounds; ++round) {
     const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       return Status::Timeout("creating key '" + std::string(key) + "' of bucket '" + bucket_ +
@@ -138,7 +148,14 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
                            tombstone == 0 ? Expect::kNoMessage : Expect::kLastSequence, tombstone,
                            left);
     if (written.ok() || !written.status().IsConflict()) return written;
-    current = written.status().revision();
+    if (written.status().revision_known()) {
+      current = written.status().revision();
+    } else {
+      // Another CAS on the key was in flight: ask the server where it is now.
+      auto last = ServerRevision(key, deadline);
+      if (!last.ok()) return last.status();
+      current = *last;
+    }
     if (current == 0) {  // the server holds no message of the key
       tombstone = 0;
       continue;
@@ -160,6 +177,37 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
                             "' was written by someone else first, at revision " +
                             std::to_string(current),
                         current);
+}
+
+Result<uint64_t> KvWriter::ServerRevision(std::string_view key,
+                                          std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
+  if (left.count() <= 0) {
+    return Status::Timeout("no time left to read the revision of key '" + std::string(key) +
+                           "' of bucket '" + bucket_ + "' from the server");
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = left.count();
+  const std::string stream = "KV_" + bucket_;
+  const std::string subject = prefix_ + std::string(key);
+  natsMsg* msg = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&msg, js_, stream.c_str(), subject.c_str(), &jo, &jerr);
+  if (s == NATS_OK) {
+    const uint64_t revision = natsMsg_GetSequence(msg);
+    natsMsg_Destroy(msg);
+    return revision;
+  }
+  if (jerr == JSNoMessageFoundErr) return uint64_t{0};
+  return FromNats(s, "reading the revision of key '" + std::string(key) + "' of bucket '" +
+                         bucket_ + "' from the server", jerr);
+}
+
+Status KvWriter::CatchUpKey(std::string_view key, std::chrono::steady_clock::time_point deadline) {
+  auto revision = ServerRevision(key, deadline);
+  if (!revision.ok()) return revision.status();
+  return loop_->WaitApplied(*revision, deadline);
 }
 
 Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> expected,

@@ -51,6 +51,16 @@ class KvWriter {
   Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected,
                          ms timeout = ms(0));
 
+  // The key's revision on the server now (its last message's sequence, a
+  // tombstone's included), or 0 if the server holds no message of it. One
+  // round trip to the stream leader.
+  Result<uint64_t> ServerRevision(std::string_view key,
+                                  std::chrono::steady_clock::time_point deadline);
+  // Waits until the replica has applied the key's revision on the server:
+  // after a Conflict that named no revision (10164), a re-read then sees the
+  // winner.
+  Status CatchUpKey(std::string_view key, std::chrono::steady_clock::time_point deadline);
+
  private:
   enum class Expect { kNothing, kNoMessage, kLastSequence };
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,

@@ -20,6 +20,9 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
     msg += ")";
   }
   if (jerr == JSStreamWrongLastSequenceErr) return Status::Conflict(msg);
+  if (static_cast<int>(jerr) == kJsWrongLastSequenceInFlight) {
+    return Status::ConflictRevisionUnknown(msg + "; sync the replica, re-read the key and retry");
+  }
   if (jerr == JSStreamNotFoundErr) return Status::NotFound(msg);
   if (jerr == JSNotEnabledErr || jerr == JSNotEnabledForAccountErr) {
     return Status::Unavailable(msg + "; enable JetStream on the server");

@@ -75,10 +75,18 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
                                                         const WriteOptions& options) {
   if (Status s = CheckWrite(options, true); !s.ok()) return s;
   // A conflict names the winner's revision; the replica may not have it yet,
-  // and re-reading before it does would only conflict again.
-  const auto catch_up = [this](uint64_t revision, std::chrono::steady_clock::time_point until) {
-    const auto bound = std::chrono::steady_clock::now() + conn_->options().write_timeout;
-    loop_->WaitApplied(revision, std::min(until, bound)).ok();
+  // and re-reading before it does would only conflict again. One that names
+  // none (10164) asks the server for the key's revision first.
+  const std::string k(key);
+  const auto catch_up = [this, &k](std::optional<uint64_t> revision,
+                                   std::chrono::steady_clock::time_point until) {
+    const auto bound =
+        std::min(until, std::chrono::steady_clock::now() + conn_->options().write_timeout);
+    if (revision) {
+      loop_->WaitApplied(*revision, bound).ok();
+    } else {
+      writer_->CatchUpKey(k, bound).ok();
+    }
   };
   return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }

@@ -116,7 +116,9 @@ class Bucket {
   // `expected_revision`; 0 expects that the key has no entry at all. Returns
   // the new revision.
   // Conflict: the revision differs; status.revision() is the current one
-  //   (0 if the key has no entry).
+  //   (0 if the key has no entry). On a clustered bucket (nats-server 2.11+)
+  //   a CAS refused while another one on the key was in flight is a Conflict
+  //   with status.revision_known() false: Sync, re-read, retry.
   // InvalidArgument, IOError: as Put.
   virtual Result<uint64_t> Update(std::string_view key, std::string_view value,
                                   uint64_t expected_revision,
@@ -176,7 +178,7 @@ class Bucket {
   // UpdateWithRetry are serialized locally, so they do not burn attempts
   // conflicting with each other; conflicts come only from other writers.
   // Conflict: attempts or deadline exhausted; status.revision() is the
-  //   current revision.
+  //   current revision (unless status.revision_known() is false).
   // InvalidArgument: bad key, value too large, max_attempts < 1.
   // Corruption, IOError, LockLost (fenced): as the underlying calls.
   virtual Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,

@@ -10,7 +10,10 @@
 //                    a Delete/Purge tombstone; revision() then names it).
 //   Exists           Create found a live key; revision() is its revision.
 //   Conflict         a compare-and-swap saw another revision: re-read and retry
-//                    at a higher level. revision() is the current revision.
+//                    at a higher level. revision() is the current revision,
+//                    unless revision_known() is false: then the server did not
+//                    name it, and the replica must catch up (Bucket::Sync)
+//                    before the re-read.
 //   InvalidArgument  fix the call: bad key, bucket name, option or value size.
 //   Timeout          a deadline passed; the operation may be retried.
 //   Unavailable      retry just this call later (store held by another
@@ -72,6 +75,16 @@ class [[nodiscard]] Status {
   static Status Conflict(std::string_view msg, uint64_t revision = 0) {
     return Status(Code::kConflict, msg, revision);
   }
+  // A Conflict whose current revision is unknown. From 2.11, a clustered
+  // nats-server refuses a compare-and-swap while another one on the same key
+  // is in flight (JetStream error 10164), without saying which revision won.
+  // revision() is then 0 and means nothing: 0 already stands for "no
+  // message", and must not take a third meaning.
+  static Status ConflictRevisionUnknown(std::string_view msg) {
+    Status s(Code::kConflict, msg, 0);
+    s.rep_->revision_known = false;
+    return s;
+  }
   static Status InvalidArgument(std::string_view msg) {
     return Status(Code::kInvalidArgument, msg, 0);
   }
@@ -105,6 +118,9 @@ class [[nodiscard]] Status {
   // For NotFound (tombstone), Exists and Conflict: the key's current
   // revision, or 0 when the key has no entry at all. 0 for other codes.
   uint64_t revision() const { return rep_ ? rep_->revision : 0; }
+  // False only for a ConflictRevisionUnknown: the current revision was not
+  // named, so revision() carries no meaning.
+  bool revision_known() const { return rep_ == nullptr || rep_->revision_known; }
 
   // "OK", or "<CodeName>: <message>".
   std::string ToString() const;
@@ -114,6 +130,7 @@ class [[nodiscard]] Status {
     Code code;
     uint64_t revision;
     std::string message;
+    bool revision_known = true;
   };
   Status(Code code, std::string_view msg, uint64_t revision);
 
