@@ -1,7 +1,9 @@
 #include "replication/kv_writer.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "replication/nats_status.h"
 #include "revkv/validation.h"
@@ -76,7 +78,21 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const auto start = std::chrono::steady_clock::now();
   const uint64_t denials_before = conn_ != nullptr ? conn_->permission_errors() : 0;
-  s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+  // A publish that certainly stored nothing (no leader to take it during an
+  // election, or one shedding load) goes out again until the deadline.
+  auto pause = std::chrono::milliseconds(10);
+  while (true) {
+    s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+    if (s == NATS_OK || !PublishNotStoredAndRetryable(s, jerr)) break;
+    const auto left = std::chrono::ceil<ms>(start + timeout - std::chrono::steady_clock::now());
+    if (left <= pause) break;
+    jsPubAck_Destroy(ack);
+    ack = nullptr;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(250));
+    po.MaxWait = (left - pause).count();
+    jerr = static_cast<jsErrCode>(0);
+  }
   natsMsg_Destroy(msg);
   if (s != NATS_OK) {
     jsPubAck_Destroy(ack);
@@ -101,7 +117,16 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
                                       "'; grant the user publish rights on bucket '" + bucket_ +
                                       "'");
     }
-    return FromNats(s, "writing key '" + std::string(key) + "' of bucket '" + bucket_ + "'", jerr);
+    const std::string what = "writing key '" + std::string(key) + "' of bucket '" + bucket_ + "'";
+    if (s == NATS_ERR && static_cast<int>(jerr) == 0) {
+      // The server answered with an error that has no JetStream code: the
+      // stream leader could not propose the message (it lost leadership, or
+      // its log failed). Like a timeout, the outcome is not known for sure.
+      return Status::Unavailable(std::string(FromNats(s, what).message()) +
+                                 "; the stream's leader could not take the write (a leader "
+                                 "change?); Sync and re-read before retrying a Put");
+    }
+    return FromNats(s, what, jerr);
   }
   const uint64_t revision = ack->Sequence;
   jsPubAck_Destroy(ack);

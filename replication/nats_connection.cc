@@ -33,6 +33,9 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);  // forever
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
   if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &NatsConnection::OnAsyncError, conn.get());
+  if (s == NATS_OK) {
+    s = natsOptions_SetReconnectedCB(opts, &NatsConnection::OnReconnected, conn.get());
+  }
   if (s == NATS_OK && (!o.user.empty() || !o.password.empty())) {
     s = natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str());
   }
@@ -96,6 +99,55 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   s = natsConnection_JetStream(&conn->js_, conn->nc_, &jo);
   if (s != NATS_OK) return FromNats(s, "opening JetStream on the NATS connection");
   return conn;
+}
+
+void NatsConnection::OnReconnected(natsConnection*, void* closure) {
+  // The new server is read when next needed, not on nats.c's thread.
+  static_cast<NatsConnection*>(closure)->reconnects_.fetch_add(1);
+}
+
+uint64_t NatsConnection::reconnects() const { return reconnects_.load(); }
+
+Result<ServerInfo> NatsConnection::Server() const {
+  constexpr int kTries = 3;
+  std::string last;
+  for (int attempt = 0; attempt < kTries; ++attempt) {
+    const uint64_t generation = reconnects_.load();
+    {
+      std::lock_guard<std::mutex> lock(server_mu_);
+      if (server_ && server_of_ == generation) return *server_;
+    }
+    char url[512] = {0};
+    char id[256] = {0};
+    if (natsConnection_GetConnectedUrl(nc_, url, sizeof(url)) != NATS_OK || url[0] == '\0' ||
+        natsConnection_GetConnectedServerId(nc_, id, sizeof(id)) != NATS_OK || id[0] == '\0') {
+      return Status::Unavailable("not connected to a NATS server now, so its version is not "
+                                 "known; retry once the connection is back");
+    }
+    auto info = ProbeServer(url, options_.connect_timeout);
+    if (!info.ok()) return info.status();
+    if (info->server_id != id) {
+      // The URL now leads elsewhere (the connection moved on since, or a
+      // proxy spreads connections): ask again.
+      last = std::string(url) + " answered as server " + info->server_id +
+             ", but this connection is on server " + id;
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(server_mu_);
+    if (reconnects_.load() == generation) {
+      server_ = *info;
+      server_of_ = generation;
+    }
+    return *info;
+  }
+  return Status::Unavailable("cannot tell which NATS server this connection is on: " + last +
+                             "; connect to the servers directly, not through a proxy");
+}
+
+Status NatsConnection::Require(Feature feature, std::string_view context) const {
+  auto server = Server();
+  if (!server.ok()) return server.status();
+  return replication::Require(feature, *server, context);
 }
 
 void NatsConnection::OnAsyncError(natsConnection* nc, natsSubscription*, natsStatus err,

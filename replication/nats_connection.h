@@ -6,12 +6,16 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <deque>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 
+#include "replication/capabilities.h"
+#include "replication/server_probe.h"
 #include "revkv/options.h"
 #include "revkv/result.h"
 
@@ -31,6 +35,20 @@ class NatsConnection {
   jsCtx* js() const { return js_; }
   bool connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
   const NatsOptions& options() const { return options_; }
+
+  // The server this connection is on now, from its INFO line: read once per
+  // connection and again after each reconnect (a rolling upgrade changes
+  // it), from the connected URL, and checked against the connected server's
+  // id, never from a fixed entry of the server list.
+  // Unavailable: not connected now, or the server at the connected URL is
+  // not the one the connection is on (a proxy or load balancer in front of
+  // several servers).
+  Result<ServerInfo> Server() const;
+  // OK if the server this connection is on has `feature` (capabilities.h);
+  // InvalidArgument naming the versions if not. `context` leads the message.
+  Status Require(Feature feature, std::string_view context) const;
+  // How many times the connection has reconnected.
+  uint64_t reconnects() const;
 
   // The server reports a denied publish asynchronously, so a write to a
   // subject the user may not publish to only times out. The connection's
@@ -66,10 +84,16 @@ class NatsConnection {
 
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err,
                            void* closure);
+  static void OnReconnected(natsConnection* nc, void* closure);
 
   const NatsOptions options_;
   natsConnection* nc_ = nullptr;
   jsCtx* js_ = nullptr;
+
+  mutable std::mutex server_mu_;
+  mutable std::optional<ServerInfo> server_;  // GUARDED_BY(server_mu_): of connection number
+  mutable uint64_t server_of_ = 0;            // GUARDED_BY(server_mu_): ...this one
+  std::atomic<uint64_t> reconnects_{0};
 
   mutable std::mutex mu_;
   uint64_t permission_errors_ = 0;           // GUARDED_BY(mu_)

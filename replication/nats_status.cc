@@ -19,6 +19,25 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
     msg += last;
     msg += ")";
   }
+  // Elections and overload (DESIGN §5): nothing was done, retry later. A
+  // request nobody answered comes first: nats.c labels it JSNotEnabledErr,
+  // but during a stream's leader election it only means "no leader yet".
+  if (s == NATS_NO_RESPONDERS) {
+    return Status::Unavailable(msg + "; no JetStream server answered: the stream may be "
+                                     "electing a leader (retry shortly), or JetStream is not "
+                                     "enabled on the server");
+  }
+  if (jerr == JSClusterNotAvailErr || jerr == JSClusterNotLeaderErr ||
+      jerr == JSStreamOfflineErr || static_cast<int>(jerr) == kJsStreamOfflineReason ||
+      jerr == JSInsufficientResourcesErr) {
+    return Status::Unavailable(msg + "; the JetStream cluster cannot serve the bucket now "
+                                     "(leader election, offline peers or full storage); retry "
+                                     "later");
+  }
+  if (static_cast<int>(jerr) == kJsTooManyRequests) {
+    return Status::Busy(msg + "; the stream's leader is overloaded and stored nothing; retry "
+                              "with backoff");
+  }
   if (jerr == JSStreamWrongLastSequenceErr) return Status::Conflict(msg);
   if (static_cast<int>(jerr) == kJsWrongLastSequenceInFlight) {
     return Status::ConflictRevisionUnknown(msg + "; sync the replica, re-read the key and retry");
@@ -54,6 +73,14 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
       return Status::InvalidArgument(msg + "; the value is larger than the server's max_payload");
     default: return Status::IOError(msg);
   }
+}
+
+}  // namespace revkv::replication
+
+namespace revkv::replication {
+
+bool PublishNotStoredAndRetryable(natsStatus s, jsErrCode jerr) {
+  return s == NATS_NO_RESPONDERS || static_cast<int>(jerr) == kJsTooManyRequests;
 }
 
 }  // namespace revkv::replication

@@ -17,6 +17,17 @@ namespace revkv::replication {
 // while another one on the same subject is in flight ("wrong last
 // sequence", with no number). Nothing was stored; the winner is unknown.
 inline constexpr int kJsWrongLastSequenceInFlight = 10164;
+// 10167 (2.11+): the stream leader's inbound queue is full; the message was
+// dropped before it was queued, so it was not stored.
+inline constexpr int kJsTooManyRequests = 10167;
+// 10194 (2.12+): "stream is offline: <reason>".
+inline constexpr int kJsStreamOfflineReason = 10194;
+
+// Whether a JetStream publish that failed with `s` and `jerr` certainly
+// stored nothing and may be sent again as it is: no server had interest in
+// the subject (a stream electing its leader; nats.c then reports
+// JSNotEnabledErr), or the leader shed load (10167).
+bool PublishNotStoredAndRetryable(natsStatus s, jsErrCode jerr);
 
 // Converts `s` (with `jerr`, the JetStream error code, when the call gave
 // one). `context` says what was being done and leads the message; nats.c's

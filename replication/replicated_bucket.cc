@@ -9,14 +9,14 @@ namespace revkv::replication {
 
 ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                                    std::shared_ptr<engine::LocalBucket> replica,
-                                   std::unique_ptr<ApplyLoop> loop, std::string cas_refused,
+                                   std::unique_ptr<ApplyLoop> loop, int replicas,
                                    std::chrono::nanoseconds max_age)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
       loop_(std::move(loop)),
       writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
                                          conn_->options().write_timeout, conn_.get())),
-      cas_refused_(std::move(cas_refused)),
+      replicas_(replicas),
       max_age_(max_age) {}
 
 ReplicatedBucket::~ReplicatedBucket() = default;
@@ -32,7 +32,10 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const
     return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "
                                    "timeout) or more");
   }
-  if (cas && !cas_refused_.empty()) return Status::InvalidArgument(cas_refused_);
+  if (cas && replicas_ > 1) {
+    return conn_->Require(Feature::kClusteredCas, "bucket '" + name() + "' has " +
+                                                      std::to_string(replicas_) + " replicas");
+  }
   return Status::OK();
 }
 
@@ -108,6 +111,7 @@ BucketStatus ReplicatedBucket::GetStatus() {
     return out;
   }
   out.connected = conn_->connected();
+  if (auto server = conn_->Server(); server.ok()) out.server_version = server->version_text;
   out.stream_last = stream->last_sequence;
   // The replica may have applied more since `applied` was read.
   out.applied = std::max(out.applied, replica_->LastRevision());

@@ -19,12 +19,13 @@ namespace revkv::replication {
 
 class ReplicatedBucket final : public Bucket {
  public:
-  // `cas_refused`: the server is older than 2.9.21 and the stream has more
-  // than one replica, so compare-and-swap cannot be trusted (see
-  // server_probe.h); CAS, Create and UpdateWithRetry are then refused.
+  // `replicas`: the stream's replica count. With more than one, CAS,
+  // Create and UpdateWithRetry need a server that arbitrates them correctly
+  // (Feature::kClusteredCas), checked against the server the connection is
+  // on at each write.
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                    std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
-                   std::string cas_refused, std::chrono::nanoseconds max_age);
+                   int replicas, std::chrono::nanoseconds max_age);
   ~ReplicatedBucket() override;
 
   const std::string& name() const override { return replica_->name(); }
@@ -83,7 +84,7 @@ class ReplicatedBucket final : public Bucket {
   const std::shared_ptr<engine::LocalBucket> replica_;
   const std::unique_ptr<ApplyLoop> loop_;
   const std::unique_ptr<KvWriter> writer_;
-  const std::string cas_refused_;
+  const int replicas_;
   const std::chrono::nanoseconds max_age_;
   engine::KeyGate update_gate_;
 };

@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "replication/kv_stream.h"
-#include "replication/server_probe.h"
 #include "revkv/validation.h"
 
 namespace revkv {
@@ -62,19 +61,6 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   auto stream = BindKvStream(conn_->js(), req, conn_.get());
   if (!stream.ok()) return stream.status();
 
-  // Servers before 2.9.21 let two CAS writers both win on R>1 streams.
-  std::string cas_refused;
-  if (stream->replicas > 1) {
-    auto info = ProbeServer(conn_->options().servers.front(), conn_->options().connect_timeout);
-    if (!info.ok()) return info.status();
-    if (!info->version.CasSafeOnClusteredStreams()) {
-      cas_refused = "bucket '" + name + "' has " + std::to_string(stream->replicas) +
-                    " replicas on nats-server " + info->version_text +
-                    ", which lets two compare-and-swap writers both succeed (fixed in 2.9.21); "
-                    "upgrade the server or use a single-replica bucket";
-    }
-  }
-
   BucketOptions local_options;
   local_options.history = stream->history;
   local_options.max_value_size =
@@ -103,8 +89,8 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   }
   auto loop = ApplyLoop::Start(conn_->js(), name, replica, conn_.get());
   if (!loop.ok()) return loop.status();
-  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), cas_refused,
-                                                   stream->max_age);
+  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop),
+                                                   stream->replicas, stream->max_age);
   buckets_.emplace(name, bucket);
   return bucket;
 }

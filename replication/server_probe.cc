@@ -140,6 +140,10 @@ Result<ServerInfo> ParseInfoLine(std::string_view line) {
   if (!parsed.ok()) return Status::Corruption(std::string(parsed.status().message()));
   info.version = *parsed;
   if (auto id = JsonField(json, "server_id")) info.server_id = std::string(*id);
+  if (auto name = JsonField(json, "server_name")) info.server_name = std::string(*name);
+  if (auto level = JsonField(json, "api_lvl")) {
+    std::from_chars(level->data(), level->data() + level->size(), info.api_level);
+  }
   info.jetstream = JsonField(json, "jetstream").value_or("false") == "true";
   info.tls_required = JsonField(json, "tls_required").value_or("false") == "true";
   return info;

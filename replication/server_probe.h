@@ -1,8 +1,7 @@
 // A short probe connection that reads the INFO line a NATS server sends first
 // on every plain TCP connection. nats.c 3.4.1 has no getter for the server's
-// version, and the replication layer needs it: servers before 2.9.21 let two
-// CAS writers with the same expected revision both succeed on R>1 buckets
-// (nats-server PR #4319), so CAS, Create and locks are refused there.
+// version, and the replication layer needs it to gate features through the
+// capability table (capabilities.h).
 
 #ifndef REVKV_REPLICATION_SERVER_PROBE_H_
 #define REVKV_REPLICATION_SERVER_PROBE_H_
@@ -22,21 +21,20 @@ struct ServerVersion {
 
   // Parses "2.10.27" (a suffix such as "-beta.1" is ignored).
   static Result<ServerVersion> Parse(std::string_view text);
-  bool AtLeast(int maj, int min, int pat) const {
+  constexpr bool AtLeast(int maj, int min, int pat) const {
     if (major != maj) return major > maj;
     if (minor != min) return minor > min;
     return patch >= pat;
   }
-  // True if compare-and-swap is arbitrated correctly on clustered (R>1)
-  // streams: 2.9.21 and later.
-  bool CasSafeOnClusteredStreams() const { return AtLeast(2, 9, 21); }
   std::string ToString() const;
 };
 
 struct ServerInfo {
   std::string server_id;
+  std::string server_name;
   ServerVersion version;
   std::string version_text;
+  int api_level = 0;  // JetStream API level, from 2.12 ("api_lvl"); 0 before
   bool jetstream = false;
   bool tls_required = false;
 };

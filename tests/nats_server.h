@@ -38,6 +38,10 @@ class NatsServer {
   void AddArgs(const std::vector<std::string>& args) {
     extra_args_.insert(extra_args_.end(), args.begin(), args.end());
   }
+  // The binary of later starts: Stop, SetBinary, Start upgrades (or
+  // downgrades) the node in place, keeping its port and store.
+  void SetBinary(std::string binary) { binary_ = std::move(binary); }
+  const std::string& binary() const { return binary_; }
   // Stops the server: SIGTERM, then SIGKILL after 5 s. Waits for the exit.
   void Stop();
   // Kills the server with SIGKILL at once, as a crash would.
@@ -67,7 +71,7 @@ class NatsServer {
  private:
   void Reap(int signal, int grace_ms);
 
-  const std::string binary_;
+  std::string binary_;
   TempDir dir_;
   std::string store_dir_;
   pid_t pid_ = -1;

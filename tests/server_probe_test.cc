@@ -1,5 +1,6 @@
-// The server-version probe behind the guard for CAS on clustered buckets,
-// against real servers: the bootstrapped 2.10+ one and Debian 12's 2.9.10.
+// The server-version probe and the capability table behind every feature
+// gate, against real servers: the newest of the matrix, 2.10 and Debian 12's
+// 2.9.10; and the connection's reading of the server it is on.
 
 #include "replication/server_probe.h"
 
@@ -9,7 +10,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iterator>
+#include <thread>
 
+#include "replication/capabilities.h"
+#include "replication/nats_connection.h"
 #include "tests/nats_server.h"
 
 namespace revkv::replication {
@@ -29,11 +34,110 @@ TEST(server_probe, VersionsBefore2_9_21AreUnsafeForClusteredCas) {
                  Case{"3.0.0", true}}) {
     auto v = ServerVersion::Parse(c.text);
     ASSERT_TRUE(v.ok()) << c.text;
-    EXPECT_EQ(v->CasSafeOnClusteredStreams(), c.safe) << c.text;
+    EXPECT_EQ(Supports(*v, Feature::kClusteredCas), c.safe) << c.text;
   }
   for (const char* bad : {"", "2", "2.9", "x.y.z", "2..1"}) {
     EXPECT_TRUE(ServerVersion::Parse(bad).status().IsInvalidArgument()) << bad;
   }
+}
+
+TEST(capabilities, EveryFeatureHasOneRowAndItsMinimum) {
+  const Feature all[] = {Feature::kClusteredCas,          Feature::kMessageTtl,
+                         Feature::kLimitMarkers,          Feature::kTtlLimitMarkers,
+                         Feature::kSubjectSequenceFence,  Feature::kBatchedDirectGet,
+                         Feature::kAtomicBatch};
+  EXPECT_EQ(std::size(kCapabilities), std::size(all));
+  for (Feature f : all) {
+    int rows = 0;
+    for (const Capability& c : kCapabilities) rows += c.feature == f;
+    EXPECT_EQ(rows, 1) << static_cast<int>(f);
+    EXPECT_EQ(CapabilityOf(f).feature, f);
+  }
+  struct Case {
+    Feature feature;
+    const char* below;
+    const char* at;
+  };
+  for (Case c : {Case{Feature::kClusteredCas, "2.9.20", "2.9.21"},
+                 Case{Feature::kMessageTtl, "2.10.27", "2.11.0"},
+                 Case{Feature::kLimitMarkers, "2.10.27", "2.11.0"},
+                 Case{Feature::kTtlLimitMarkers, "2.11.1", "2.11.2"},
+                 Case{Feature::kSubjectSequenceFence, "2.10.27", "2.11.0"},
+                 Case{Feature::kBatchedDirectGet, "2.10.27", "2.11.0"},
+                 Case{Feature::kAtomicBatch, "2.11.9", "2.12.0"}}) {
+    EXPECT_FALSE(Supports(*ServerVersion::Parse(c.below), c.feature)) << c.below;
+    EXPECT_TRUE(Supports(*ServerVersion::Parse(c.at), c.feature)) << c.at;
+    EXPECT_TRUE(Supports(*ServerVersion::Parse("2.15.1"), c.feature));
+  }
+}
+
+TEST(capabilities, AMissingFeatureIsInvalidArgumentNamingBothVersions) {
+  ServerInfo old;
+  old.version = *ServerVersion::Parse("2.10.27");
+  old.version_text = "2.10.27";
+  Status s = Require(Feature::kAtomicBatch, old, "transaction on bucket 'b'");
+  ASSERT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("transaction on bucket 'b'"), std::string_view::npos) << s.ToString();
+  EXPECT_NE(s.message().find("2.10.27"), std::string_view::npos) << s.ToString();
+  EXPECT_NE(s.message().find("2.12.0"), std::string_view::npos) << s.ToString();
+  ServerInfo now;
+  now.version = *ServerVersion::Parse("2.15.1");
+  EXPECT_TRUE(Require(Feature::kAtomicBatch, now, "").ok());
+}
+
+TEST(capabilities, ConnectionReadsTheServerItIsOnNotTheFirstListed) {
+  // The first URL of the list is dead: the version must come from the
+  // server the connection reached, not from servers.front().
+  NatsServer gone, live;
+  ASSERT_TRUE(gone.Start()) << gone.error();
+  ASSERT_TRUE(live.Start()) << live.error();
+  const std::string dead_url = gone.url();
+  gone.Stop();
+  NatsOptions o;
+  o.servers = {dead_url, live.url()};
+  auto conn = NatsConnection::Connect(o);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  auto server = (*conn)->Server();
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto direct = ProbeServer(live.url(), 2000ms);
+  ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+  EXPECT_EQ(server->server_id, direct->server_id);
+  EXPECT_NE(NatsServer::Version().find("v" + server->version_text), std::string::npos)
+      << NatsServer::Version() << " vs " << server->version_text;
+  EXPECT_TRUE((*conn)->Require(Feature::kClusteredCas, "").ok());
+}
+
+TEST(capabilities, AReconnectToAnotherServerReReadsItsVersion) {
+  // The connection moves from Debian's 2.9.10 to the newest server (an
+  // upgrade as a client sees it): the version follows.
+  NatsServer old(REVKV_SYSTEM_NATS_SERVER), now;
+  ASSERT_TRUE(old.Start()) << old.error();
+  ASSERT_TRUE(now.Start()) << now.error();
+  NatsOptions o;
+  o.servers = {old.url()};
+  auto conn = NatsConnection::Connect(o);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  auto before = (*conn)->Server();
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_EQ(before->version_text, "2.9.10");
+  Status refused = (*conn)->Require(Feature::kClusteredCas, "bucket 'b' has 3 replicas");
+  EXPECT_TRUE(refused.IsInvalidArgument()) << refused.ToString();
+  EXPECT_NE(refused.message().find("2.9.21"), std::string_view::npos) << refused.ToString();
+  // The node is upgraded in place: same port and store, newest binary.
+  now.Stop();
+  old.Stop();
+  old.SetBinary(NatsServer::Binary());
+  ASSERT_TRUE(old.Start()) << old.error();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((*conn)->reconnects() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_GE((*conn)->reconnects(), 1u);
+  auto after = (*conn)->Server();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_NE(after->version_text, "2.9.10");
+  EXPECT_NE(NatsServer::Version().find("v" + after->version_text), std::string::npos);
+  EXPECT_TRUE((*conn)->Require(Feature::kClusteredCas, "").ok());
 }
 
 TEST(server_probe, ParsesNatsUrls) {
@@ -71,7 +175,13 @@ TEST(server_probe, ReadsTheBootstrappedServersVersion) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_TRUE(info->jetstream);
   EXPECT_FALSE(info->server_id.empty());
-  EXPECT_TRUE(info->version.CasSafeOnClusteredStreams()) << info->version_text;
+  EXPECT_TRUE(Supports(info->version, Feature::kClusteredCas)) << info->version_text;
+  // From 2.12 the INFO line states the JetStream API level.
+  if (info->version.AtLeast(2, 12, 0)) {
+    EXPECT_GE(info->api_level, 2) << info->version_text;
+  } else {
+    EXPECT_EQ(info->api_level, 0) << info->version_text;
+  }
   // The probe agrees with what the binary says of itself.
   EXPECT_NE(NatsServer::Version().find("v" + info->version_text), std::string::npos)
       << NatsServer::Version() << " vs " << info->version_text;
@@ -84,7 +194,7 @@ TEST(server_probe, FlagsDebian12Server2_9_10AsUnsafe) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->version.major, 2);
   EXPECT_EQ(info->version.minor, 9);
-  EXPECT_FALSE(info->version.CasSafeOnClusteredStreams()) << info->version_text;
+  EXPECT_FALSE(Supports(info->version, Feature::kClusteredCas)) << info->version_text;
 }
 
 TEST(server_probe, NoServerIsUnavailable) {

@@ -69,6 +69,10 @@ struct BucketStatus {
   std::optional<std::chrono::nanoseconds> lag_time;
   // Why the server could not be asked, when it could not.
   std::string error;
+  // The version of the nats-server the engine's connection is on now (e.g.
+  // "2.15.1"), read from that server; empty for a local bucket or when it
+  // could not be read.
+  std::string server_version;
 };
 
 class Bucket {
