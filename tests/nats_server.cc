@@ -4,13 +4,17 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +53,112 @@ int ParseClusterPort(const std::string& json) {
   return ParsePort(json.substr(key));
 }
 
+// The monitoring port in a ports file: ..."monitoring":["http://127.0.0.1:40047"].
+int ParseMonitorPort(const std::string& json) {
+  size_t key = json.find("\"monitoring\"");
+  if (key == std::string::npos) return -1;
+  return ParsePort(json.substr(key));
+}
+
+// Servers must not outlive a test binary that crashes (or is killed by
+// ctest's timeout), where no destructor runs: each is spawned with a
+// parent-death signal. That signal fires when the *thread* that forked it
+// exits, and tests start servers from short-lived threads too, so every
+// fork happens on one thread that lives as long as the process.
+class Spawner {
+ public:
+  static Spawner& Get() {
+    static Spawner* spawner = new Spawner();  // never destroyed: its thread runs to the end
+    return *spawner;
+  }
+
+  pid_t Spawn(const std::vector<std::string>& args, const std::string& log, std::string* error) {
+    Request r;
+    r.args = &args;
+    r.log = &log;
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&r);
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return r.done; });
+    if (r.pid < 0) *error = std::strerror(r.err);
+    return r.pid;
+  }
+
+ private:
+  struct Request {
+    const std::vector<std::string>* args = nullptr;
+    const std::string* log = nullptr;
+    pid_t pid = -1;
+    int err = 0;
+    bool done = false;
+  };
+
+  Spawner() { std::thread([this] { Loop(); }).detach(); }
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return !queue_.empty(); });
+      Request* r = queue_.front();
+      queue_.pop_front();
+      Run(r);
+      r->done = true;
+      cv_.notify_all();
+    }
+  }
+
+  static void Run(Request* r) {
+    std::vector<char*> argv;
+    for (const auto& a : *r->args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    // The child reports a failed exec through a close-on-exec pipe.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+      r->err = errno;
+      return;
+    }
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      // Only async-signal-safe calls from here to exec.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the parent died before prctl
+      int fd = open(r->log->c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+      }
+      execve(argv[0], argv.data(), environ);
+      int e = errno;
+      ssize_t ignored = write(report[1], &e, sizeof(e));
+      (void)ignored;
+      _exit(127);
+    }
+    close(report[1]);
+    if (pid < 0) {
+      r->err = errno;
+      close(report[0]);
+      return;
+    }
+    int child_errno = 0;
+    ssize_t n;
+    do {
+      n = read(report[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+      waitpid(pid, nullptr, 0);
+      r->err = child_errno;
+      return;
+    }
+    r->pid = pid;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Request*> queue_;  // GUARDED_BY(mu_)
+};
+
 // The server writes its ports file in one go once every listener is up; a
 // read may still catch it half written.
 bool Complete(const std::string& json) {
@@ -81,6 +191,11 @@ std::string Tail(const std::string& text, size_t max) {
 }
 
 }  // namespace
+
+pid_t SpawnTiedToThisProcess(const std::vector<std::string>& args, const std::string& log,
+                             std::string* error) {
+  return Spawner::Get().Spawn(args, log, error);
+}
 
 NatsServer::NatsServer(std::string binary)
     : binary_(std::move(binary)), store_dir_(dir_.Sub("store")) {}
@@ -117,23 +232,14 @@ bool NatsServer::Start() {
   std::filesystem::create_directories(ports_dir, ec);
   std::vector<std::string> args = {binary_, "-a", "127.0.0.1", "-p",
                                    std::to_string(port_ > 0 ? port_ : -1),
-                                   "-js", "-sd", store_dir_, "--ports_file_dir", ports_dir};
+                                   "-m", "-1", "-js", "-sd", store_dir_,
+                                   "--ports_file_dir", ports_dir};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
   const std::string log = dir_.Sub("server.log");
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    error_ = "cannot start " + binary_ + ": " + std::strerror(rc) +
+  std::string spawn_error;
+  const pid_t pid = SpawnTiedToThisProcess(args, log, &spawn_error);
+  if (pid < 0) {
+    error_ = "cannot start " + binary_ + ": " + spawn_error +
              "; run scripts/bootstrap.sh to install nats-server";
     return false;
   }
@@ -154,6 +260,7 @@ bool NatsServer::Start() {
     if (port > 0) {
       port_ = port;
       cluster_port_ = ParseClusterPort(ports);
+      monitor_port_ = ParseMonitorPort(ports);
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -181,6 +288,32 @@ void NatsServer::Reap(int signal, int grace_ms) {
   pid_ = -1;
 }
 
+std::string NatsServer::Monitor(const std::string& path) const {
+  if (!running() || monitor_port_ <= 0) return "";
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(monitor_port_));
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    // HTTP/1.0: the server closes the connection after the body, unchunked.
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
 void NatsServer::Stop() { Reap(SIGTERM, 5000); }
 
 void NatsServer::Kill() { Reap(SIGKILL, 5000); }
@@ -193,6 +326,52 @@ NatsCluster::~NatsCluster() { Stop(); }
 
 void NatsCluster::Stop() {
   for (auto& n : nodes_) n->Stop();
+}
+
+int NatsCluster::NodeNamed(std::string_view name) const {
+  for (int i = 0; i < kSize; ++i) {
+    if (name == "n" + std::to_string(i + 1)) return i;
+  }
+  return -1;
+}
+
+int NatsCluster::StreamLeader(const std::string& stream) const {
+  for (const auto& n : nodes_) {
+    if (!n->running()) continue;
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    int leader = -1;
+    if (ConnectClient(n->url(), &nc, &js) == NATS_OK) {
+      jsStreamInfo* si = nullptr;
+      if (js_GetStreamInfo(&si, js, stream.c_str(), nullptr, nullptr) == NATS_OK) {
+        if (si->Cluster != nullptr && si->Cluster->Leader != nullptr) {
+          leader = NodeNamed(si->Cluster->Leader);
+        }
+        jsStreamInfo_Destroy(si);
+      }
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    if (leader >= 0) return leader;
+  }
+  return -1;
+}
+
+int NatsCluster::MetaLeader() const {
+  for (const auto& n : nodes_) {
+    // /jsz: ..."meta_cluster":{"name":"revkv-test","leader":"n2",...
+    const std::string jsz = n->Monitor("/jsz");
+    size_t meta = jsz.find("\"meta_cluster\"");
+    if (meta == std::string::npos) continue;
+    size_t key = jsz.find("\"leader\"", meta);
+    if (key == std::string::npos) continue;
+    size_t open = jsz.find('"', jsz.find(':', key) + 1);
+    size_t close = open == std::string::npos ? open : jsz.find('"', open + 1);
+    if (close == std::string::npos) continue;
+    int leader = NodeNamed(std::string_view(jsz).substr(open + 1, close - open - 1));
+    if (leader >= 0) return leader;
+  }
+  return -1;
 }
 
 std::vector<std::string> NatsCluster::urls() const {

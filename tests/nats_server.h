@@ -15,11 +15,18 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/test_util.h"
 
 namespace revkv::testing {
+
+// Starts `args` (args[0] is the binary) with stdout and stderr appended to
+// `log`, as a child that the kernel kills when this process dies, however it
+// dies. Returns its PID, or -1 with the reason in `error`.
+pid_t SpawnTiedToThisProcess(const std::vector<std::string>& args, const std::string& log,
+                             std::string* error);
 
 class NatsServer {
  public:
@@ -57,6 +64,11 @@ class NatsServer {
   // The route (cluster) port the server listens on, from its ports file;
   // -1 when it was started without --cluster.
   int cluster_port() const { return cluster_port_; }
+  // The HTTP monitoring port (/varz, /jsz) on 127.0.0.1, new at each start.
+  int monitor_port() const { return monitor_port_; }
+  // GET `path` (e.g. "/jsz?leader-only=true") from the monitoring port:
+  // the response body, or "" if the server did not answer.
+  std::string Monitor(const std::string& path) const;
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   const std::string& store_dir() const { return store_dir_; }
   const std::string& error() const { return error_; }
@@ -77,6 +89,7 @@ class NatsServer {
   pid_t pid_ = -1;
   int port_ = -1;
   int cluster_port_ = -1;
+  int monitor_port_ = -1;
   std::string error_;
   std::vector<std::string> extra_args_;
 };
@@ -112,6 +125,14 @@ class NatsCluster {
 
   NatsServer& node(int i) { return *nodes_.at(static_cast<size_t>(i)); }
   const std::string& cluster_name() const { return name_; }
+  // The index of the node that leads `stream` ("KV_<bucket>") now, as
+  // stream info on a running node says; -1 if none answers.
+  int StreamLeader(const std::string& stream) const;
+  // The index of the JetStream meta leader, from a running node's /jsz;
+  // -1 if none names one.
+  int MetaLeader() const;
+  // The index of the node named "n1".."n3", or -1.
+  int NodeNamed(std::string_view name) const;
   // The client URLs of all nodes, first node first.
   std::vector<std::string> urls() const;
   const std::string& error() const { return error_; }

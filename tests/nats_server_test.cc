@@ -7,7 +7,15 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <memory>
+#include <thread>
 #include <regex>
 #include <string>
 
@@ -101,6 +109,38 @@ TEST(nats_server, RestartKeepsPortAndDataAndStopRefusesConnections) {
   EXPECT_FALSE(s.running());
   Conn refused(s.url());
   EXPECT_NE(refused.status, NATS_OK);
+}
+
+// Whether `pid` is gone: no such process, or a zombie nobody reaped yet.
+bool Gone(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+TEST(nats_server, ServersDoNotOutliveATestBinaryThatCrashes) {
+  for (const char* how : {"abort", "segv", "kill"}) {
+    const std::string cmd = std::string(REVKV_NATS_SERVER_CRASHER) + " " + how + " 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char line[64] = {0};
+    const bool got = std::fgets(line, sizeof(line), p) != nullptr;
+    const int status = pclose(p);
+    ASSERT_TRUE(got) << how << ": the crasher printed no server pid";
+    int pid = 0;
+    ASSERT_EQ(std::sscanf(line, "pid %d", &pid), 1) << line;
+    ASSERT_GT(pid, 0);
+    EXPECT_TRUE(WIFSIGNALED(status) || WEXITSTATUS(status) > 128) << how << ": " << status;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!Gone(pid) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(Gone(pid)) << how << ": nats-server " << pid << " outlived the crashed binary";
+    if (!Gone(pid)) kill(pid, SIGKILL);  // ours: its PID came from the crasher
+  }
 }
 
 }  // namespace
