@@ -10,6 +10,8 @@ namespace revkv::replication {
 namespace {
 // Largest WriteBatch of applied entries; a catch-up flushes at this size.
 constexpr size_t kMaxBatch = 512;
+// The ordered consumer's idle heartbeat interval.
+constexpr std::chrono::milliseconds kConsumerHeartbeat{1000};
 // How long a batch may wait for messages the consumer said were pending.
 constexpr std::chrono::milliseconds kMaxBatchDelay{2};
 }  // namespace
@@ -59,6 +61,10 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Ordered = true;
+  // The server's idle heartbeats tell nats.c that the consumer is gone (its
+  // node died, say); nats.c recreates it after two missed ones. Its default
+  // of 5 s stalled replicas for 10-20 s after a node kill.
+  so.Config.Heartbeat = std::chrono::nanoseconds(kConsumerHeartbeat).count();
   const std::string stream = "KV_" + bucket;
   so.Stream = stream.c_str();
   if (applied == 0) {

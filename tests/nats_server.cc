@@ -318,8 +318,15 @@ void NatsServer::Stop() { Reap(SIGTERM, 5000); }
 
 void NatsServer::Kill() { Reap(SIGKILL, 5000); }
 
-NatsCluster::NatsCluster(std::string binary) : binary_(std::move(binary)), name_("revkv-test") {
-  for (int i = 0; i < kSize; ++i) nodes_.push_back(std::make_unique<NatsServer>(binary_));
+NatsCluster::NatsCluster(std::string binary)
+    : NatsCluster(std::vector<std::string>(kSize, std::move(binary))) {}
+
+NatsCluster::NatsCluster(std::vector<std::string> binaries)
+    : binaries_(std::move(binaries)), name_("revkv-test") {
+  binaries_.resize(kSize, binaries_.empty() ? NatsServer::Binary() : binaries_.back());
+  for (int i = 0; i < kSize; ++i) {
+    nodes_.push_back(std::make_unique<NatsServer>(binaries_[static_cast<size_t>(i)]));
+  }
 }
 
 NatsCluster::~NatsCluster() { Stop(); }
@@ -404,7 +411,9 @@ bool NatsCluster::Start() {
       // a new one from scratch: new store directories, new ports.
       configured_ = false;
       nodes_.clear();
-      for (int i = 0; i < kSize; ++i) nodes_.push_back(std::make_unique<NatsServer>(binary_));
+      for (int i = 0; i < kSize; ++i) {
+        nodes_.push_back(std::make_unique<NatsServer>(binaries_[static_cast<size_t>(i)]));
+      }
     }
     error_.clear();
     if (StartOnce(std::chrono::steady_clock::now() + kWait)) return true;

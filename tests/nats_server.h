@@ -108,6 +108,8 @@ class NatsCluster {
 
   // `binary` as for NatsServer: Debian's 2.9.10 or the bootstrapped 2.10+.
   explicit NatsCluster(std::string binary = NatsServer::Binary());
+  // One binary per node, for a mixed-version cluster.
+  explicit NatsCluster(std::vector<std::string> binaries);
   ~NatsCluster();
   NatsCluster(const NatsCluster&) = delete;
   NatsCluster& operator=(const NatsCluster&) = delete;
@@ -145,7 +147,7 @@ class NatsCluster {
   // and waits until `deadline` for JetStream to be clustered.
   bool StartOnce(std::chrono::steady_clock::time_point deadline);
 
-  const std::string binary_;
+  std::vector<std::string> binaries_;  // one per node
   const std::string name_;
   std::vector<std::unique_ptr<NatsServer>> nodes_;
   bool configured_ = false;  // the nodes' cluster arguments are set
