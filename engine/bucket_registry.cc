@@ -27,7 +27,9 @@ Result<BucketConfigValues> BucketRegistry::LoadOrCreateConfig(const std::string&
   cfg.history = options.history == 0 ? 1 : options.history;
   cfg.max_value_size = options.max_value_size == 0 ? kDefaultMaxValueSize : options.max_value_size;
   if (!core_->follower_dir.empty()) return cfg;
-  rs = core_->db->Put(core_->write_options, core_->meta, ConfigKey(name), EncodeBucketConfig(cfg));
+  rocksdb::WriteBatch batch;
+  batch.Put(core_->meta, ConfigKey(name), EncodeBucketConfig(cfg));
+  rs = core_->Write(&batch);
   if (!rs.ok()) return FromRocks(rs, "saving the settings of bucket '" + name + "'");
   return cfg;
 }

@@ -336,7 +336,7 @@ Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
   AppendBE64(&counter, entry.revision);
   batch.Put(core_->meta, CounterKey(name_), counter);
 
-  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
+  rocksdb::Status rs = core_->Write(&batch);
   if (!rs.ok()) {
     write_cache_.erase(entry.key);
     return FromRocks(rs, "writing " + Describe(key));
@@ -388,7 +388,7 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   std::string counter;
   AppendBE64(&counter, new_last);
   batch.Put(core_->meta, CounterKey(name_), counter);
-  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
+  rocksdb::Status rs = core_->Write(&batch);
   if (!rs.ok()) {
     for (const auto& [key, head] : staged) write_cache_.erase(key);
     return FromRocks(rs, "applying revisions up to " + std::to_string(new_last) +
@@ -424,7 +424,7 @@ Status LocalBucket::ResetReplica(int64_t source) {
   AppendBE64(&src, static_cast<uint64_t>(source));
   batch.Put(core_->meta, CounterKey(name_), zero);
   batch.Put(core_->meta, SourceKey(name_), src);
-  rocksdb::Status rs = core_->db->Write(core_->write_options, &batch);
+  rocksdb::Status rs = core_->Write(&batch);
   if (!rs.ok()) return FromRocks(rs, "resetting the replica of bucket '" + name_ + "'");
   write_cache_.clear();
   last_revision_.store(0, std::memory_order_release);

@@ -3,10 +3,13 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
+#include "engine/info_log.h"
 #include "engine/layout.h"
 #include "engine/rocks.h"
 #include "revkv/validation.h"
@@ -27,7 +30,55 @@ StoreCore::~StoreCore() {
   }
 }
 
+rocksdb::Status StoreCore::Write(rocksdb::WriteBatch* batch) {
+  rocksdb::Status rs = db->Write(write_options, batch);
+  if (!IsNoSpace(rs)) return rs;
+  // A full disk stops RocksDB: from then on every write fails with this
+  // error, even after space is freed, until DB::Resume(). RocksDB's own
+  // recovery is off (see NewManualNoSpaceRecovery), so the engine resumes
+  // here and retries the write once. Resume flushes the memtables and starts
+  // a new WAL; it fails, cheaply, while the disk is still full. The retry is
+  // safe: RocksDB refused the failed write before its memtable, so it did not
+  // apply.
+  if (!db->Resume().ok()) return rs;
+  return db->Write(write_options, batch);
+}
+
 namespace fs = std::filesystem;
+
+namespace {
+
+// Whether `s`, from opening the store whose lock file is `lock_file`, says
+// that someone else holds that lock. RocksDB (env/fs_posix.cc) reports it as
+// an IOError naming the file, with no subcode: "While lock file: <dir>/LOCK:
+// Resource temporarily unavailable" (fcntl's EAGAIN, or EACCES) when another
+// process holds it, and "lock hold by current process, ...: <dir>/LOCK: ..."
+// for another Engine in this process. Any other IOError, such as a full disk
+// under a directory named "lock", is not a held store.
+bool IsHeldLock(const rocksdb::Status& s, const std::string& lock_file) {
+  if (!s.IsIOError() || s.subcode() != rocksdb::Status::kNone) return false;
+  const std::string text = s.ToString();
+  if (text.find("lock hold by current process") != std::string::npos) {
+    return text.find(": " + lock_file + ": ") != std::string::npos;
+  }
+  const std::string refused = "While lock file: " + lock_file + ": ";
+  for (int err : {EAGAIN, EACCES}) {
+    if (text.find(refused + std::strerror(err)) != std::string::npos) return true;
+  }
+  return false;
+}
+
+Status FromRocksOpen(const rocksdb::Status& s, const std::string& path) {
+  const std::string context = "opening the store at '" + path + "'";
+  if (IsHeldLock(s, path + "/LOCK")) {
+    return Status::Unavailable(context +
+                               ": the store is held by another process or another Engine in "
+                               "this process; close that one first (" + s.ToString() + ")");
+  }
+  return FromRocks(s, context);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
   if (options.path.empty()) {
@@ -83,20 +134,31 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
     }
     core->follower_dir = tmpl;
     db_options.max_open_files = -1;  // required of secondary instances
+  } else {
+    // Opening would start a new info LOG (rotating the holder's), so probe
+    // the LOCK first and refuse before touching anything. The probe is
+    // released at once; DB::Open locks for real. RocksDB's Env checks its
+    // own table of locked files before it opens the file, so a probe never
+    // opens (and on closing, releases) a LOCK this process holds.
+    rocksdb::FileLock* probe = nullptr;
+    rs = db_options.env->LockFile(path + "/LOCK", &probe);
+    if (!rs.ok()) return FromRocksOpen(rs, path);
+    db_options.env->UnlockFile(probe).PermitUncheckedError();
+  }
+  // revkv writes the info LOG itself (engine/info_log.h): RocksDB 7.8's
+  // logger can abort the process on a full disk.
+  rs = OpenInfoLog(db_options.env, options.read_only_follower ? core->follower_dir : path,
+                   &db_options.info_log);
+  if (!rs.ok()) return FromRocksOpen(rs, path);
+  db_options.info_log->SetInfoLogLevel(db_options.info_log_level);
+  db_options.listeners.push_back(NewManualNoSpaceRecovery());
+  if (options.read_only_follower) {
     rs = rocksdb::DB::OpenAsSecondary(db_options, path, core->follower_dir, descriptors,
                                       &core->handles, &core->db);
   } else {
-    // RocksDB rotates its info LOG before it checks the store's LOCK file,
-    // so a refused open would rename a live holder's LOG and leave a file
-    // behind each time. Probe the LOCK first and refuse before touching
-    // anything. (The probe is released at once; DB::Open locks for real.)
-    rocksdb::FileLock* probe = nullptr;
-    rs = db_options.env->LockFile(path + "/LOCK", &probe);
-    if (!rs.ok()) return FromRocks(rs, "opening the store at '" + path + "'");
-    db_options.env->UnlockFile(probe).PermitUncheckedError();
     rs = rocksdb::DB::Open(db_options, path, descriptors, &core->handles, &core->db);
   }
-  if (!rs.ok()) return FromRocks(rs, "opening the store at '" + path + "'");
+  if (!rs.ok()) return FromRocksOpen(rs, path);
 
   auto registry = std::make_shared<BucketRegistry>(core);
   for (size_t i = 0; i < names.size(); ++i) {
@@ -113,7 +175,9 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
   if (rs.IsNotFound() && !options.read_only_follower) {
     std::string v;
     AppendBE64(&v, kStoreFormatVersion);
-    rs = core->db->Put(core->write_options, core->meta, "format", v);
+    rocksdb::WriteBatch batch;
+    batch.Put(core->meta, "format", v);
+    rs = core->Write(&batch);
     if (!rs.ok()) return FromRocks(rs, "initialising the store at '" + path + "'");
   } else if (!rs.ok() && !rs.IsNotFound()) {
     return FromRocks(rs, "reading the store at '" + path + "'");

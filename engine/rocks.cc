@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 
 #include <memory>
@@ -43,6 +44,38 @@ rocksdb::Options MakeDBOptions(const Options& options) {
   return db;
 }
 
+bool IsNoSpace(const rocksdb::Status& s) {
+  if (!s.IsIOError()) return false;
+  if (s.subcode() == rocksdb::Status::kNoSpace || s.subcode() == rocksdb::Status::kSpaceLimit) {
+    return true;
+  }
+  // Some paths report ENOSPC without the subcode, by its errno text only.
+  return s.ToString().find("No space left on device") != std::string::npos;
+}
+
+namespace {
+
+// RocksDB recovers from a full disk on its own only once as much space is
+// free as its largest memtable (64 MiB by default), polling every 5 s; with
+// less free than that, the store would stay read-only until reopened. And
+// while that recovery is pending, DB::Resume() refuses with Busy. So the
+// engine turns it off and calls Resume itself (StoreCore::Write), which
+// needs only the space its flush takes.
+class ManualNoSpaceRecovery final : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "revkv.ManualNoSpaceRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    if (IsNoSpace(bg_error)) *auto_recovery = false;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::EventListener> NewManualNoSpaceRecovery() {
+  return std::make_shared<ManualNoSpaceRecovery>();
+}
+
 Status FromRocks(const rocksdb::Status& s, std::string_view context) {
   if (s.ok()) return Status::OK();
   std::string msg(context);
@@ -56,20 +89,14 @@ Status FromRocks(const rocksdb::Status& s, std::string_view context) {
     case rocksdb::Status::kBusy:
     case rocksdb::Status::kTryAgain: return Status::Busy(msg);
     case rocksdb::Status::kTimedOut: return Status::Timeout(msg);
-    case rocksdb::Status::kIOError: {
-      // RocksDB reports a store held by someone else as an IOError on its
-      // LOCK file.
-      std::string text = s.ToString();
-      if (text.find("lock") != std::string::npos || text.find("LOCK") != std::string::npos) {
-        return Status::Unavailable(std::string(context) +
-                                   ": the store is held by another process or another Engine in "
-                                   "this process; close that one first (" + text + ")");
-      }
-      if (s.subcode() == rocksdb::Status::kNoSpace) {
-        return Status::IOError(msg + "; free disk space and retry");
+    case rocksdb::Status::kIOError:
+      // A store held by someone else is also an IOError (on its LOCK file);
+      // only the code that opens the store can tell it apart, so it does.
+      if (IsNoSpace(s)) {
+        return Status::IOError(msg + "; the disk is full: free disk space, then retry (the engine "
+                                     "takes writes again without a reopen)");
       }
       return Status::IOError(msg);
-    }
     default: return Status::IOError(msg);
   }
 }

@@ -5,9 +5,11 @@
 #ifndef REVKV_ENGINE_ROCKS_H_
 #define REVKV_ENGINE_ROCKS_H_
 
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/status.h>
 
+#include <memory>
 #include <string_view>
 
 #include "revkv/options.h"
@@ -19,6 +21,14 @@ namespace revkv::engine {
 rocksdb::Options MakeDBOptions(const Options& options);
 // Options of every column family (buckets and meta) of such a store.
 rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options);
+
+// Whether `s` says the disk is full (ENOSPC), or the store is over the space
+// limit of its SstFileManager.
+bool IsNoSpace(const rocksdb::Status& s);
+
+// A listener that stops RocksDB's own recovery from a full disk, for an
+// engine that calls DB::Resume() itself (StoreCore::Write).
+std::shared_ptr<rocksdb::EventListener> NewManualNoSpaceRecovery();
 
 // Converts `s`; `context` says what was being done ("writing key 'k' of
 // bucket 'b'") and leads the message.

@@ -6,6 +6,7 @@
 #define REVKV_ENGINE_STORE_CORE_H_
 
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include <string>
 #include <vector>
@@ -19,6 +20,11 @@ struct StoreCore {
   StoreCore(const StoreCore&) = delete;
   StoreCore& operator=(const StoreCore&) = delete;
   ~StoreCore();
+
+  // Commits `batch` with write_options. When a full disk has stopped the
+  // store, resumes it and retries once (see the definition). Every write of
+  // the store goes through here.
+  rocksdb::Status Write(rocksdb::WriteBatch* batch);
 
   // Constant after construction.
   Options options;

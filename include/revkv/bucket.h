@@ -99,7 +99,9 @@ class Bucket {
 
   // Writes `value` whatever the key's state; returns the new revision.
   // InvalidArgument: bad key, or value larger than max_value_size().
-  // IOError: the store could not write. Nothing is written on error.
+  // IOError: the store could not write. Nothing is written on error. A full
+  // disk is IOError too; once space is freed, writes succeed again with no
+  // reopen.
   //
   // Every write method takes WriteOptions. With options.fence, the write
   // commits only if the fence's token is the lock's current fencing token;

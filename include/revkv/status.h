@@ -20,7 +20,8 @@
 //                    process, server unreachable).
 //   LockLost         the lease behind a lock handle ran out or was taken over.
 //   PermissionDenied the caller may not do this.
-//   IOError          the file system failed; see the message.
+//   IOError          the file system failed; see the message. A full disk says
+//                    so: free space, then retry the write.
 //   Corruption       stored data failed validation; restore from a replica.
 //   Busy             TryAcquire found the lock held.
 //
