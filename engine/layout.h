@@ -6,8 +6,10 @@
 // In a bucket's record family:
 //   'k' key                    -> latest Record of the key (Get is one lookup)
 //   'h' key '\0' BE64(rev)     -> an earlier Record still retained by history
-// Keys never contain '\0', so the 'h' prefix of one key never runs into
-// another's.
+// Keys never contain '\0' (both key validators refuse it, and a replicated
+// entry with such a key is skipped, not applied), so the 'h' prefix of one
+// key never runs into another's. Keys have no length limit here: a replica
+// holds keys of any length that another client stored.
 //
 // In a bucket's log family:
 //   BE64(rev)                  -> key, for every retained revision. Big-endian
@@ -18,6 +20,9 @@
 //   "cfg/" name                -> BucketConfig
 //   "rev/" name                -> BE64 of the bucket's last (or applied) revision
 //   "src/" name                -> BE64 creation time of the stream a replica mirrors
+//   "skip/" name               -> the stream messages a replica skipped (never
+//                                 applicable): BE64 count, BE64 revision of the
+//                                 first, then why the first was skipped
 
 #ifndef REVKV_ENGINE_LAYOUT_H_
 #define REVKV_ENGINE_LAYOUT_H_
@@ -79,6 +84,7 @@ inline std::string LogFamily(std::string_view bucket) {
 inline std::string ConfigKey(std::string_view bucket) { return "cfg/" + std::string(bucket); }
 inline std::string CounterKey(std::string_view bucket) { return "rev/" + std::string(bucket); }
 inline std::string SourceKey(std::string_view bucket) { return "src/" + std::string(bucket); }
+inline std::string SkipKey(std::string_view bucket) { return "skip/" + std::string(bucket); }
 
 }  // namespace revkv::engine
 

@@ -46,6 +46,15 @@ std::string LiteralPrefix(std::string_view filter) {
   return out;
 }
 
+// The skip summary's bytes in the meta family (layout.h).
+std::string EncodeSkips(const LocalBucket::SkipSummary& skips) {
+  std::string out;
+  AppendBE64(&out, skips.count);
+  AppendBE64(&out, skips.first_revision);
+  out += skips.first_reason;
+  return out;
+}
+
 }  // namespace
 
 LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::weak_ptr<BucketRegistry> registry,
@@ -71,7 +80,7 @@ Status LocalBucket::ReadOnlyError() const {
 }
 
 Result<std::string> LocalBucket::Get(std::string_view key) {
-  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (Status s = ValidateReadKey(key); !s.ok()) return s;
   rocksdb::PinnableSlice slice;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
   if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
@@ -94,7 +103,7 @@ Result<std::string> LocalBucket::Get(std::string_view key) {
 }
 
 Result<Entry> LocalBucket::GetEntry(std::string_view key) {
-  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (Status s = ValidateReadKey(key); !s.ok()) return s;
   rocksdb::PinnableSlice slice;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
   if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
@@ -349,7 +358,9 @@ Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
   return entry.revision;
 }
 
-Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision) {
+Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
+                                   const std::vector<SkippedMessage>& skipped,
+                                   std::vector<SkippedMessage>* newly_skipped) {
   if (is_follower()) return ReadOnlyError();
   std::lock_guard<std::mutex> lock(write_mu_);
   const uint64_t last = last_revision_.load(std::memory_order_relaxed);
@@ -358,6 +369,12 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   std::unordered_map<std::string, KeyHead, StringHash, std::equal_to<>> staged;
   rocksdb::WriteBatch batch;
   std::vector<const Entry*> applied;
+  // What can never be applied. A message whose revision was unreadable (0)
+  // cannot be told from a redelivery, so it always counts.
+  std::vector<SkippedMessage> skips;
+  for (const SkippedMessage& m : skipped) {
+    if (m.revision == 0 || m.revision > last) skips.push_back(m);
+  }
   uint64_t prev = last;
   for (const Entry& e : entries) {
     if (e.revision <= prev) {
@@ -368,10 +385,13 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
       }
       continue;  // already applied: a redelivery
     }
-    if (Status s = ValidateKey(e.key); !s.ok()) {
-      return Status::InvalidArgument("revision " + std::to_string(e.revision) +
-                                     " cannot be applied to bucket '" + name_ +
-                                     "': " + std::string(s.message()));
+    prev = e.revision;
+    // Another client's key need not follow revkv's write rules; only a key
+    // that no bucket can hold (one the store's layout cannot take) is left
+    // out.
+    if (Status s = ValidateReadKey(e.key); !s.ok()) {
+      skips.push_back({e.revision, "its key cannot be stored: " + std::string(s.message())});
+      continue;
     }
     KeyHead head;
     if (auto it = staged.find(e.key); it != staged.end()) {
@@ -381,10 +401,28 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
     }
     staged[e.key] = StageLocked(&batch, e, std::move(head));
     applied.push_back(&e);
-    prev = e.revision;
   }
-  const uint64_t new_last = std::max(prev, applied_revision);
-  if (new_last == last) return Status::OK();
+  uint64_t new_last = std::max(prev, applied_revision);
+  for (const SkippedMessage& m : skips) new_last = std::max(new_last, m.revision);
+  if (new_last == last && skips.empty()) return Status::OK();
+  std::optional<SkipSummary> counted;
+  if (!skips.empty()) {
+    std::stable_sort(
+        skips.begin(), skips.end(),
+        [](const SkippedMessage& a, const SkippedMessage& b) { return a.revision < b.revision; });
+    if (!skips_) {
+      auto stored = Skipped();
+      if (!stored.ok()) return stored.status();
+      skips_ = std::move(*stored);
+    }
+    counted = *skips_;
+    if (counted->count == 0) {
+      counted->first_revision = skips.front().revision;
+      counted->first_reason = skips.front().reason;
+    }
+    counted->count += skips.size();
+    batch.Put(core_->meta, SkipKey(name_), EncodeSkips(*counted));
+  }
   std::string counter;
   AppendBE64(&counter, new_last);
   batch.Put(core_->meta, CounterKey(name_), counter);
@@ -395,6 +433,10 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
                              " to bucket '" + name_ + "'");
   }
   last_revision_.store(new_last, std::memory_order_release);
+  if (counted) skips_ = std::move(counted);
+  if (newly_skipped != nullptr) {
+    newly_skipped->insert(newly_skipped->end(), skips.begin(), skips.end());
+  }
   for (const Entry* e : applied) RememberLocked(*e);
   if (has_listeners_.load(std::memory_order_relaxed)) {
     for (const Entry* e : applied) {
@@ -402,6 +444,35 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
     }
   }
   return Status::OK();
+}
+
+Result<LocalBucket::SkipSummary> LocalBucket::Skipped() {
+  std::string raw;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, SkipKey(name_), &raw);
+  SkipSummary out;
+  if (rs.IsNotFound()) return out;
+  if (!rs.ok()) return FromRocks(rs, "reading the skipped messages of bucket '" + name_ + "'");
+  if (raw.size() < 16) {
+    return Status::Corruption("the count of skipped messages of bucket '" + name_ + "' is " +
+                              std::to_string(raw.size()) +
+                              " bytes, fewer than 16; restore the store from a backup or replica");
+  }
+  out.count = DecodeBE64(raw);
+  out.first_revision = DecodeBE64(std::string_view(raw).substr(8));
+  out.first_reason = raw.substr(16);
+  return out;
+}
+
+void LocalBucket::ReportSkips(BucketStatus* out) {
+  auto skips = Skipped();
+  if (!skips.ok()) {
+    if (!out->error.empty()) out->error += "; ";
+    out->error += skips.status().ToString();
+    return;
+  }
+  out->skipped = skips->count;
+  out->first_skipped = skips->first_revision;
+  out->skipped_reason = std::move(skips->first_reason);
 }
 
 Result<int64_t> LocalBucket::ReplicaSource() {
@@ -424,8 +495,10 @@ Status LocalBucket::ResetReplica(int64_t source) {
   AppendBE64(&src, static_cast<uint64_t>(source));
   batch.Put(core_->meta, CounterKey(name_), zero);
   batch.Put(core_->meta, SourceKey(name_), src);
+  batch.Delete(core_->meta, SkipKey(name_));
   rocksdb::Status rs = core_->Write(&batch);
   if (!rs.ok()) return FromRocks(rs, "resetting the replica of bucket '" + name_ + "'");
+  skips_ = SkipSummary{};
   write_cache_.clear();
   last_revision_.store(0, std::memory_order_release);
   return Status::OK();
@@ -453,7 +526,7 @@ void LocalBucket::RunWithWritesHeld(const std::function<void(uint64_t last_revis
 Status LocalBucket::ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot,
                                DecodeParts parts,
                                const std::function<void(std::string_view, Record&&)>& fn) {
-  if (Status s = ValidateFilter(filter); !s.ok()) return s;
+  if (Status s = ValidateReadFilter(filter); !s.ok()) return s;
   std::string prefix = LatestKey(LiteralPrefix(filter));
   std::string upper(1, static_cast<char>(kLatestPrefix + 1));
   rocksdb::Slice upper_slice(upper);
@@ -497,7 +570,7 @@ Result<std::vector<Entry>> LocalBucket::LatestEntries(std::string_view filter,
 }
 
 Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
-  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (Status s = ValidateReadKey(key); !s.ok()) return s;
   // A snapshot keeps the latest record and its history consistent with each
   // other while writers go on.
   rocksdb::ManagedSnapshot snap(core_->db);
@@ -594,6 +667,7 @@ BucketStatus LocalBucket::GetStatus() {
   out.stream_last = out.applied;
   out.lag = 0;
   out.lag_time = std::chrono::nanoseconds(0);
+  ReportSkips(&out);
   return out;
 }
 

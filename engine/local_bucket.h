@@ -76,6 +76,19 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   uint64_t AddCommitListener(CommitListener listener);
   void RemoveCommitListener(uint64_t id);
 
+  // A message of the replicated stream that can never be applied, e.g. a
+  // damaged message or a key no bucket can hold: it is skipped and counted.
+  struct SkippedMessage {
+    uint64_t revision = 0;  // its stream sequence; 0 if even that was unreadable
+    std::string reason;     // why it cannot be applied
+  };
+  // The messages a replica skipped since it was created or last reset.
+  struct SkipSummary {
+    uint64_t count = 0;
+    uint64_t first_revision = 0;
+    std::string first_reason;
+  };
+
   // Applies entries committed elsewhere (the replication stream) with their
   // own revisions, times and operations, in revision order, and records
   // `applied_revision` (the stream position reached, >= the last entry's)
@@ -84,16 +97,33 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   // (revisions removed by history limits or purges) are normal. History
   // trimming and purges work as for local writes; listeners and watchers
   // see the applied entries.
-  // InvalidArgument: entries out of order, or a key that breaks the rules.
-  // IOError, Corruption: as writes.
-  Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision);
+  //
+  // Keys are checked with ValidateReadKey, not the write rules: any key
+  // another client stored is applied. An entry whose key even that refuses,
+  // and the messages in `skipped` (which the caller could not turn into
+  // entries), are never applicable: they are counted in the same WriteBatch
+  // (see Skipped()) and the applied revision moves past them. The ones newly
+  // counted (not redeliveries) are appended to `newly_skipped`, if given.
+  // InvalidArgument: entries out of order. IOError, Corruption: as writes;
+  // nothing is applied or counted then, so a retry loses nothing.
+  Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
+                        const std::vector<SkippedMessage>& skipped = {},
+                        std::vector<SkippedMessage>* newly_skipped = nullptr);
+
+  // What ApplyCommitted skipped, as kept in the meta family (so a read-only
+  // follower sees it too). Corruption: the stored summary is damaged.
+  Result<SkipSummary> Skipped();
+  // Fills the skip fields of `out` from Skipped(), or notes in out->error
+  // why it could not be read.
+  void ReportSkips(BucketStatus* out);
 
   // The identity of the stream this bucket replicates (its creation time),
   // 0 when none was recorded. Kept in the meta family.
   Result<int64_t> ReplicaSource();
-  // Drops every entry and the applied revision, and records `source` as the
-  // stream now replicated: one atomic batch. Used when the stream the
-  // replica mirrored was deleted and recreated, or fell behind the replica.
+  // Drops every entry, the applied revision and the skip count, and records
+  // `source` as the stream now replicated: one atomic batch. Used when the
+  // stream the replica mirrored was deleted and recreated, or fell behind
+  // the replica.
   Status ResetReplica(int64_t source);
 
   // Runs `fn` with writes to this bucket held off, with the latest revision.
@@ -172,6 +202,9 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   uint64_t next_listener_id_ = 1;                   // GUARDED_BY(write_mu_)
   std::atomic<bool> has_listeners_{false};
   std::atomic<uint64_t> last_revision_;  // written under write_mu_ after a commit
+
+  // The skip summary as stored; loaded on the first skip.
+  std::optional<SkipSummary> skips_;  // GUARDED_BY(write_mu_)
 
   KeyGate update_gate_;  // serializes UpdateWithRetry per key
 };

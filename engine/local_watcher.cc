@@ -18,7 +18,7 @@ Result<std::unique_ptr<Watcher>> LocalWatcher::Start(std::shared_ptr<LocalBucket
                                                      std::string_view filter,
                                                      const WatchOptions& options,
                                                      WatchCallback callback) {
-  if (Status s = ValidateFilter(filter); !s.ok()) return s;
+  if (Status s = ValidateReadFilter(filter); !s.ok()) return s;
   if (options.max_pending == 0) {
     return Status::InvalidArgument("WatchOptions::max_pending is 0; give at least 1");
   }

@@ -36,10 +36,23 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
+// The bytes no NATS subject can hold: the server takes a subject token with
+// any of "\t\n\f\r " as invalid, and the protocol splits on them; NUL ends
+// a subject in every C client and would also break the store's key layout.
+constexpr bool BreaksSubject(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == '\0';
+}
+
+// Which rules a key or filter is checked against.
+enum class Rules {
+  kWrite,  // revkv's own writes: the NATS KV key rules
+  kRead,   // every key a replica can hold: any valid NATS subject suffix
+};
+
 // Shared by keys and filters: `wildcards` allows "*" and a final ">".
-Status ValidateTokens(std::string_view s, bool wildcards, const char* what) {
+Status ValidateTokens(std::string_view s, bool wildcards, const char* what, Rules rules) {
   if (s.empty()) return Status::InvalidArgument(std::string(what) + " is empty; give 1 or more characters");
-  if (s.size() > kMaxKeyLength) {
+  if (rules == Rules::kWrite && s.size() > kMaxKeyLength) {
     return Status::InvalidArgument(std::string(what) + " is " + std::to_string(s.size()) +
                                    " bytes; the limit is " + std::to_string(kMaxKeyLength));
   }
@@ -64,7 +77,14 @@ Status ValidateTokens(std::string_view s, bool wildcards, const char* what) {
       }
     } else {
       for (char c : token) {
-        if (!IsKeyChar(c)) {
+        if (rules == Rules::kRead) {
+          if (BreaksSubject(c)) {
+            return Status::InvalidArgument(
+                std::string(what) + " " + Quote(s) + " contains " + Quote({&c, 1}) +
+                "; no NATS subject, and so no stored key, holds a space, tab, line break, form "
+                "feed or NUL");
+          }
+        } else if (!IsKeyChar(c)) {
           std::string msg = std::string(what) + " " + Quote(s) + " contains " + Quote({&c, 1}) +
                             "; keys use only A-Z a-z 0-9 _ = / \\ . -";
           if (wildcards && (c == '*' || c == '>')) msg += ", and wildcards must be whole tokens";
@@ -77,34 +97,49 @@ Status ValidateTokens(std::string_view s, bool wildcards, const char* what) {
   return Status::OK();
 }
 
+// One pass over a lookup table: every read and write validates its key, so
+// a valid key must be cheap; only a bad key pays for finding out why.
+template <bool (*kAllowed)(unsigned char)>
+bool FastKeyCheck(std::string_view key, size_t max_length) {
+  static constexpr auto kTable = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) t[c] = kAllowed(static_cast<unsigned char>(c));
+    return t;
+  }();
+  if (key.empty() || key.size() > max_length || key.front() == '.' || key.back() == '.') {
+    return false;
+  }
+  unsigned char prev = 0;
+  for (unsigned char c : key) {
+    if (!kTable[c] || (c == '.' && prev == '.')) return false;
+    prev = c;
+  }
+  return true;
+}
+
+constexpr bool WriteKeyByte(unsigned char c) { return IsKeyChar(static_cast<char>(c)); }
+constexpr bool ReadKeyByte(unsigned char c) { return !BreaksSubject(static_cast<char>(c)); }
+
 }  // namespace
 
 Status ValidateKey(std::string_view key) {
-  // Every read and write validates its key, so a valid key takes one pass
-  // over a lookup table; only a bad key pays for finding out why.
-  static constexpr auto kTable = [] {
-    std::array<bool, 256> t{};
-    for (int c = 0; c < 256; ++c) t[c] = IsKeyChar(static_cast<char>(c));
-    return t;
-  }();
-  if (!key.empty() && key.size() <= kMaxKeyLength && key.front() != '.' && key.back() != '.') {
-    bool ok = true;
-    unsigned char prev = 0;
-    for (unsigned char c : key) {
-      if (!kTable[c] || (c == '.' && prev == '.')) {
-        ok = false;
-        break;
-      }
-      prev = c;
-    }
-    if (ok) return Status::OK();
-  }
-  return ValidateTokens(key, false, "key");
+  if (FastKeyCheck<WriteKeyByte>(key, kMaxKeyLength)) return Status::OK();
+  return ValidateTokens(key, false, "key", Rules::kWrite);
+}
+
+Status ValidateReadKey(std::string_view key) {
+  if (FastKeyCheck<ReadKeyByte>(key, std::string_view::npos)) return Status::OK();
+  return ValidateTokens(key, false, "key", Rules::kRead);
 }
 
 Status ValidateFilter(std::string_view filter) {
   if (filter.empty()) return Status::OK();
-  return ValidateTokens(filter, true, "filter");
+  return ValidateTokens(filter, true, "filter", Rules::kWrite);
+}
+
+Status ValidateReadFilter(std::string_view filter) {
+  if (filter.empty()) return Status::OK();
+  return ValidateTokens(filter, true, "filter", Rules::kRead);
 }
 
 Status ValidateBucketName(std::string_view name) {

@@ -1,7 +1,7 @@
 #include "replication/apply_loop.h"
 
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 #include "replication/nats_connection.h"
 #include "replication/nats_status.h"
@@ -14,38 +14,80 @@ constexpr size_t kMaxBatch = 512;
 constexpr std::chrono::milliseconds kConsumerHeartbeat{1000};
 // How long a batch may wait for messages the consumer said were pending.
 constexpr std::chrono::milliseconds kMaxBatchDelay{2};
+
+// The header in which nats-server (2.11+) names why it wrote a limit marker.
+constexpr char kMarkerReason[] = "Nats-Marker-Reason";
+
+// A limit marker is never a value. MaxAge and Purge drop the key's history
+// (as a purge does), Remove deletes one message; a reason this version does
+// not know is read as a Delete, the tombstone that keeps history.
+Operation MarkerOperation(std::string_view reason) {
+  if (reason == "MaxAge" || reason == "Purge") return Operation::kPurge;
+  return Operation::kDelete;
+}
+
+// A header's value, as nats.go reads it: absent and empty are the same.
+// NATS_OK with `*value` set, NATS_NOT_FOUND, or why the headers could not
+// be read.
+natsStatus Header(natsMsg* msg, const char* name, std::string_view* value) {
+  const char* v = nullptr;
+  natsStatus s = natsMsgHeader_Get(msg, name, &v);
+  if (s == NATS_OK && (v == nullptr || *v == '\0')) return NATS_NOT_FOUND;
+  if (s == NATS_OK) *value = v;
+  return s;
+}
+
 }  // namespace
 
-Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix, uint64_t* pending) {
+Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_prefix) {
+  StreamMessage out;
+  Entry& e = out.entry;
+  jsMsgMetaData* meta = nullptr;
+  natsStatus s = natsMsg_GetMetaData(&meta, msg);
+  if (s == NATS_NO_MEMORY) return FromNats(s, "reading the metadata of a stream message");
+  if (s != NATS_OK) {
+    out.damage = std::string("its metadata (stream sequence and time) cannot be read: ") +
+                 natsStatus_GetText(s);
+    return out;
+  }
+  e.revision = meta->Sequence.Stream;
+  e.created_ns = meta->Timestamp;
+  out.pending = meta->NumPending;
+  jsMsgMetaData_Destroy(meta);
+
   const char* subject = natsMsg_GetSubject(msg);
   std::string_view subj = subject != nullptr ? subject : "";
   if (subj.substr(0, subject_prefix.size()) != subject_prefix) {
-    return Status::InvalidArgument("message subject '" + std::string(subj) +
-                                   "' is not under '" + std::string(subject_prefix) + "'");
+    out.damage = "its subject '" + std::string(subj) + "' is not under '" +
+                 std::string(subject_prefix) + "'";
+    return out;
   }
-  Entry e;
   e.key = std::string(subj.substr(subject_prefix.size()));
-  const char* op = nullptr;
-  if (natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op != nullptr) {
-    if (std::strcmp(op, "DEL") == 0) {
+
+  std::string_view value;
+  s = Header(msg, "KV-Operation", &value);
+  if (s == NATS_OK) {
+    if (value == "DEL") {
       e.operation = Operation::kDelete;
-    } else if (std::strcmp(op, "PURGE") == 0) {
+    } else if (value == "PURGE") {
       e.operation = Operation::kPurge;
     }
+  } else if (s == NATS_NOT_FOUND) {
+    s = Header(msg, kMarkerReason, &value);
+    if (s == NATS_OK) e.operation = MarkerOperation(value);
+  }
+  if (s != NATS_OK && s != NATS_NOT_FOUND) {
+    if (s == NATS_NO_MEMORY) return FromNats(s, "reading the headers of a stream message");
+    out.damage = std::string("its headers cannot be parsed (") + natsStatus_GetText(s) +
+                 "), so whether it is a Put or a tombstone is unknown";
+    return out;
   }
   if (e.operation == Operation::kPut) {
     const char* data = natsMsg_GetData(msg);
     int len = natsMsg_GetDataLength(msg);
     if (data != nullptr && len > 0) e.value.assign(data, static_cast<size_t>(len));
   }
-  jsMsgMetaData* meta = nullptr;
-  natsStatus s = natsMsg_GetMetaData(&meta, msg);
-  if (s != NATS_OK) return FromNats(s, "reading the metadata of a message of '" + e.key + "'");
-  e.revision = meta->Sequence.Stream;
-  e.created_ns = meta->Timestamp;
-  if (pending != nullptr) *pending = meta->NumPending;
-  jsMsgMetaData_Destroy(meta);
-  return e;
+  return out;
 }
 
 ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica)
@@ -131,8 +173,7 @@ void ApplyLoop::OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void
 }
 
 void ApplyLoop::Handle(natsMsg* msg) {
-  uint64_t pending = 0;
-  auto entry = EntryFromMessage(msg, prefix_, &pending);
+  auto read = ReadStreamMessage(msg, prefix_);
   natsMsg_Destroy(msg);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -140,40 +181,65 @@ void ApplyLoop::Handle(natsMsg* msg) {
   }
   std::lock_guard<std::mutex> lock(batch_mu_);
   if (stopped_) return;  // see Stop: nothing after a failure is applied
-  if (!entry.ok()) {
-    StopLocked(entry.status());
+  if (!read.ok()) {
+    StopLocked(read.status());
     return;
   }
-  batch_last_ = entry->revision;
-  batch_.push_back(std::move(*entry));
+  const uint64_t pending = read->pending;
+  if (!read->damage.empty()) {
+    // Never applicable, whenever it is retried: skip it, with the batch.
+    batch_skipped_.push_back({read->entry.revision, std::move(read->damage)});
+    batch_last_ = std::max(batch_last_, read->entry.revision);
+  } else {
+    batch_last_ = read->entry.revision;
+    batch_.push_back(std::move(read->entry));
+  }
   // Batch while the server says more is pending; apply at once when idle.
-  if (pending == 0 || batch_.size() >= kMaxBatch) {
+  if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
     FlushLocked();
-  } else if (batch_.size() == 1) {
+  } else if (batch_.size() + batch_skipped_.size() == 1) {
     flush_due_ = std::chrono::steady_clock::now() + kMaxBatchDelay;
     batch_cv_.notify_one();
   }
 }
 
 void ApplyLoop::FlushLocked() {
-  if (batch_.empty() || stopped_) return;
-  Status s = replica_->ApplyCommitted(batch_, batch_last_);
+  if (BatchEmptyLocked() || stopped_) return;
+  std::vector<engine::LocalBucket::SkippedMessage> skipped;
+  Status s = replica_->ApplyCommitted(batch_, batch_last_, batch_skipped_, &skipped);
   batch_.clear();
+  batch_skipped_.clear();
   if (!s.ok()) {
     StopLocked(s);
     return;
   }
+  if (!skipped.empty()) WarnSkippedLocked(skipped);
   std::lock_guard<std::mutex> lock(mu_);
   applied_cv_.notify_all();
 }
 
+void ApplyLoop::WarnSkippedLocked(const std::vector<engine::LocalBucket::SkippedMessage>& skipped) {
+  if (warned_skip_) return;
+  warned_skip_ = true;
+  const auto& first = skipped.front();
+  std::fprintf(stderr,
+               "revkv: warning: the replica of bucket '%s' skipped revision %llu, which it can "
+               "never apply: %s; the replica goes on past it. GetStatus() and 'revkv status' "
+               "count the skipped messages (logged once while the bucket is open)\n",
+               bucket_.c_str(), static_cast<unsigned long long>(first.revision),
+               first.reason.c_str());
+}
+
 void ApplyLoop::StopLocked(const Status& why) {
-  // Applying past a message that could not be applied would lose it for
-  // good: the applied revision would move beyond it. So the loop stops
+  // Only a message that can never be applied is skipped (see Handle and
+  // LocalBucket::ApplyCommitted). A failure of the local store (a full disk,
+  // a damaged record) may pass: applying past the message would lose it for
+  // good, since the applied revision would move beyond it. So the loop stops
   // here, with the applied revision before it; reopening the bucket resumes
-  // from there (a passing fault, e.g. a full disk, then heals).
+  // from there.
   stopped_ = true;
   batch_.clear();
+  batch_skipped_.clear();
   std::fprintf(stderr,
                "revkv: the replica of bucket '%s' stopped applying after revision %llu: %s; "
                "reopen the bucket to retry\n",
@@ -187,7 +253,7 @@ void ApplyLoop::StopLocked(const Status& why) {
 void ApplyLoop::FlushTimer() {
   std::unique_lock<std::mutex> lock(batch_mu_);
   while (!stopping_) {
-    if (batch_.empty()) {
+    if (BatchEmptyLocked()) {
       batch_cv_.wait(lock);
       continue;
     }

@@ -7,6 +7,12 @@
 // same WriteBatch. Messages are batched while the consumer reports more
 // pending, so a catch-up writes few large batches. Writers waiting for their
 // revision (read-your-writes) wait on WaitApplied.
+//
+// The replica mirrors whatever the server stores (ReadStreamMessage). A
+// message that can never be applied (damaged) is skipped: counted in the
+// replica's store, named in GetStatus, logged once per loop, and the
+// applied revision moves past it. A failure of the local store is another
+// matter: the loop stops there, so that no message is lost (see StopLocked).
 
 #ifndef REVKV_REPLICATION_APPLY_LOOP_H_
 #define REVKV_REPLICATION_APPLY_LOOP_H_
@@ -29,12 +35,29 @@ namespace revkv::replication {
 
 class NatsConnection;
 
-// The KV entry a stream message carries (subject $KV.<bucket>.<key>, the
-// KV-Operation header, the stream sequence and timestamp).
-// InvalidArgument: the subject is not under the bucket's prefix. `pending`,
-// if given, receives the consumer's count of messages still to deliver.
-Result<Entry> EntryFromMessage(natsMsg* msg, std::string_view subject_prefix,
-                               uint64_t* pending = nullptr);
+// What one stream message is to a replica.
+struct StreamMessage {
+  // The KV entry it carries: the key from the subject $KV.<bucket>.<key>,
+  // the operation, the value of a Put, and the stream sequence (revision)
+  // and timestamp (0 when the metadata is unreadable).
+  Entry entry;
+  // The consumer's count of messages still to deliver.
+  uint64_t pending = 0;
+  // Why the message can never be applied (it is damaged: its subject is not
+  // under the bucket's prefix, or its metadata or headers cannot be read);
+  // empty when it can.
+  std::string damage;
+};
+
+// Reads a stream message as nats.go reads a KV entry. KV-Operation DEL and
+// PURGE are tombstones and any other value is a Put. Without KV-Operation, a
+// limit marker's Nats-Marker-Reason (written by nats-server 2.11+ when
+// max_age, a TTL or a purge removes a key) makes a tombstone: MaxAge and
+// Purge a Purge, Remove a Delete, and a reason this version does not know a
+// Delete, since a marker is never a value. Anything else is a Put.
+// A damaged message is not an error (see `damage`). Errors are local
+// failures only (nats.c out of memory), after which nothing may be skipped.
+Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_prefix);
 
 class ApplyLoop {
  public:
@@ -54,9 +77,9 @@ class ApplyLoop {
   // The highest stream sequence the replica has applied.
   uint64_t applied() const { return replica_->LastRevision(); }
 
-  // Waits until the replica has applied `revision`.
+  // Waits until the replica has applied `revision` (or skipped it).
   // Timeout: not applied by `deadline`. The error that stopped the loop, if
-  // one did (e.g. Corruption from the store).
+  // one did (e.g. IOError or Corruption from the store).
   Status WaitApplied(uint64_t revision, std::chrono::steady_clock::time_point deadline);
 
   // Waits until the replica reflects every message of the stream up to
@@ -76,7 +99,10 @@ class ApplyLoop {
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
   void FlushLocked();  // callers hold batch_mu_
+  bool BatchEmptyLocked() const { return batch_.empty() && batch_skipped_.empty(); }
   void StopLocked(const Status& why);  // callers hold batch_mu_
+  // Logs the first message skipped, once per loop; callers hold batch_mu_.
+  void WarnSkippedLocked(const std::vector<engine::LocalBucket::SkippedMessage>& skipped);
   void FlushTimer();
 
   const std::string bucket_;
@@ -91,7 +117,10 @@ class ApplyLoop {
   std::mutex batch_mu_;
   std::condition_variable batch_cv_;
   std::vector<Entry> batch_;                          // GUARDED_BY(batch_mu_)
+  // Damaged messages of the batch, to be skipped with it.
+  std::vector<engine::LocalBucket::SkippedMessage> batch_skipped_;  // GUARDED_BY(batch_mu_)
   uint64_t batch_last_ = 0;                           // GUARDED_BY(batch_mu_)
+  bool warned_skip_ = false;                          // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point flush_due_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied

@@ -105,9 +105,11 @@ BucketStatus ReplicatedBucket::GetStatus() {
   BucketStatus out;
   out.replicated = true;
   out.applied = replica_->LastRevision();
+  replica_->ReportSkips(&out);  // from the store: known even when the server is not
   auto stream = ReadKvStream(conn_->js(), name(), conn_.get());
   if (!stream.ok()) {
-    out.error = stream.status().ToString();
+    if (!out.error.empty()) out.error += "; ";
+    out.error += stream.status().ToString();
     return out;
   }
   out.connected = conn_->connected();

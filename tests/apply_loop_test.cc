@@ -208,5 +208,122 @@ TEST_F(ApplyLoopTest, BatchHeldForMessagesThatNeverComeIsStillApplied) {
       << "the purge never overtook the delivery, so the held batch was not exercised";
 }
 
+// A failure of the local store (here writes to a dropped column family, as
+// a full disk would fail them) stops the loop before the message: it is not
+// skipped, the applied revision stays before it, and waiting writers get the
+// error. A damaged message would be skipped instead (foreign_writes_test).
+TEST_F(ApplyLoopTest, StoreFailureStopsTheLoopInsteadOfSkipping) {
+  StartLoop();
+  const uint64_t first = Put("a", "1");
+  ASSERT_TRUE(loop_->WaitApplied(first, std::chrono::steady_clock::now() + 5s).ok());
+  ASSERT_TRUE(replica_->db()->DropColumnFamily(replica_->TEST_family()).ok());
+  const uint64_t second = Put("b", "2");
+  Status s = loop_->WaitApplied(second, std::chrono::steady_clock::now() + 5s);
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(s.IsTimeout()) << s.ToString();
+  EXPECT_EQ(replica_->LastRevision(), first);
+  EXPECT_EQ(replica_->GetStatus().skipped, 0u);
+}
+
+// Publishes to the mirror bucket with raw nats.c and receives the message
+// back from the stream as the apply loop would: with its JetStream metadata.
+natsMsg* RoundTrip(jsCtx* js, const std::string& key, const std::string& data,
+                   const std::vector<std::pair<const char*, const char*>>& headers = {}) {
+  const std::string subject = "$KV.mirror." + key;
+  natsMsg* m = nullptr;
+  EXPECT_EQ(
+      natsMsg_Create(&m, subject.c_str(), nullptr, data.data(), static_cast<int>(data.size())),
+      NATS_OK);
+  for (const auto& [name, value] : headers) EXPECT_EQ(natsMsgHeader_Set(m, name, value), NATS_OK);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  EXPECT_EQ(js_PublishMsg(nullptr, js, m, nullptr, &jerr), NATS_OK) << jerr;
+  natsMsg_Destroy(m);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Ordered = true;
+  so.Stream = "KV_mirror";
+  so.Config.DeliverPolicy = js_DeliverLast;
+  natsSubscription* sub = nullptr;
+  EXPECT_EQ(js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr), NATS_OK) << jerr;
+  natsMsg* got = nullptr;
+  EXPECT_EQ(natsSubscription_NextMsg(&got, sub, 5000), NATS_OK);
+  natsSubscription_Destroy(sub);
+  return got;
+}
+
+// The operation, as nats.go reads it: KV-Operation first (DEL, PURGE, any
+// other value a Put), then a limit marker's reason (MaxAge and Purge a
+// Purge, Remove, or a reason not known yet, a Delete), else a Put. (Not an
+// empty KV-Operation: nats.c 3.4.1 parses an empty header value as the
+// next header line.)
+TEST_F(ApplyLoopTest, ReadStreamMessageReadsOperationsAndMarkersAsNatsGoDoes) {
+  struct Case {
+    std::vector<std::pair<const char*, const char*>> headers;
+    Operation want;
+  };
+  const Case cases[] = {
+      {{}, Operation::kPut},
+      {{{"KV-Operation", "DEL"}}, Operation::kDelete},
+      {{{"KV-Operation", "PURGE"}}, Operation::kPurge},
+      {{{"KV-Operation", "FOO"}}, Operation::kPut},
+      {{{"KV-Operation", "del"}}, Operation::kPut},
+      {{{"Nats-Marker-Reason", "MaxAge"}}, Operation::kPurge},
+      {{{"Nats-Marker-Reason", "Purge"}}, Operation::kPurge},
+      {{{"Nats-Marker-Reason", "Remove"}}, Operation::kDelete},
+      {{{"Nats-Marker-Reason", "SomethingNew"}}, Operation::kDelete},
+      {{{"Nats-Marker-Reason", "MaxAge"}, {"KV-Operation", "DEL"}}, Operation::kDelete},
+      {{{"Nats-Marker-Reason", "Remove"}, {"KV-Operation", "FOO"}}, Operation::kPut},
+      {{{"Nats-Msg-Id", "x"}}, Operation::kPut},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE("case " + std::to_string(++n));
+    natsMsg* m = RoundTrip(js_, "k", "data", c.headers);
+    ASSERT_NE(m, nullptr);
+    auto read = ReadStreamMessage(m, "$KV.mirror.");
+    natsMsg_Destroy(m);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_EQ(read->damage, "");
+    EXPECT_EQ(read->entry.operation, c.want);
+    EXPECT_EQ(read->entry.value, c.want == Operation::kPut ? "data" : "");
+    EXPECT_EQ(read->entry.key, "k");
+    EXPECT_EQ(read->entry.revision, StreamLast());
+    EXPECT_GT(read->entry.created_ns, 0);
+  }
+}
+
+TEST_F(ApplyLoopTest, ReadStreamMessageTakesKeysAsTheServerStoredThem) {
+  for (const std::string& key :
+       {std::string(2000, 'k'), std::string("caf\xc3\xa9.\xd0\xba"), std::string("a.*")}) {
+    natsMsg* m = RoundTrip(js_, key, "v");
+    ASSERT_NE(m, nullptr);
+    auto read = ReadStreamMessage(m, "$KV.mirror.");
+    natsMsg_Destroy(m);
+    ASSERT_TRUE(read.ok());
+    EXPECT_EQ(read->damage, "");
+    EXPECT_EQ(read->entry.key, key);
+  }
+}
+
+// A damaged message is not an error but a reason to skip it.
+TEST_F(ApplyLoopTest, ReadStreamMessageNamesDamageInsteadOfFailing) {
+  natsMsg* m = RoundTrip(js_, "k", "v");
+  ASSERT_NE(m, nullptr);
+  auto read = ReadStreamMessage(m, "$KV.other.");
+  natsMsg_Destroy(m);
+  ASSERT_TRUE(read.ok());
+  EXPECT_NE(read->damage.find("is not under '$KV.other.'"), std::string::npos) << read->damage;
+  EXPECT_EQ(read->entry.revision, StreamLast());
+
+  natsMsg* plain = nullptr;  // not from a JetStream subscription: no metadata
+  ASSERT_EQ(natsMsg_Create(&plain, "$KV.mirror.k", "$JS.ACK.KV_mirror.c.1.9.9.1.0", "v", 1),
+            NATS_OK);
+  read = ReadStreamMessage(plain, "$KV.mirror.");
+  natsMsg_Destroy(plain);
+  ASSERT_TRUE(read.ok());
+  EXPECT_NE(read->damage.find("metadata"), std::string::npos) << read->damage;
+  EXPECT_EQ(read->entry.revision, 0u);
+}
+
 }  // namespace
 }  // namespace revkv::replication

@@ -13,6 +13,7 @@
 #include "engine/local_bucket.h"
 #include "engine/local_engine.h"
 #include "revkv/revkv.h"
+#include "revkv/validation.h"
 #include "tests/test_util.h"
 
 namespace revkv {
@@ -82,11 +83,107 @@ TEST_F(ApplyTest, RedeliveriesAreSkippedAndOrderIsEnforced) {
                   .ok());
   EXPECT_EQ(*bucket_->Get("a"), "three");
   EXPECT_EQ(bucket_->LastRevision(), 3u);
-  EXPECT_TRUE(bucket_->ApplyCommitted({Make("b", 6, "x"), Make("b", 5, "y")}, 6)
-                  .IsInvalidArgument());
-  EXPECT_TRUE(bucket_->ApplyCommitted({Make("bad..key", 7, "x")}, 7).IsInvalidArgument());
+  EXPECT_TRUE(
+      bucket_->ApplyCommitted({Make("b", 6, "x"), Make("b", 5, "y")}, 6).IsInvalidArgument());
   EXPECT_EQ(bucket_->LastRevision(), 3u);
   EXPECT_TRUE(bucket_->Get("b").status().IsNotFound());
+}
+
+// Another client's keys need not follow revkv's write rules: any key a NATS
+// subject can hold is applied and readable.
+TEST_F(ApplyTest, KeysBeyondTheWriteRulesAreAppliedAndReadable) {
+  Open();
+  const std::vector<std::string> keys = {"long." + std::string(1995, 'k'),
+                                         "caf\xc3\xa9.\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87",
+                                         "star.*",
+                                         "gt.>",
+                                         "ctl\x01x",
+                                         "q\"uote"};
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < keys.size(); ++i) entries.push_back(Make(keys[i], i + 1, "v" + keys[i]));
+  std::vector<engine::LocalBucket::SkippedMessage> skipped;
+  ASSERT_TRUE(bucket_->ApplyCommitted(entries, keys.size(), {}, &skipped).ok());
+  EXPECT_TRUE(skipped.empty());
+  for (const std::string& key : keys) {
+    auto e = bucket_->GetEntry(key);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->key, key);
+    EXPECT_EQ(e->value, "v" + key);
+    ASSERT_TRUE(bucket_->History(key).ok());
+    EXPECT_TRUE(ValidateKey(key).IsInvalidArgument()) << "revkv itself could write it";
+    EXPECT_TRUE(bucket_->Put(key, "mine").status().IsInvalidArgument());
+  }
+  EXPECT_EQ(bucket_->Keys(">")->size(), keys.size());
+  EXPECT_EQ(*bucket_->Keys("caf\xc3\xa9.*"), std::vector<std::string>{keys[1]});
+  EXPECT_EQ(bucket_->GetStatus().skipped, 0u);
+}
+
+// What can never be applied (a key the store cannot hold, a message the
+// caller could not read) is skipped: counted in the same batch, with the
+// first one named, and the applied revision moves past it. Redeliveries are
+// not counted again, the count survives a reopen, and a reset clears it.
+TEST_F(ApplyTest, UnapplicableMessagesAreSkippedAndCounted) {
+  Open();
+  std::vector<engine::LocalBucket::SkippedMessage> skipped;
+  const std::vector<Entry> entries = {Make("ok", 1, "1"), Make(std::string("nul\0key", 7), 2, "x"),
+                                      Make("bad..key", 3, "x"), Make("ok2", 5, "5")};
+  ASSERT_TRUE(
+      bucket_->ApplyCommitted(entries, 5, {{4, "its headers cannot be parsed"}}, &skipped).ok());
+  ASSERT_EQ(skipped.size(), 3u);
+  EXPECT_EQ(skipped[0].revision, 2u);
+  EXPECT_EQ(skipped[1].revision, 3u);
+  EXPECT_EQ(skipped[2].revision, 4u);
+  EXPECT_NE(skipped[0].reason.find("its key cannot be stored"), std::string::npos)
+      << skipped[0].reason;
+  EXPECT_EQ(bucket_->LastRevision(), 5u);
+  EXPECT_EQ(*bucket_->Get("ok2"), "5");
+  EXPECT_TRUE(bucket_->Get("nul").status().IsNotFound());
+  auto changes = bucket_->ChangesSince(0, 10);
+  ASSERT_TRUE(changes.ok());
+  EXPECT_EQ(changes->size(), 2u) << "only what was applied is in the revision log";
+
+  BucketStatus st = bucket_->GetStatus();
+  EXPECT_EQ(st.skipped, 3u);
+  EXPECT_EQ(st.first_skipped, 2u);
+  EXPECT_EQ(st.skipped_reason, skipped[0].reason);
+
+  // Redelivered: nothing new.
+  skipped.clear();
+  ASSERT_TRUE(bucket_->ApplyCommitted(entries, 5, {{4, "again"}}, &skipped).ok());
+  EXPECT_TRUE(skipped.empty());
+  EXPECT_EQ(bucket_->GetStatus().skipped, 3u);
+
+  Open();
+  st = bucket_->GetStatus();
+  EXPECT_EQ(st.skipped, 3u);
+  EXPECT_EQ(st.first_skipped, 2u);
+  ASSERT_TRUE(bucket_->ApplyCommitted({}, 7, {{7, "later"}}, &skipped).ok());
+  st = bucket_->GetStatus();
+  EXPECT_EQ(st.skipped, 4u);
+  EXPECT_EQ(st.first_skipped, 2u);
+  EXPECT_EQ(bucket_->LastRevision(), 7u);
+
+  ASSERT_TRUE(bucket_->ResetReplica(42).ok());
+  st = bucket_->GetStatus();
+  EXPECT_EQ(st.skipped, 0u);
+  EXPECT_EQ(st.first_skipped, 0u);
+  EXPECT_EQ(st.skipped_reason, "");
+}
+
+// A failure of the store is not a reason to skip: ApplyCommitted reports it
+// and neither applies nor counts anything, so a retry loses nothing.
+TEST_F(ApplyTest, StoreFailureIsAnErrorNotASkip) {
+  Open();
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("a", 1, "x")}, 1).ok());
+  // Writes to a dropped column family fail, as writes to a full disk do.
+  ASSERT_TRUE(bucket_->db()->DropColumnFamily(bucket_->TEST_family()).ok());
+  std::vector<engine::LocalBucket::SkippedMessage> skipped;
+  Status s = bucket_->ApplyCommitted({Make("b", 2, "y"), Make("bad..key", 3, "z")}, 3,
+                                     {{4, "damaged"}}, &skipped);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(skipped.empty());
+  EXPECT_EQ(bucket_->LastRevision(), 1u);
+  EXPECT_EQ(bucket_->GetStatus().skipped, 0u);
 }
 
 TEST_F(ApplyTest, AppliedRevisionCanPassTheLastEntryAndSurvivesReopen) {

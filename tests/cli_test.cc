@@ -21,11 +21,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
+#include "tests/raw_publish.h"
 
 extern char** environ;
 
@@ -1393,6 +1395,9 @@ TEST_F(cli, LockIsReleasedWhenCommandExits) {
 
 // ---- NATS replication: each --db is one replica ----
 
+// The end of `status --json` for a replica that skipped nothing.
+const std::string kNoneSkipped = ",\"skipped\":0,\"first_skipped\":null,\"skipped_reason\":null";
+
 class cli_nats : public cli {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
@@ -1476,7 +1481,8 @@ TEST_F(cli_nats, ServerDownWritesFailReadsAnswerFromReplicaWithWarning) {
   RunResult status = On("b", {"--json", "status"});
   EXPECT_EQ(status.exit_code, 0) << status;
   EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(r1) +
-                            ",\"stream_last\":null,\"lag\":null,\"connected\":false}\n");
+                            ",\"stream_last\":null,\"lag\":null,\"connected\":false" +
+                            kNoneSkipped + "}\n");
 }
 
 TEST_F(cli_nats, StatusAfterWritesShowsNoLag) {
@@ -1484,26 +1490,159 @@ TEST_F(cli_nats, StatusAfterWritesShowsNoLag) {
   const uint64_t last = ParseRevision(On("a", {"put", "k2", "v"}));
   RunResult on_a = On("a", {"--json", "status"});
   EXPECT_EQ(on_a.exit_code, 0) << on_a;
-  EXPECT_EQ(on_a.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
-                          std::to_string(last) + ",\"lag\":0,\"connected\":true}\n");
+  EXPECT_EQ(on_a.out, "{\"applied\":" + std::to_string(last) +
+                          ",\"stream_last\":" + std::to_string(last) +
+                          ",\"lag\":0,\"connected\":true" + kNoneSkipped + "}\n");
   EXPECT_EQ(On("b", {"get", "k2"}).out, "v");
   // B caught up while answering its read: no lag either.
   RunResult status = On("b", {"--json", "status"});
-  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
-                            std::to_string(last) + ",\"lag\":0,\"connected\":true}\n")
+  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) +
+                            ",\"stream_last\":" + std::to_string(last) +
+                            ",\"lag\":0,\"connected\":true" + kNoneSkipped + "}\n")
       << status;
   RunResult text = On("b", {"status"});
-  EXPECT_EQ(text.out, "applied: " + std::to_string(last) +
-                          "\nstream_last: " + std::to_string(last) + "\nlag: 0\nconnected: true\n")
+  EXPECT_EQ(text.out, "applied: " + std::to_string(last) + "\nstream_last: " +
+                          std::to_string(last) + "\nlag: 0\nconnected: true\nskipped: 0\n")
       << text;
+}
+
+// Keys another NATS client stored, beyond revkv's own write rules (longer
+// than 1,024 bytes, non-ASCII), are readable with every read command.
+TEST_F(cli_nats, ReadsTakeEveryKeyAReplicaCanHold) {
+  ParseRevision(On("a", {"put", "mine", "x"}));  // creates the bucket
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(revkv::testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  const std::string long_key = "long." + std::string(1995, 'k');
+  const std::string utf8_key = "caf\xc3\xa9.\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87";  // café.ключ
+  std::map<std::string, uint64_t> revisions;
+  for (const std::string& key : {long_key, utf8_key}) {
+    const std::string subject = "$KV.default." + key;
+    jsPubAck* ack = nullptr;
+    ASSERT_EQ(js_Publish(&ack, js, subject.c_str(), "foreign", 7, nullptr, nullptr), NATS_OK);
+    revisions[key] = ack->Sequence;
+    jsPubAck_Destroy(ack);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  for (const char* replica : {"a", "b"}) {  // one that existed before, one new
+    for (const auto& [key, rev] : revisions) {
+      RunResult get = On(replica, {"get", key});
+      EXPECT_EQ(get.exit_code, 0) << get;
+      EXPECT_EQ(get.out, "foreign");
+      RunResult entry = On(replica, {"--json", "entry", key});
+      EXPECT_EQ(entry.exit_code, 0) << entry;
+      auto parsed = ParseJson(entry.out);
+      ASSERT_TRUE(parsed.has_value()) << entry.out;
+      ASSERT_NE(parsed->Field("key"), nullptr) << entry.out;
+      EXPECT_EQ(parsed->Field("key")->text, key);
+      EXPECT_EQ(parsed->Field("revision")->text, std::to_string(rev));
+      RunResult history = On(replica, {"history", key});
+      EXPECT_EQ(history.exit_code, 0) << history;
+      EXPECT_EQ(Lines(history.out).size(), 1u) << history;
+    }
+    RunResult keys = On(replica, {"keys"});
+    EXPECT_EQ(keys.exit_code, 0) << keys;
+    EXPECT_EQ(keys.out, utf8_key + "\n" + long_key + "\nmine\n");
+    RunResult utf8 = On(replica, {"keys", "caf\xc3\xa9.*"});
+    EXPECT_EQ(utf8.exit_code, 0) << utf8;
+    EXPECT_EQ(utf8.out, utf8_key + "\n");
+  }
+  // Writes keep revkv's own rules.
+  EXPECT_TRUE(FailsWith(7, On("a", {"put", long_key, "v"})));
+  EXPECT_TRUE(FailsWith(7, On("a", {"put", utf8_key, "v"})));
+  // A key no replica can hold is still refused, before anything is opened.
+  for (const char* bad : {"", "a..b", ".a", "a.", "a b", "tab\tkey"}) {
+    RunResult r = On("a", {"get", bad});
+    EXPECT_TRUE(FailsWith(7, r)) << "key '" << bad << "': " << r;
+  }
+}
+
+// A message another client stored damaged (a header block no client can
+// parse) is skipped, never applied or stalled on: status counts and names it,
+// in text and JSON, in a replica that existed before it and in a new one,
+// and each logs one warning line, however many messages it skipped.
+TEST_F(cli_nats, StatusCountsAndNamesSkippedMessages) {
+  ParseRevision(On("a", {"put", "k", "v"}));
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(revkv::testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  auto stream_last = [&] {
+    jsStreamInfo* si = nullptr;
+    EXPECT_EQ(js_GetStreamInfo(&si, js, "KV_default", nullptr, nullptr), NATS_OK);
+    const uint64_t last = si != nullptr ? si->State.LastSeq : 0;
+    jsStreamInfo_Destroy(si);
+    return last;
+  };
+  std::vector<uint64_t> damaged;
+  for (const char* key : {"bad.1", "bad.2"}) {
+    const uint64_t before = stream_last();
+    ASSERT_EQ(revkv::testing::RawPublish(server_.port(), std::string("$KV.default.") + key,
+                                         "NATS/1.0\r\nno colon here\r\n\r\n", "v"),
+              "");
+    const auto deadline = Clock::now() + 5s;
+    while (stream_last() == before && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    damaged.push_back(stream_last());
+    ASSERT_EQ(damaged.back(), before + 1);
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  const std::string warning = "revkv: warning: the replica of bucket 'default' skipped revision " +
+                              std::to_string(damaged[0]) + ", which it can never apply";
+  auto warnings = [](const RunResult& r) {
+    size_t n = 0;
+    for (const std::string& line : Lines(r.err)) n += line.starts_with("revkv: warning:");
+    return n;
+  };
+  const std::string json_tail = ",\"skipped\":2,\"first_skipped\":" + std::to_string(damaged[0]) +
+                                ",\"skipped_reason\":\"its headers cannot be parsed (Protocol "
+                                "Error), so whether it is a Put or a tombstone is unknown\"}\n";
+  const uint64_t last = damaged[1];
+  // "a" existed before the damaged messages, "b" bootstraps over them.
+  for (const char* replica : {"a", "b"}) {
+    // The read catches the replica up past both: one warning line.
+    RunResult get = On(replica, {"get", "k"});
+    EXPECT_EQ(get.exit_code, 0) << get;
+    EXPECT_EQ(get.out, "v");
+    EXPECT_EQ(warnings(get), 1u) << get;
+    EXPECT_EQ(Lines(get.err).size(), 1u) << get;
+    EXPECT_EQ(get.err.rfind(warning, 0), 0u) << get;
+
+    // Kept in the replica: counted once, not again, and nothing new to log.
+    RunResult json = On(replica, {"--json", "status"});
+    EXPECT_EQ(json.exit_code, 0) << json;
+    EXPECT_EQ(json.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
+                            std::to_string(last) + ",\"lag\":0,\"connected\":true" + json_tail)
+        << json;
+    EXPECT_EQ(json.err, "") << json;
+    auto parsed = ParseJson(json.out);
+    ASSERT_TRUE(parsed.has_value()) << json.out;
+    RunResult text = On(replica, {"status"});
+    EXPECT_EQ(text.exit_code, 0) << text;
+    EXPECT_EQ(
+        text.out,
+        "applied: " + std::to_string(last) + "\nstream_last: " + std::to_string(last) +
+            "\nlag: 0\nconnected: true\nskipped: 2\nfirst_skipped: " + std::to_string(damaged[0]) +
+            "\nskipped_reason: its headers cannot be parsed (Protocol Error), so "
+            "whether it is a Put or a tombstone is unknown\n")
+        << text;
+    EXPECT_EQ(text.err, "") << text;
+  }
+  // Both go on: a write through one is read by the other.
+  const uint64_t rev = ParseRevision(On("b", {"put", "after", "x"}));
+  EXPECT_GT(rev, last);
+  EXPECT_EQ(On("a", {"get", "after"}).out, "x");
+  EXPECT_TRUE(FailsWith(2, On("a", {"get", "bad.1"})));
 }
 
 TEST_F(cli, StatusWithoutNatsIsLocalOnly) {
   const uint64_t last = Put("k", "v");
   RunResult status = Cli({"--json", "status"});
   EXPECT_EQ(status.exit_code, 0) << status;
-  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
-                            std::to_string(last) + ",\"lag\":0,\"connected\":false}\n");
+  EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) +
+                            ",\"stream_last\":" + std::to_string(last) +
+                            ",\"lag\":0,\"connected\":false" + kNoneSkipped + "}\n");
   EXPECT_TRUE(FailsWith(1, Cli({"--user", "u", "get", "k"})));
 }
 

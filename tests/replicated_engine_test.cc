@@ -297,37 +297,6 @@ TEST_F(ReplicatedEngineTest, CreateAfterATombstoneTheServerNoLongerHolds) {
   natsConnection_Destroy(nc);
 }
 
-// Another NATS client can write what the replica cannot apply (here a key
-// longer than revkv's limit). The replica must stop there, and say so, not
-// apply the writes after it and lose that one for good.
-TEST_F(ReplicatedEngineTest, ReplicaStopsAtAnEntryItCannotApplyInsteadOfSkippingIt) {
-  auto a = OpenEngine(dir_a_);
-  ASSERT_TRUE(a);
-  auto ba = *a->OpenBucket("odd");
-  auto first = ba->Put("k1", "1");
-  ASSERT_TRUE(first.ok());
-
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
-  const std::string long_key(kMaxKeyLength + 100, 'x');
-  const std::string subject = "$KV.odd." + long_key;
-  jsPubAck* ack = nullptr;
-  ASSERT_EQ(js_Publish(&ack, js, subject.c_str(), "v", 1, nullptr, nullptr), NATS_OK);
-  jsPubAck_Destroy(ack);
-  ASSERT_EQ(js_Publish(&ack, js, "$KV.odd.k3", "3", 1, nullptr, nullptr), NATS_OK);
-  jsPubAck_Destroy(ack);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-
-  Status synced = ba->Sync(3s);
-  EXPECT_FALSE(synced.ok());
-  EXPECT_TRUE(synced.IsInvalidArgument()) << synced.ToString();
-  EXPECT_EQ(ba->LastRevision(), *first) << "applied past the entry it could not apply";
-  EXPECT_TRUE(ba->Get("k3").status().IsNotFound());
-  EXPECT_EQ(*ba->Get("k1"), "1");
-}
-
 // The server's max_age removes an entry without a message the replica could
 // see, so the replica still shows it. UpdateWithRetry must then create the
 // key (its mutate sees it absent), not give up on endless conflicts.

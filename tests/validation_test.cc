@@ -35,6 +35,41 @@ TEST(ValidateFilter, WildcardsMustBeWholeTokensAndGreaterThanLast) {
   }
 }
 
+// Reads take every key another NATS client can store: any length, any byte
+// a subject may hold, wildcard characters as literal tokens.
+TEST(ValidateReadKey, AcceptsEveryKeyTheServerCanStore) {
+  for (const std::string& k :
+       {std::string("a"), std::string("job.42"), std::string(kMaxKeyLength + 1, 'a'),
+        std::string(100000, 'x'), std::string("caf\xc3\xa9.\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87"),
+        std::string("a.*"), std::string("a.>"), std::string("*"), std::string("a*b:c"),
+        std::string("ctl\x01\x7f"), std::string("bad\xff"), std::string("q\"uote")}) {
+    EXPECT_TRUE(ValidateReadKey(k).ok()) << k << ": " << ValidateReadKey(k).ToString();
+  }
+}
+
+TEST(ValidateReadKey, RejectsWhatNoSubjectHolds) {
+  for (const std::string& k :
+       {std::string(""), std::string(".a"), std::string("a."), std::string("a..b"),
+        std::string("a b"), std::string("a\tb"), std::string("a\rb"), std::string("a\nb"),
+        std::string("a\fb"), std::string("a\0b", 3)}) {
+    Status s = ValidateReadKey(k);
+    EXPECT_TRUE(s.IsInvalidArgument()) << "'" << k << "' gave " << s.ToString();
+    EXPECT_FALSE(s.message().empty());
+  }
+  EXPECT_NE(ValidateReadKey("a b").message().find("no NATS subject"), std::string::npos);
+}
+
+TEST(ValidateReadFilter, TakesReadKeysAndWholeTokenWildcards) {
+  for (const std::string& f :
+       {std::string(""), std::string(">"), std::string("caf\xc3\xa9.*"),
+        std::string(2000, 'k') + ".>", std::string("a*b.>"), std::string("*.\xd0\xba")}) {
+    EXPECT_TRUE(ValidateReadFilter(f).ok()) << f;
+  }
+  for (const char* f : {">.a", "a.>.b", "a..b", ".a", "a b", "a\tb"}) {
+    EXPECT_TRUE(ValidateReadFilter(f).IsInvalidArgument()) << f;
+  }
+}
+
 TEST(ValidateBucketName, AllowsOnlyNameCharacters) {
   EXPECT_TRUE(ValidateBucketName("jobs_2-x").ok());
   for (const char* n : {"", "a.b", "a b", "a/b", "a*"}) {

@@ -609,10 +609,13 @@ TEST_F(watch_test, CallbackMayDestroyItsOwnWatch) {
 TEST_F(watch_test, BadFilterOrOptionsAreInvalidArgument) {
   auto b = Open("w", 1);
   ASSERT_TRUE(b);
-  for (const char* f : {"a..b", "a.>.b", "a*", ">.a", ".a", "a b"}) {
+  for (const char* f : {"a..b", "a.>.b", ">.a", ".a", "a b", "a\tb"}) {
     EXPECT_TRUE(b->Watch(f).status().IsInvalidArgument()) << f;
     EXPECT_TRUE(b->Watch(f, {}, [](const Result<Entry>&) {}).status().IsInvalidArgument()) << f;
   }
+  // Filters take every key a replica can hold: a token with '*' among other
+  // characters is literal, and non-ASCII keys are watched like any other.
+  for (const char* f : {"a*", "caf\xc3\xa9.>"}) EXPECT_TRUE(b->Watch(f).ok()) << f;
   EXPECT_TRUE(b->Watch(">", {.max_pending = 0}).status().IsInvalidArgument());
   EXPECT_TRUE(b->Watch(">", {}, WatchCallback()).status().IsInvalidArgument());
   // An empty filter means every key.

@@ -65,7 +65,8 @@ constexpr std::string_view kUsage =
     "  watch [FILTER]                  print changes as they happen, until interrupted;\n"
     "                                  with --nats it follows the local replica DIR\n"
     "  status                          print the applied revision, the stream's last\n"
-    "                                  revision, the lag and whether NATS is reachable\n"
+    "                                  revision, the lag, whether NATS is reachable and\n"
+    "                                  how many stream messages the replica skipped\n"
     "  lock NAME -- CMD [ARGS...]      run CMD while holding the lease lock NAME (see below)\n"
     "\n"
     "Options (anywhere on the command line, as --flag VALUE or --flag=VALUE):\n"
@@ -100,7 +101,14 @@ constexpr std::string_view kUsage =
     "first catch DIR up with it. If the server cannot be reached, a read answers from\n"
     "DIR, which may be stale, with one 'revkv: warning:' line on stderr, and a write\n"
     "fails with exit 6. status prints 'unknown' (JSON null) for the stream's last\n"
-    "revision and the lag when the server cannot be reached.\n"
+    "revision and the lag when the server cannot be reached. It also counts the\n"
+    "stream messages the replica skipped because they can never be applied (e.g.\n"
+    "damaged headers), with the first one's revision and why.\n"
+    "\n"
+    "Writes take keys of the NATS KV rules: A-Z a-z 0-9 _ = / \\ . - tokens joined\n"
+    "by '.', at most 1024 bytes. Reads (get, entry, history, keys, watch) take every\n"
+    "key a replica can hold, as other NATS clients may store it: any length, any\n"
+    "bytes but space, tab, CR, LF, form feed and NUL (e.g. non-ASCII UTF-8).\n"
     "\n"
     "lock waits until it can open the store and acquire NAME (a name follows the key\n"
     "rules), then runs CMD, searched for in PATH, with REVKV_FENCING_TOKEN set to the\n"
@@ -558,6 +566,36 @@ int ReadStdin(std::string* out) {
   return Fail(kExitInvalidArgument, "InvalidArgument: value from standard input is larger than " +
                                         std::to_string(kLimit) +
                                         " bytes, more than any bucket accepts");
+}
+
+// The `status` output: the applied revision, the stream's last revision and
+// the lag (unknown when the server could not be asked), whether NATS is
+// reachable, and the messages the replica skipped as never applicable
+// (their count, the first one's revision and why).
+// (`known`: whether `stream_last` could be learned.)
+std::string StatusText(bool json, uint64_t applied, bool known, uint64_t stream_last,
+                       bool connected, const revkv::BucketStatus& skips) {
+  const std::string last = known ? std::to_string(stream_last) : "";
+  const std::string lag =
+      known ? std::to_string(stream_last >= applied ? stream_last - applied : 0) : "";
+  const bool skipped = skips.skipped > 0;
+  if (json) {
+    return "{\"applied\":" + std::to_string(applied) +
+           ",\"stream_last\":" + (known ? last : "null") + ",\"lag\":" + (known ? lag : "null") +
+           ",\"connected\":" + (connected ? "true" : "false") +
+           ",\"skipped\":" + std::to_string(skips.skipped) +
+           ",\"first_skipped\":" + (skipped ? std::to_string(skips.first_skipped) : "null") +
+           ",\"skipped_reason\":" + (skipped ? JsonString(skips.skipped_reason) : "null") + "}\n";
+  }
+  std::string out =
+      "applied: " + std::to_string(applied) + "\nstream_last: " + (known ? last : "unknown") +
+      "\nlag: " + (known ? lag : "unknown") + "\nconnected: " + (connected ? "true" : "false") +
+      "\nskipped: " + std::to_string(skips.skipped) + "\n";
+  if (skipped) {
+    out += "first_skipped: " + std::to_string(skips.first_skipped) +
+           "\nskipped_reason: " + Printable(skips.skipped_reason) + "\n";
+  }
+  return out;
 }
 
 // ---- Commands ----
@@ -1078,10 +1116,14 @@ int Run(int argc, char** argv) {
   if (revkv::Status s = revkv::ValidateBucketName(bucket_name); !s.ok()) return FailStatus(s);
   const bool has_filter = command == "keys" || command == "watch";
   const std::string filter = has_filter && !params.empty() ? params[0] : ">";
+  // Reads take every key a replica can hold, including keys other NATS
+  // clients stored beyond revkv's own write rules; writes keep those rules.
   if (has_filter) {
-    if (revkv::Status s = revkv::ValidateFilter(filter); !s.ok()) return FailStatus(s);
+    if (revkv::Status s = revkv::ValidateReadFilter(filter); !s.ok()) return FailStatus(s);
   } else if (command == "status") {
     // No key.
+  } else if (!spec->writes) {
+    if (revkv::Status s = revkv::ValidateReadKey(params[0]); !s.ok()) return FailStatus(s);
   } else if (revkv::Status s = revkv::ValidateKey(params[0]); !s.ok()) {
     if (command != "lock") return FailStatus(s);
     return Fail(
@@ -1168,8 +1210,7 @@ int Run(int argc, char** argv) {
         return FinishOutput();
       }
       if (command == "status") {
-        Write(args.json ? "{\"applied\":0,\"stream_last\":0,\"lag\":0,\"connected\":false}\n"
-                        : "applied: 0\nstream_last: 0\nlag: 0\nconnected: false\n");
+        Write(StatusText(args.json, 0, true, 0, false, {}));
         return FinishOutput();
       }
       return Fail(kExitNotFound, "NotFound: bucket " + Quote(bucket_name) +
@@ -1185,10 +1226,7 @@ int Run(int argc, char** argv) {
       return FinishOutput();
     }
     if (command == "status") {
-      const char* c = connected ? "true" : "false";
-      Write(args.json ? std::string("{\"applied\":0,\"stream_last\":0,\"lag\":0,\"connected\":") +
-                            c + "}\n"
-                      : std::string("applied: 0\nstream_last: 0\nlag: 0\nconnected: ") + c + "\n");
+      Write(StatusText(args.json, 0, true, 0, connected, {}));
       return FinishOutput();
     }
   }
@@ -1211,20 +1249,10 @@ int Run(int argc, char** argv) {
         connected = false;
       }
     }
-    const std::string last_text = stream_last ? std::to_string(*stream_last) : std::string();
-    const std::string lag_text =
-        stream_last ? std::to_string(*stream_last >= applied ? *stream_last - applied : 0)
-                    : std::string();
-    const char* connected_text = connected ? "true" : "false";
-    if (args.json) {
-      Write("{\"applied\":" + std::to_string(applied) + ",\"stream_last\":" +
-            (stream_last ? last_text : "null") + ",\"lag\":" + (stream_last ? lag_text : "null") +
-            ",\"connected\":" + connected_text + "}\n");
-    } else {
-      Write("applied: " + std::to_string(applied) +
-            "\nstream_last: " + (stream_last ? last_text : "unknown") + "\nlag: " +
-            (stream_last ? lag_text : "unknown") + "\nconnected: " + connected_text + "\n");
-    }
+    // The messages the replica skipped are kept in its store: known even
+    // when the server is not reachable.
+    Write(StatusText(args.json, applied, stream_last.has_value(), stream_last.value_or(0),
+                     connected, bucket.GetStatus()));
     return FinishOutput();
   }
   if (!spec->writes && connected && !args.local) {

@@ -1,9 +1,15 @@
 // Bucket: a named keyspace with per-key revisions, NATS KV semantics.
 //
-// Keys follow the NATS KV rules: characters [A-Za-z0-9_=/\\.-] (backslash
-// included, as nats.c allows), not empty, at most kMaxKeyLength bytes, no
-// leading or trailing '.', no "..". A key that breaks them gets
-// InvalidArgument and nothing is written.
+// Keys that revkv writes follow the NATS KV rules (ValidateKey): characters
+// [A-Za-z0-9_=/\\.-] (backslash included, as nats.c allows), not empty, at
+// most kMaxKeyLength bytes, no leading or trailing '.', no "..". A write
+// whose key breaks them gets InvalidArgument and nothing is written.
+//
+// A replicated bucket also holds whatever other NATS clients stored: keys of
+// any length and any bytes a NATS subject may hold, such as non-ASCII UTF-8.
+// So reads (Get, GetEntry, History, and the filters of Keys and Watch) check
+// keys with the lenient ValidateReadKey / ValidateReadFilter
+// (revkv/validation.h), which accept every key a replica can hold.
 //
 // Revisions are bucket-wide and strictly increasing; every committed write
 // (Put, Create, Update, Delete, Purge) takes the next one.
@@ -35,6 +41,7 @@
 
 namespace revkv {
 
+// The longest key revkv writes. Keys that other clients stored may be longer.
 inline constexpr size_t kMaxKeyLength = 1024;
 
 // What UpdateWithRetry returns on success.
@@ -73,6 +80,17 @@ struct BucketStatus {
   // "2.15.1"), read from that server; empty for a local bucket or when it
   // could not be read.
   std::string server_version;
+  // Messages of the stream that the replica could never apply (a damaged
+  // message, e.g. one whose headers cannot be parsed) and skipped: the
+  // applied revision moved past them, and one warning line was logged. The
+  // count is kept in the store, across restarts, since the replica was
+  // created or last resynced from scratch. 0 for a bucket that never was a
+  // replica.
+  uint64_t skipped = 0;
+  // The revision (stream sequence) of the first skipped message, and why it
+  // was skipped; 0 and empty when none was.
+  uint64_t first_skipped = 0;
+  std::string skipped_reason;
 };
 
 class Bucket {
@@ -89,7 +107,8 @@ class Bucket {
   // Returns the value of `key`: the last write wins.
   // NotFound: the key has no entry, or its last operation is a Delete or
   //   Purge (status.revision() is then the tombstone's revision).
-  // InvalidArgument: bad key. Corruption: the stored record is damaged.
+  // InvalidArgument: a key no bucket can hold (ValidateReadKey). Corruption:
+  //   the stored record is damaged.
   virtual Result<std::string> Get(std::string_view key) = 0;
 
   // Returns the key's latest entry: value, revision, created, operation.
@@ -151,7 +170,8 @@ class Bucket {
   // The filter is a NATS subject pattern over the key's '.'-separated
   // tokens: "*" matches one token, ">" (last token only) one or more.
   // ">" or an empty filter matches every key.
-  // InvalidArgument: malformed filter. Corruption: a damaged record.
+  // InvalidArgument: malformed filter (ValidateReadFilter). Corruption: a
+  //   damaged record.
   virtual Result<std::vector<std::string>> Keys(std::string_view filter = ">") = 0;
 
   // Returns the retained revisions of `key`, oldest first, tombstones
@@ -194,7 +214,7 @@ class Bucket {
   // Starts watching keys matching `filter` (as for Keys). Entries arrive in
   // revision order with no duplicates; see WatchOptions for where the watch
   // starts and what a slow consumer gets. Writers never wait for watchers.
-  // InvalidArgument: bad filter or options.
+  // InvalidArgument: bad filter (ValidateReadFilter) or options.
   virtual Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
                                                  const WatchOptions& options = {}) = 0;
 
@@ -206,7 +226,8 @@ class Bucket {
                                                  WatchCallback callback) = 0;
 
   // How current the local copy is: the applied revision, the stream's last
-  // revision, the lag, and whether the server is reachable. For a
+  // revision, the lag, whether the server is reachable, and the messages
+  // the replica skipped. For a
   // replicated bucket this asks the server (one request, bounded by the
   // write timeout); it never fails: what could not be learned is nullopt,
   // with the reason in `error`.
