@@ -407,17 +407,20 @@ class replicated_lock : public ::testing::Test {
 
   std::string NextStderrPath() { return dir_.Sub("stderr-" + std::to_string(++files_)); }
 
-  // `revkv --db <dir_.Sub(replica)> --nats <url> args...`, in the background.
-  std::unique_ptr<Proc> StartCli(const std::string& replica, const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {REVKV_CLI, "--db", dir_.Sub(replica), "--nats", server_.url()};
+  // `revkv --db <dir_.Sub(replica)> --nats <url> args...`, in the background;
+  // `url` defaults to the test's server.
+  std::unique_ptr<Proc> StartCli(const std::string& replica, const std::vector<std::string>& args,
+                                 const std::string& url = "") {
+    std::vector<std::string> argv = {REVKV_CLI, "--db", dir_.Sub(replica), "--nats",
+                                     url.empty() ? server_.url() : url};
     argv.insert(argv.end(), args.begin(), args.end());
     return std::make_unique<Proc>(argv, NextStderrPath());
   }
   // The same, run to completion.
   CliResult RunCli(const std::string& replica, const std::vector<std::string>& args,
-                   std::chrono::seconds limit = 60s) {
+                   std::chrono::seconds limit = 60s, const std::string& url = "") {
     const auto deadline = Clock::now() + limit;
-    auto proc = StartCli(replica, args);
+    auto proc = StartCli(replica, args, url);
     CliResult r;
     if (proc->pid() <= 0) return r;
     proc->CloseStdin();
@@ -452,6 +455,8 @@ class replicated_lock : public ::testing::Test {
     if (cmd_pid != nullptr) *cmd_pid = pid;
     return LeadingNumber(words[1]);
   }
+
+  void RunThreeCliProcesses(int rounds, const std::function<std::string(int)>& url);
 
   NatsServer server_;
   TempDir dir_;
@@ -516,9 +521,12 @@ TEST_F(replicated_lock, BusyAndTimeoutAcrossEnginesAndTokensGrowInAcquisitionOrd
 // each. Every critical section appends "enter TOKEN ID" and, 20 ms later,
 // "exit TOKEN ID" to one file (O_APPEND), and holds a directory that only
 // one process can create at a time.
-TEST_F(replicated_lock, CliCriticalSectionsOfThreeProcessesNeverOverlap) {
+// Three CLI processes, each with its own replica, take `rounds` turns each at
+// a critical section guarded by lock "section"; process p reaches the
+// server at url(p). Checks that the sections never overlapped (mkdir-guarded)
+// and that fencing tokens grew in the order they were entered.
+void replicated_lock::RunThreeCliProcesses(int rounds, const std::function<std::string(int)>& url) {
   constexpr int kProcs = 3;
-  constexpr int kRounds = 15;
   const std::string log = dir_.Sub("sections.log");
   const std::string script =
       "mkdir \"$1.busy\" 2>/dev/null || echo \"overlap $REVKV_FENCING_TOKEN $2\" >> \"$1\"; "
@@ -529,10 +537,11 @@ TEST_F(replicated_lock, CliCriticalSectionsOfThreeProcessesNeverOverlap) {
   const auto start = Clock::now();
   for (int p = 0; p < kProcs; ++p) {
     threads.emplace_back([&, p] {
-      for (int round = 0; round < kRounds; ++round) {
+      for (int round = 0; round < rounds; ++round) {
         results[static_cast<size_t>(p)].push_back(RunCli(
             "replica" + std::to_string(p),
-            LockArgs("section", "10s", "60s", {"sh", "-c", script, "sh", log, std::to_string(p)})));
+            LockArgs("section", "10s", "60s", {"sh", "-c", script, "sh", log, std::to_string(p)}),
+            60s, url(p)));
       }
     });
   }
@@ -546,7 +555,7 @@ TEST_F(replicated_lock, CliCriticalSectionsOfThreeProcessesNeverOverlap) {
   }
 
   const std::vector<std::string> lines = Split(ReadFile(log));
-  ASSERT_EQ(lines.size(), static_cast<size_t>(2 * kProcs * kRounds)) << ReadFile(log);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(2 * kProcs * rounds)) << ReadFile(log);
   uint64_t last = 0;
   std::map<std::string, int> sections_by_process;
   for (size_t i = 0; i + 1 < lines.size(); i += 2) {
@@ -565,8 +574,12 @@ TEST_F(replicated_lock, CliCriticalSectionsOfThreeProcessesNeverOverlap) {
     last = token;
     ++sections_by_process[enter[2]];
   }
-  for (int p = 0; p < kProcs; ++p) EXPECT_EQ(sections_by_process[std::to_string(p)], kRounds);
-  std::cout << "[ info     ] " << kProcs * kRounds << " CLI lock runs in " << took << " ms\n";
+  for (int p = 0; p < kProcs; ++p) EXPECT_EQ(sections_by_process[std::to_string(p)], rounds);
+  std::cout << "[ info     ] " << kProcs * rounds << " CLI lock runs in " << took << " ms\n";
+}
+
+TEST_F(replicated_lock, CliCriticalSectionsOfThreeProcessesNeverOverlap) {
+  RunThreeCliProcesses(15, [&](int) { return server_.url(); });
 }
 
 // A second process gives up with 5 while the first holds the lock; a third
@@ -1181,6 +1194,80 @@ TEST_F(replicated_lock, LockWhoseRecordMaxAgeRemovedIsFreeAgain) {
 }
 
 // ---- Server versions ----
+
+// ---- On a three-node cluster with an R3 locks bucket ----
+
+class replicated_lock_cluster : public replicated_lock {
+ protected:
+  void SetUp() override {
+    replicated_lock::SetUp();
+    ASSERT_TRUE(cluster_.Start()) << cluster_.error();
+    // The locks bucket, created with three replicas before any lock.
+    TempDir d;
+    Options o;
+    o.path = d.path();
+    o.nats.servers = {cluster_.node(0).url()};
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    auto locks = (*e)->OpenBucket("locks", {.replicas = 3});
+    ASSERT_TRUE(locks.ok()) << locks.status().ToString();
+  }
+  NatsCluster cluster_;
+};
+
+TEST_F(replicated_lock_cluster, CliCriticalSectionsOfThreeProcessesOnThreeNodesNeverOverlap) {
+  RunThreeCliProcesses(10, [&](int p) { return cluster_.node(p).url(); });
+}
+
+// A holder renews while plain nats.c clients keep writing stale CAS updates
+// to the lock's record. The clustered stream refuses them with 10071, and
+// with 10164 while a renewal is in flight; none of that costs the holder its
+// lock. (lock_conflict_test steers a renewal into a 10164 itself.)
+TEST_F(replicated_lock_cluster, RenewalsRacingStaleWritesToTheRecordKeepTheLock) {
+  TempDir da;
+  auto a = OpenEngine(da, std::chrono::hours(24), cluster_.node(0).url());
+  ASSERT_TRUE(a);
+  constexpr auto kLease = 900ms;  // renewed every 300 ms
+  auto held = a->Acquire("L", kLease, 5s);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused_in_flight{0}, refused_stale{0}, stored{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 4; ++t) {
+    writers.emplace_back([&, t] {
+      natsConnection* nc = nullptr;
+      jsCtx* js = nullptr;
+      ASSERT_EQ(testing::ConnectClient(cluster_.node(1 + t % 2).url(), &nc, &js), NATS_OK);
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.ExpectLastSubjectSeq = 1000000000;  // a revision the record never has
+      po.MaxWait = 2000;
+      while (!stop.load()) {
+        jsPubAck* ack = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus s = js_Publish(&ack, js, "$KV.locks.L", "x", 1, &po, &jerr);
+        jsPubAck_Destroy(ack);
+        if (s == NATS_OK) {
+          ++stored;
+        } else if (static_cast<int>(jerr) == 10164) {
+          ++refused_in_flight;
+        } else if (jerr == JSStreamWrongLastSequenceErr) {
+          ++refused_stale;
+        }
+      }
+      jsCtx_Destroy(js);
+      natsConnection_Destroy(nc);
+    });
+  }
+  std::this_thread::sleep_for(4s);
+  stop = true;
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(stored.load(), 0);
+  EXPECT_FALSE((*held)->lost()) << "the holder lost its lock to writes that all failed";
+  EXPECT_TRUE((*held)->Release().ok());
+  std::cout << "[ info     ] stale writes refused: " << refused_stale.load()
+            << " with 10071, " << refused_in_flight.load() << " with 10164\n";
+}
 
 // Debian 12's nats-server 2.9.10 is unsafe only for R>1 buckets: with the
 // default single-replica locks bucket, locks work as anywhere.
