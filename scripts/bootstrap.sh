@@ -61,12 +61,14 @@ server_ok() {
   [[ -n "$v" ]] && at_least "$v" "$2" && { [[ -z "${3:-}" ]] || ! at_least "$v" "$3"; }
 }
 
-# The Debian archive this machine's apt uses, as apt itself resolved it.
+# The Debian archive this machine's apt uses for its own release (not the
+# security archive), as apt itself reads its sources; no index needs to
+# have been downloaded for that.
 archive_uri() {
   local codename
   codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-  apt-get indextargets --format '$(SITE) $(RELEASE) $(LABEL)' 2>/dev/null |
-    awk -v c="$codename" '$2 == c && $3 == "Debian" { print $1; exit }'
+  apt-get indextargets --no-release-info --format '$(SITE) $(RELEASE) $(COMPONENT)' 2>/dev/null |
+    awk -v c="$codename" '$2 == c && $3 == "main" { print $1; exit }'
 }
 
 # fetch DIR SUITE FLOOR [BELOW]
