@@ -42,6 +42,13 @@ using testing::NatsServer;
 using testing::TempDir;
 
 constexpr char kBucket[] = "failover";
+
+// "2.10.27" of a binary whose --version says "nats-server: v2.10.27".
+std::string VersionOf(const std::string& binary) {
+  const std::string line = NatsServer::Version(binary);
+  const size_t v = line.find(" v");
+  return v == std::string::npos ? line : line.substr(v + 2);
+}
 constexpr char kKey[] = "counter";
 
 // What the increments of one run saw.
@@ -426,25 +433,6 @@ class replicated_upgrade : public FailoverTest {
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? *b : nullptr;
   }
-
-  // The key as a plain nats.c client reads it from `node`.
-  std::pair<std::string, uint64_t> ServerEntry(int node) {
-    natsConnection* nc = nullptr;
-    jsCtx* js = nullptr;
-    std::pair<std::string, uint64_t> out{"", 0};
-    if (testing::ConnectClient(cluster_.node(node).url(), &nc, &js) == NATS_OK) {
-      kvStore* kv = nullptr;
-      kvEntry* e = nullptr;
-      if (js_KeyValue(&kv, js, kBucket) == NATS_OK && kvStore_Get(&e, kv, kKey) == NATS_OK) {
-        out = {kvEntry_ValueString(e), kvEntry_Revision(e)};
-      }
-      kvEntry_Destroy(e);
-      kvStore_Destroy(kv);
-    }
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
-    return out;
-  }
 };
 
 class replicated_mixed : public replicated_upgrade {
@@ -469,7 +457,7 @@ TEST_F(replicated_mixed, EachEngineReadsTheVersionOfItsOwnNodeAndWrites) {
     buckets[i] = OpenOn(i, dirs[i], &engines[i]);
     ASSERT_TRUE(buckets[i]);
   }
-  EXPECT_EQ(buckets[0]->GetStatus().server_version, "2.10.27");
+  EXPECT_EQ(buckets[0]->GetStatus().server_version, VersionOf(REVKV_NATS_SERVER_210));
   for (int i = 1; i < 3; ++i) {
     const std::string v = buckets[i]->GetStatus().server_version;
     EXPECT_NE(NatsServer::Version(REVKV_NATS_SERVER_NEWEST).find("v" + v), std::string::npos)
@@ -496,13 +484,14 @@ TEST_F(replicated_mixed, EachEngineReadsTheVersionOfItsOwnNodeAndWrites) {
 // revision).
 TEST_F(replicated_upgrade, RollingUpgradeFrom2_10KeepsWritingAndEachEngineSeesTheNewVersion) {
   ASSERT_GE(CreateBucket(kBucket), 0);
+  const std::string old = VersionOf(REVKV_NATS_SERVER_210);
   TempDir dirs[3];
   std::unique_ptr<Engine> engines[3];
   std::shared_ptr<Bucket> buckets[3];
   for (int i = 0; i < 3; ++i) {
     buckets[i] = OpenOn(i, dirs[i], &engines[i]);
     ASSERT_TRUE(buckets[i]);
-    EXPECT_EQ(buckets[i]->GetStatus().server_version, "2.10.27") << "engine " << i;
+    EXPECT_EQ(buckets[i]->GetStatus().server_version, old) << "engine " << i;
   }
   const std::string newest = REVKV_NATS_SERVER_NEWEST;
   for (int step = 0; step < 3; ++step) {
@@ -538,7 +527,7 @@ TEST_F(replicated_upgrade, RollingUpgradeFrom2_10KeepsWritingAndEachEngineSeesTh
     std::string version;
     while (Clock::now() < deadline) {
       version = buckets[i]->GetStatus().server_version;
-      if (!version.empty() && version != "2.10.27") break;
+      if (!version.empty() && version != old) break;
       std::this_thread::sleep_for(100ms);
     }
     EXPECT_NE(NatsServer::Version(newest).find("v" + version), std::string::npos)
