@@ -1398,6 +1398,15 @@ TEST_F(cli, LockIsReleasedWhenCommandExits) {
 // The end of `status --json` for a replica that skipped nothing.
 const std::string kNoneSkipped = ",\"skipped\":0,\"first_skipped\":null,\"skipped_reason\":null";
 
+// The version of the test's nats-server ("2.15.1"), as `status` reports it.
+std::string TestServerVersion() {
+  const std::string line = revkv::testing::NatsServer::Version();
+  const size_t v = line.find(" v");
+  return v == std::string::npos ? line : line.substr(v + 2);
+}
+// `status --json`'s server_version field for a connected replica.
+std::string ServerVersionJson() { return ",\"server_version\":\"" + TestServerVersion() + "\""; }
+
 class cli_nats : public cli {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
@@ -1481,7 +1490,7 @@ TEST_F(cli_nats, ServerDownWritesFailReadsAnswerFromReplicaWithWarning) {
   RunResult status = On("b", {"--json", "status"});
   EXPECT_EQ(status.exit_code, 0) << status;
   EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(r1) +
-                            ",\"stream_last\":null,\"lag\":null,\"connected\":false" +
+                            ",\"stream_last\":null,\"lag\":null,\"connected\":false,\"server_version\":null" +
                             kNoneSkipped + "}\n");
 }
 
@@ -1492,17 +1501,18 @@ TEST_F(cli_nats, StatusAfterWritesShowsNoLag) {
   EXPECT_EQ(on_a.exit_code, 0) << on_a;
   EXPECT_EQ(on_a.out, "{\"applied\":" + std::to_string(last) +
                           ",\"stream_last\":" + std::to_string(last) +
-                          ",\"lag\":0,\"connected\":true" + kNoneSkipped + "}\n");
+                          ",\"lag\":0,\"connected\":true" + ServerVersionJson() + kNoneSkipped + "}\n");
   EXPECT_EQ(On("b", {"get", "k2"}).out, "v");
   // B caught up while answering its read: no lag either.
   RunResult status = On("b", {"--json", "status"});
   EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) +
                             ",\"stream_last\":" + std::to_string(last) +
-                            ",\"lag\":0,\"connected\":true" + kNoneSkipped + "}\n")
+                            ",\"lag\":0,\"connected\":true" + ServerVersionJson() + kNoneSkipped + "}\n")
       << status;
   RunResult text = On("b", {"status"});
   EXPECT_EQ(text.out, "applied: " + std::to_string(last) + "\nstream_last: " +
-                          std::to_string(last) + "\nlag: 0\nconnected: true\nskipped: 0\n")
+                          std::to_string(last) + "\nlag: 0\nconnected: true\nserver_version: " +
+                          TestServerVersion() + "\nskipped: 0\n")
       << text;
 }
 
@@ -1613,7 +1623,8 @@ TEST_F(cli_nats, StatusCountsAndNamesSkippedMessages) {
     RunResult json = On(replica, {"--json", "status"});
     EXPECT_EQ(json.exit_code, 0) << json;
     EXPECT_EQ(json.out, "{\"applied\":" + std::to_string(last) + ",\"stream_last\":" +
-                            std::to_string(last) + ",\"lag\":0,\"connected\":true" + json_tail)
+                            std::to_string(last) + ",\"lag\":0,\"connected\":true" +
+                            ServerVersionJson() + json_tail)
         << json;
     EXPECT_EQ(json.err, "") << json;
     auto parsed = ParseJson(json.out);
@@ -1623,7 +1634,8 @@ TEST_F(cli_nats, StatusCountsAndNamesSkippedMessages) {
     EXPECT_EQ(
         text.out,
         "applied: " + std::to_string(last) + "\nstream_last: " + std::to_string(last) +
-            "\nlag: 0\nconnected: true\nskipped: 2\nfirst_skipped: " + std::to_string(damaged[0]) +
+            "\nlag: 0\nconnected: true\nserver_version: " + TestServerVersion() +
+            "\nskipped: 2\nfirst_skipped: " + std::to_string(damaged[0]) +
             "\nskipped_reason: its headers cannot be parsed (Protocol Error), so "
             "whether it is a Put or a tombstone is unknown\n")
         << text;
@@ -1642,7 +1654,7 @@ TEST_F(cli, StatusWithoutNatsIsLocalOnly) {
   EXPECT_EQ(status.exit_code, 0) << status;
   EXPECT_EQ(status.out, "{\"applied\":" + std::to_string(last) +
                             ",\"stream_last\":" + std::to_string(last) +
-                            ",\"lag\":0,\"connected\":false" + kNoneSkipped + "}\n");
+                            ",\"lag\":0,\"connected\":false,\"server_version\":null" + kNoneSkipped + "}\n");
   EXPECT_TRUE(FailsWith(1, Cli({"--user", "u", "get", "k"})));
 }
 

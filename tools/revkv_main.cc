@@ -570,11 +570,14 @@ int ReadStdin(std::string* out) {
 
 // The `status` output: the applied revision, the stream's last revision and
 // the lag (unknown when the server could not be asked), whether NATS is
-// reachable, and the messages the replica skipped as never applicable
-// (their count, the first one's revision and why).
+// reachable and the version of the server the connection is on (`skips`'s
+// server_version; empty when unknown or local), and the messages the
+// replica skipped as never applicable (their count, the first one's
+// revision and why).
 // (`known`: whether `stream_last` could be learned.)
 std::string StatusText(bool json, uint64_t applied, bool known, uint64_t stream_last,
                        bool connected, const revkv::BucketStatus& skips) {
+  const std::string& server = skips.server_version;
   const std::string last = known ? std::to_string(stream_last) : "";
   const std::string lag =
       known ? std::to_string(stream_last >= applied ? stream_last - applied : 0) : "";
@@ -583,6 +586,7 @@ std::string StatusText(bool json, uint64_t applied, bool known, uint64_t stream_
     return "{\"applied\":" + std::to_string(applied) +
            ",\"stream_last\":" + (known ? last : "null") + ",\"lag\":" + (known ? lag : "null") +
            ",\"connected\":" + (connected ? "true" : "false") +
+           ",\"server_version\":" + (server.empty() ? "null" : JsonString(server)) +
            ",\"skipped\":" + std::to_string(skips.skipped) +
            ",\"first_skipped\":" + (skipped ? std::to_string(skips.first_skipped) : "null") +
            ",\"skipped_reason\":" + (skipped ? JsonString(skips.skipped_reason) : "null") + "}\n";
@@ -590,6 +594,7 @@ std::string StatusText(bool json, uint64_t applied, bool known, uint64_t stream_
   std::string out =
       "applied: " + std::to_string(applied) + "\nstream_last: " + (known ? last : "unknown") +
       "\nlag: " + (known ? lag : "unknown") + "\nconnected: " + (connected ? "true" : "false") +
+      (server.empty() ? "" : "\nserver_version: " + Printable(server)) +
       "\nskipped: " + std::to_string(skips.skipped) + "\n";
   if (skipped) {
     out += "first_skipped: " + std::to_string(skips.first_skipped) +
