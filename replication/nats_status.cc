@@ -28,6 +28,7 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
                                      "enabled on the server");
   }
   if (jerr == JSClusterNotAvailErr || jerr == JSClusterNotLeaderErr ||
+      static_cast<int>(jerr) == kJsExpectedSequenceNotReady ||
       jerr == JSStreamOfflineErr || static_cast<int>(jerr) == kJsStreamOfflineReason ||
       jerr == JSInsufficientResourcesErr) {
     return Status::Unavailable(msg + "; the JetStream cluster cannot serve the bucket now "
@@ -80,7 +81,8 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
 namespace revkv::replication {
 
 bool PublishNotStoredAndRetryable(natsStatus s, jsErrCode jerr) {
-  return s == NATS_NO_RESPONDERS || static_cast<int>(jerr) == kJsTooManyRequests;
+  return s == NATS_NO_RESPONDERS || static_cast<int>(jerr) == kJsTooManyRequests ||
+         static_cast<int>(jerr) == kJsExpectedSequenceNotReady;
 }
 
 }  // namespace revkv::replication

@@ -17,6 +17,11 @@ namespace revkv::replication {
 // while another one on the same subject is in flight ("wrong last
 // sequence", with no number). Nothing was stored; the winner is unknown.
 inline constexpr int kJsWrongLastSequenceInFlight = 10164;
+// 10163: "expected last sequence per subject temporarily unavailable", a
+// new leader not ready to check expected sequences yet. Released servers
+// wait instead of sending it, but pre-releases of 2.11 did; nothing was
+// stored.
+inline constexpr int kJsExpectedSequenceNotReady = 10163;
 // 10167 (2.11+): the stream leader's inbound queue is full; the message was
 // dropped before it was queued, so it was not stored.
 inline constexpr int kJsTooManyRequests = 10167;
@@ -26,7 +31,8 @@ inline constexpr int kJsStreamOfflineReason = 10194;
 // Whether a JetStream publish that failed with `s` and `jerr` certainly
 // stored nothing and may be sent again as it is: no server had interest in
 // the subject (a stream electing its leader; nats.c then reports
-// JSNotEnabledErr), or the leader shed load (10167).
+// JSNotEnabledErr), a new leader not ready yet (10163), or the leader shed
+// load (10167).
 bool PublishNotStoredAndRetryable(natsStatus s, jsErrCode jerr);
 
 // Converts `s` (with `jerr`, the JetStream error code, when the call gave
