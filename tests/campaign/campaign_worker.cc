@@ -1,0 +1,438 @@
+// revkv_campaign_worker: one worker process of the fault campaign
+// (tests/campaign/README in check_history.py's docstring has the history
+// format). It embeds an Engine with its own replica directory, runs a random
+// mix of operations over a small keyspace until SIGTERM, and appends every
+// invocation and completion to its history file as one JSON line each,
+// written with one write(2) so that a kill -9 loses at most the line being
+// written. On SIGTERM it finishes the operation in flight, syncs its replica
+// and dumps it to final-replica-<W>.json.
+//
+// Usage: revkv_campaign_worker --out DIR --worker W --db DIR --servers URL[,URL...]
+//          [--bucket B] [--keys N] [--seed S] [--lease-ms L]
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "revkv/revkv.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+std::atomic<bool> g_stop{false};
+
+void OnTerm(int) { g_stop = true; }
+
+int64_t MonoNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+int64_t WallNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+const char* OpName(revkv::Operation op) {
+  switch (op) {
+    case revkv::Operation::kPut: return "PUT";
+    case revkv::Operation::kDelete: return "DEL";
+    case revkv::Operation::kPurge: return "PURGE";
+  }
+  return "PUT";
+}
+
+// The op id a value carries: "id=<W>-<inc>-<seq>;...".
+std::string ValueId(std::string_view value) {
+  if (value.substr(0, 3) != "id=") return "";
+  size_t end = value.find(';');
+  return std::string(value.substr(3, end == std::string_view::npos ? end : end - 3));
+}
+
+// One JSON object per line, each written whole with one write(2).
+class History {
+ public:
+  explicit History(const std::string& path)
+      : fd_(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {}
+  ~History() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+  // `fields` is the body of the object without braces, e.g. "\"ev\":\"ok\"".
+  void Line(const std::string& fields) {
+    std::string line = "{" + fields + ",\"t\":" + std::to_string(MonoNs()) +
+                       ",\"wall\":" + std::to_string(WallNs()) + "}\n";
+    std::lock_guard<std::mutex> lock(mu_);
+    ssize_t n;
+    do {
+      n = write(fd_, line.data(), line.size());
+    } while (n < 0 && errno == EINTR);
+  }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+};
+
+struct Args {
+  std::string out, db, bucket = "campaign";
+  std::vector<std::string> servers;
+  int worker = 0;
+  int keys = 6;
+  uint64_t seed = 1;
+  int lease_ms = 1500;
+};
+
+class Worker {
+ public:
+  Worker(const Args& args, revkv::Bucket* bucket, revkv::Engine* engine, History* history,
+         int incarnation)
+      : a_(args), bucket_(bucket), engine_(engine), h_(history), inc_(incarnation),
+        rng_(args.seed * 7919 + static_cast<uint64_t>(incarnation)) {}
+
+  void Run() {
+    StartWatch();
+    while (!g_stop.load()) Step();
+    if (watch_) {
+      watch_->Cancel();
+      h_->Line("\"ev\":\"watch_end\",\"w\":" + std::to_string(a_.worker) + ",\"inc\":" +
+               std::to_string(inc_) + ",\"watch\":" + Quote(watch_id_) +
+               ",\"last_rev\":" + std::to_string(watch_->last_revision()));
+    }
+  }
+
+ private:
+  std::string NextId() {
+    return std::to_string(a_.worker) + "-" + std::to_string(inc_) + "-" + std::to_string(++seq_);
+  }
+  std::string Key() { return "c." + std::to_string(Pick(a_.keys)); }
+  int Pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+  std::string Common(const std::string& id, const char* op, const std::string& key) {
+    return "\"id\":" + Quote(id) + ",\"w\":" + std::to_string(a_.worker) +
+           ",\"inc\":" + std::to_string(inc_) + ",\"op\":\"" + op + "\",\"key\":" + Quote(key);
+  }
+  void Invoke(const std::string& fields) { h_->Line("\"ev\":\"invoke\"," + fields); }
+
+  // The completion of a write that returned `r`.
+  void WriteDone(const std::string& id, const revkv::Result<uint64_t>& r) {
+    if (r.ok()) {
+      const bool applied = bucket_->LastRevision() >= *r;
+      h_->Line("\"ev\":\"ok\",\"id\":" + Quote(id) + ",\"rev\":" + std::to_string(*r) +
+               ",\"applied\":" + (applied ? "true" : "false"));
+      return;
+    }
+    Fail(id, r.status());
+  }
+  void Fail(const std::string& id, const revkv::Status& s) {
+    const bool unknown = s.IsTimeout() || s.IsUnavailable();
+    std::string fields = std::string("\"ev\":\"") + (unknown ? "unknown" : "fail") +
+                         "\",\"id\":" + Quote(id) + ",\"code\":\"" +
+                         std::string(revkv::CodeName(s.code())) + "\"";
+    if (s.IsConflict() && s.revision_known()) fields += ",\"rev\":" + std::to_string(s.revision());
+    h_->Line(fields + ",\"msg\":" + Quote(s.message().substr(0, 200)));
+  }
+  std::string Value(const std::string& id, uint64_t token = 0) {
+    return "id=" + id + ";token=" + std::to_string(token);
+  }
+
+  void Step() {
+    const int dice = Pick(100);
+    if (dice < 15) return Put();
+    if (dice < 40) return Get();
+    if (dice < 60) return Cas();
+    if (dice < 65) return Create();
+    if (dice < 70) return Delete();
+    if (dice < 85) return UpdateWithRetry();
+    return LockedSection();
+  }
+
+  void Put() {
+    const std::string id = NextId(), key = Key();
+    Invoke(Common(id, "put", key));
+    WriteDone(id, bucket_->Put(key, Value(id)));
+  }
+
+  // Reads `key`; logs it as op `id` when given.
+  std::optional<revkv::Entry> Read(const std::string& key) {
+    const std::string id = NextId();
+    Invoke(Common(id, "get", key));
+    auto e = bucket_->GetEntry(key);
+    if (e.ok()) {
+      h_->Line("\"ev\":\"ok\",\"id\":" + Quote(id) + ",\"rev\":" + std::to_string(e->revision) +
+               ",\"value_id\":" + Quote(ValueId(e->value)));
+      return *e;
+    }
+    if (e.status().IsNotFound()) {
+      h_->Line("\"ev\":\"fail\",\"id\":" + Quote(id) + ",\"code\":\"NotFound\",\"rev\":" +
+               std::to_string(e.status().revision()));
+      revkv::Entry tomb;
+      tomb.key = key;
+      tomb.revision = e.status().revision();
+      tomb.operation = revkv::Operation::kDelete;
+      return tomb;
+    }
+    Fail(id, e.status());
+    return std::nullopt;
+  }
+
+  void Get() { Read(Key()); }
+
+  void Cas() {
+    const std::string key = Key();
+    auto seen = Read(key);
+    if (!seen) return;
+    const std::string id = NextId();
+    Invoke(Common(id, "cas", key) + ",\"exp\":" + std::to_string(seen->revision));
+    WriteDone(id, bucket_->Update(key, Value(id), seen->revision));
+  }
+
+  void Create() {
+    const std::string id = NextId(), key = Key();
+    Invoke(Common(id, "create", key));
+    WriteDone(id, bucket_->Create(key, Value(id)));
+  }
+
+  void Delete() {
+    const std::string key = Key();
+    std::optional<uint64_t> expected;
+    if (Pick(2) == 0) {
+      auto seen = Read(key);
+      if (!seen) return;
+      expected = seen->revision;
+    }
+    const std::string id = NextId();
+    Invoke(Common(id, "delete", key) +
+           (expected ? ",\"exp\":" + std::to_string(*expected) : std::string()));
+    WriteDone(id, bucket_->Delete(key, expected));
+  }
+
+  void UpdateWithRetry() {
+    const std::string id = NextId(), key = Key();
+    Invoke(Common(id, "uwr", key));
+    revkv::RetryPolicy policy;
+    policy.max_attempts = 20;
+    policy.deadline = 3s;
+    const std::string value = Value(id);
+    auto r = bucket_->UpdateWithRetry(
+        key, [&](const std::optional<std::string>&) { return std::optional<std::string>(value); },
+        policy);
+    if (r.ok()) {
+      WriteDone(id, revkv::Result<uint64_t>(r->revision));
+    } else {
+      Fail(id, r.status());
+    }
+  }
+
+  // Acquire "L" -> Sync -> read "fenced.0" -> CAS it with the token ->
+  // release.
+  void LockedSection() {
+    const std::string lock_name = "L", key = "fenced.0";
+    const std::string acq = NextId();
+    Invoke(Common(acq, "acquire", key) + ",\"lock\":\"L\"");
+    auto lock = engine_->Acquire(lock_name, std::chrono::milliseconds(a_.lease_ms), 2s);
+    if (!lock.ok()) {
+      Fail(acq, lock.status());
+      return;
+    }
+    const uint64_t token = (*lock)->fencing_token();
+    h_->Line("\"ev\":\"ok\",\"id\":" + Quote(acq) + ",\"rev\":" + std::to_string(token));
+    const int w = a_.worker, inc = inc_;
+    History* h = h_;
+    (*lock)->on_lost([h, w, inc, token](const revkv::Status&) {
+      h->Line("\"ev\":\"lock_lost\",\"w\":" + std::to_string(w) + ",\"inc\":" +
+              std::to_string(inc) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
+    });
+    if (bucket_->Sync(2s).ok()) {
+      auto seen = Read(key);
+      if (seen && !(*lock)->lost()) {
+        const std::string id = NextId();
+        Invoke(Common(id, "locked_write", key) + ",\"lock\":\"L\",\"token\":" +
+               std::to_string(token) + ",\"exp\":" + std::to_string(seen->revision));
+        WriteDone(id, bucket_->Update(key, Value(id, token), seen->revision));
+      }
+    }
+    const std::string rel = NextId();
+    Invoke(Common(rel, "release", key) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
+    revkv::Status released = (*lock)->Release();
+    if (released.ok()) {
+      h_->Line("\"ev\":\"ok\",\"id\":" + Quote(rel));
+    } else {
+      Fail(rel, released);
+    }
+  }
+
+  void StartWatch() {
+    watch_id_ = std::to_string(a_.worker) + "-" + std::to_string(inc_);
+    revkv::WatchOptions o;
+    o.start = revkv::WatchStart::kFromRevision;
+    o.from_revision = bucket_->LastRevision() + 1;
+    const int w = a_.worker, inc = inc_;
+    History* h = h_;
+    const std::string wid = watch_id_;
+    auto watch = bucket_->Watch("c.>", o, [h, w, inc, wid](const revkv::Result<revkv::Entry>& e) {
+      if (!e.ok()) return;
+      h->Line("\"ev\":\"watch\",\"w\":" + std::to_string(w) + ",\"inc\":" + std::to_string(inc) +
+              ",\"watch\":" + Quote(wid) + ",\"key\":" + Quote(e->key) +
+              ",\"rev\":" + std::to_string(e->revision) + ",\"op\":\"" + OpName(e->operation) +
+              "\",\"value_id\":" + (e->is_tombstone() ? "null" : Quote(ValueId(e->value))));
+    });
+    if (!watch.ok()) return;
+    watch_ = std::move(*watch);
+    h_->Line("\"ev\":\"watch_start\",\"w\":" + std::to_string(w) + ",\"inc\":" +
+             std::to_string(inc) + ",\"watch\":" + Quote(wid) +
+             ",\"filter\":\"c.>\",\"from_rev\":" + std::to_string(o.from_revision));
+  }
+
+  const Args& a_;
+  revkv::Bucket* bucket_;
+  revkv::Engine* engine_;
+  History* h_;
+  const int inc_;
+  std::mt19937_64 rng_;
+  uint64_t seq_ = 0;
+  std::string watch_id_;
+  std::unique_ptr<revkv::Watcher> watch_;
+};
+
+// This worker's restart count, kept next to its replica.
+int NextIncarnation(const std::string& db) {
+  const std::string path = db + ".incarnation";
+  int inc = 0;
+  std::ifstream(path) >> inc;
+  ++inc;
+  std::ofstream(path) << inc;
+  return inc;
+}
+
+// The replica's final state: every key of the bucket's keyspace, as
+// final-replica-<W>.json.
+void DumpReplica(revkv::Bucket& bucket, const Args& a) {
+  std::string out = "{";
+  bool first = true;
+  std::vector<std::string> keys;
+  for (int i = 0; i < a.keys; ++i) keys.push_back("c." + std::to_string(i));
+  keys.push_back("fenced.0");
+  for (const auto& key : keys) {
+    auto e = bucket.GetEntry(key);
+    std::string entry;
+    if (e.ok()) {
+      entry = "{\"rev\":" + std::to_string(e->revision) + ",\"op\":\"PUT\",\"value_id\":" +
+              Quote(ValueId(e->value)) + "}";
+    } else if (e.status().IsNotFound() && e.status().revision() > 0) {
+      auto hist = bucket.History(key);
+      const char* op = hist.ok() && !hist->empty() ? OpName(hist->back().operation) : "DEL";
+      entry = "{\"rev\":" + std::to_string(e.status().revision()) + ",\"op\":\"" + op +
+              "\",\"value_id\":null}";
+    } else {
+      continue;
+    }
+    out += std::string(first ? "" : ",") + Quote(key) + ":" + entry;
+    first = false;
+  }
+  out += "}\n";
+  std::ofstream(a.out + "/final-replica-" + std::to_string(a.worker) + ".json") << out;
+}
+
+bool ParseArgs(int argc, char** argv, Args* a) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--out") a->out = v;
+    else if (k == "--db") a->db = v;
+    else if (k == "--bucket") a->bucket = v;
+    else if (k == "--worker") a->worker = std::atoi(v.c_str());
+    else if (k == "--keys") a->keys = std::atoi(v.c_str());
+    else if (k == "--seed") a->seed = std::strtoull(v.c_str(), nullptr, 10);
+    else if (k == "--lease-ms") a->lease_ms = std::atoi(v.c_str());
+    else if (k == "--servers") {
+      std::stringstream ss(v);
+      std::string url;
+      while (std::getline(ss, url, ',')) a->servers.push_back(url);
+    } else {
+      return false;
+    }
+  }
+  return !a->out.empty() && !a->db.empty() && !a->servers.empty() && a->keys > 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!ParseArgs(argc, argv, &a)) {
+    std::fprintf(stderr, "usage: %s --out DIR --worker W --db DIR --servers URL[,URL...] "
+                         "[--bucket B] [--keys N] [--seed S] [--lease-ms L]\n", argv[0]);
+    return 2;
+  }
+  signal(SIGTERM, OnTerm);
+  const int inc = NextIncarnation(a.db);
+  History history(a.out + "/worker-" + std::to_string(a.worker) + ".jsonl");
+  if (!history.ok()) {
+    std::perror("history file");
+    return 1;
+  }
+  revkv::Options o;
+  o.path = a.db;
+  o.nats.servers = a.servers;
+  o.nats.write_timeout = 2s;
+  // The server may be down while this worker restarts: keep trying.
+  std::unique_ptr<revkv::Engine> engine;
+  std::shared_ptr<revkv::Bucket> bucket;
+  while (!g_stop.load()) {
+    auto e = revkv::Engine::Open(o);
+    if (e.ok()) {
+      auto b = (*e)->OpenBucket(a.bucket);
+      if (b.ok()) {
+        engine = std::move(*e);
+        bucket = *b;
+        break;
+      }
+      std::fprintf(stderr, "worker %d: %s\n", a.worker, b.status().ToString().c_str());
+    } else {
+      std::fprintf(stderr, "worker %d: %s\n", a.worker, e.status().ToString().c_str());
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  if (!bucket) return 0;
+  {
+    Worker w(a, bucket.get(), engine.get(), &history, inc);
+    w.Run();
+  }
+  // The final state, after catching up with the server.
+  for (int i = 0; i < 20 && !bucket->Sync(5s).ok(); ++i) std::this_thread::sleep_for(500ms);
+  DumpReplica(*bucket, a);
+  return 0;
+}
