@@ -330,6 +330,15 @@ class Workers {
       kill(p, SIGTERM);
     }
     const auto deadline = Clock::now() + limit;
+    // Every worker stops writing first; then they read their final state.
+    for (auto& [w, p] : pids) {
+      const std::string stopped = a_.out + "/stopped-" + std::to_string(w);
+      while (!std::ifstream(stopped).good() && Clock::now() < deadline &&
+             waitpid(p, nullptr, WNOHANG) == 0) {
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    std::ofstream(a_.out + "/dump") << "\n";
     for (auto& [w, p] : pids) {
       int status = 0;
       while (waitpid(p, &status, WNOHANG) == 0) {
@@ -537,7 +546,8 @@ int main(int argc, char** argv) {
               a.seconds, a.workers,
               static_cast<unsigned long long>(recorded), faults.empty() ? " none" : faults.c_str());
   std::fflush(stdout);
-  const std::string check = std::string("python3 ") + REVKV_CAMPAIGN_CHECKER + " " + a.out;
+  const std::string check =
+      std::string(REVKV_PYTHON) + " " + REVKV_CAMPAIGN_CHECKER + " " + a.out;
   const int rc = std::system(check.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 3;
 }

@@ -431,7 +431,14 @@ int main(int argc, char** argv) {
     Worker w(a, bucket.get(), engine.get(), &history, inc);
     w.Run();
   }
-  // The final state, after catching up with the server.
+  // Stopped writing. The final state is read only once every worker has
+  // stopped (the runner then creates <out>/dump), and after catching up.
+  const std::string me = a.out + "/stopped-" + std::to_string(a.worker);
+  std::ofstream(me) << inc << "\n";
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (!std::ifstream(a.out + "/dump").good() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(20ms);
+  }
   for (int i = 0; i < 20 && !bucket->Sync(5s).ok(); ++i) std::this_thread::sleep_for(500ms);
   DumpReplica(*bucket, a);
   return 0;

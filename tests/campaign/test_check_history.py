@@ -1,0 +1,525 @@
+"""Tests of the campaign's history checker on synthetic runs.
+
+One clean history exercises every guarantee and must give no anomaly. Each other
+test plants one anomaly in a copy of it and asserts the checker reports that kind,
+and only that kind. Run: python3 -m unittest -v test_check_history
+"""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_history  # noqa: E402
+
+MS = 1_000_000
+LOCK_KEY = "_lock.L1"
+
+
+class Builder:
+    """Writes a run folder in the runner's format. Times are in ms; each operation
+    completes 5 ms after its invoke."""
+
+    def __init__(self):
+        self.lines = defaultdict(list)  # worker -> dicts (or raw strings)
+        self.server = []
+        self.seq = 0
+        self.nemesis = []
+        self.conf = {"lease_ms": 300, "margin_ms": 50, "workers": 2}
+        self.inc = defaultdict(lambda: 1)
+        self.n = defaultdict(int)
+        self.watch_inc = {}
+        self.replica_patch = defaultdict(dict)  # worker -> {key: entry or None}
+
+    # -- primitives
+    def invoke(self, w, op, key, t, **args):
+        inc = self.inc[w]
+        self.n[(w, inc)] += 1
+        oid = f"{w}-{inc}-{self.n[(w, inc)]}"
+        ev = {"ev": "invoke", "id": oid, "w": w, "inc": inc, "op": op}
+        if key is not None:
+            ev["key"] = key
+        ev.update(args)
+        ev.update({"t": t * MS, "wall": 1_700_000_000_000_000_000 + t * MS})
+        self.lines[w].append(ev)
+        return oid
+
+    def complete(self, w, oid, ev, t, **fields):
+        self.lines[w].append({"ev": ev, "id": oid, "t": t * MS,
+                              "wall": 1_700_000_000_000_000_000 + t * MS, **fields})
+
+    def msg(self, key, op="PUT", value_id=None, token=None, seq=None):
+        self.seq = seq if seq is not None else self.seq + 1
+        self.server.append({"seq": self.seq, "key": key, "op": op,
+                            "value_id": value_id, "token": token})
+        return self.seq
+
+    # -- operations
+    def write(self, w, op, key, t, applied=True, **args):
+        """An acknowledged write, stored on the server. Returns (id, seq)."""
+        oid = self.invoke(w, op, key, t, **args)
+        seq = self.msg(key, "DEL" if op == "delete" else "PUT", oid, args.get("token"))
+        self.complete(w, oid, "ok", t + 5, rev=seq, applied=applied)
+        return oid, seq
+
+    def unknown(self, w, op, key, t, stored=1, **args):
+        """A write that timed out after sending; the server stored it `stored` times."""
+        oid = self.invoke(w, op, key, t, **args)
+        for _ in range(stored):
+            self.msg(key, "DEL" if op == "delete" else "PUT", oid, args.get("token"))
+        self.complete(w, oid, "unknown", t + 5, code="Timeout")
+        return oid
+
+    def fail(self, w, op, key, t, code, **args):
+        oid = self.invoke(w, op, key, t, **args)
+        self.complete(w, oid, "fail", t + 5, code=code)
+        return oid
+
+    def get(self, w, key, t, rev, value_id=None, notfound=False):
+        oid = self.invoke(w, "get", key, t)
+        if notfound:
+            self.complete(w, oid, "fail", t + 5, code="NotFound", rev=rev)
+        else:
+            self.complete(w, oid, "ok", t + 5, rev=rev, value_id=value_id)
+        return oid
+
+    def acquire(self, w, lock, t, token=None):
+        """An acknowledged acquire; stores the lock record unless a token is forced."""
+        oid = self.invoke(w, "acquire", None, t, lock=lock)
+        if token is None:
+            token = self.msg(LOCK_KEY)
+        self.complete(w, oid, "ok", t + 5, rev=token)
+        return oid, token
+
+    def release(self, w, lock, token, t):
+        oid = self.invoke(w, "release", None, t, lock=lock, token=token)
+        self.msg(LOCK_KEY, "DEL")
+        self.complete(w, oid, "ok", t + 5, rev=self.seq)
+        return oid
+
+    def lock_lost(self, w, lock, token, t):
+        self.lines[w].append({"ev": "lock_lost", "w": w, "inc": self.inc[w],
+                              "lock": lock, "token": token, "t": t * MS})
+
+    def watch_start(self, w, wid, filt, t, from_rev=0):
+        self.watch_inc[wid] = (w, self.inc[w])
+        self.lines[w].append({"ev": "watch_start", "w": w, "inc": self.inc[w], "watch": wid,
+                              "filter": filt, "from_rev": from_rev, "t": t * MS})
+
+    def deliver(self, wid, seq, t):
+        w, inc = self.watch_inc[wid]
+        m = next(m for m in self.server if m["seq"] == seq)
+        self.lines[w].append({"ev": "watch", "w": w, "inc": inc, "watch": wid,
+                              "key": m["key"], "rev": seq, "op": m["op"],
+                              "value_id": m["value_id"], "t": t * MS})
+
+    def watch_end(self, wid, last_rev, t):
+        w, inc = self.watch_inc[wid]
+        self.lines[w].append({"ev": "watch_end", "w": w, "inc": inc, "watch": wid,
+                              "last_rev": last_rev, "t": t * MS})
+
+    def fault(self, fault, target, t):
+        self.nemesis.append({"fault": fault, "target": target, "t": t * MS,
+                             "wall": 1_700_000_000_000_000_000 + t * MS})
+
+    def restart(self, w):
+        self.inc[w] += 1
+
+    # -- the folder
+    def final_server(self):
+        final = {}
+        for m in self.server:
+            if "seq" not in m:
+                continue  # a recorder gap
+            final[m["key"]] = {"rev": m["seq"], "op": m["op"], "value_id": m["value_id"]}
+        return final
+
+    def write_dir(self, path):
+        def dump_lines(name, items):
+            with open(os.path.join(path, name), "w") as f:
+                for item in items:
+                    f.write(item if isinstance(item, str) else json.dumps(item) + "\n")
+
+        for w, items in self.lines.items():
+            dump_lines(f"worker-{w}.jsonl", items)
+        dump_lines("server.jsonl", self.server)
+        dump_lines("nemesis.jsonl", self.nemesis)
+        final = self.final_server()
+        with open(os.path.join(path, "final-server.json"), "w") as f:
+            json.dump(final, f)
+        for w in self.lines:
+            replica = copy.deepcopy(final)
+            for key, e in self.replica_patch[w].items():
+                if e is None:
+                    replica.pop(key, None)
+                else:
+                    replica[key] = e
+            with open(os.path.join(path, f"final-replica-{w}.json"), "w") as f:
+                json.dump(replica, f)
+        with open(os.path.join(path, "run.json"), "w") as f:
+            json.dump(self.conf, f)
+
+
+def clean_history():
+    """Every guarantee exercised, none broken: CAS chains, a Conflict, Create after a
+    tombstone, an Exists, unknown writes stored once or never, reads on a replica
+    that persists across a kill, a lock taken over from a paused holder, two watches
+    (one killed before its end), and converged replicas."""
+    b = Builder()
+    b.watch_start(1, "wa", "c.*", t=1)
+    b.watch_start(2, "wb", "k.>", t=2)
+    ka1, s_ka1 = b.write(1, "create", "k.a", 10)
+    kb1, s_kb1 = b.write(2, "put", "k.b", 20)
+    c1, s_c1 = b.write(1, "cas", "c.1", 30, exp=0)
+    c2, s_c2 = b.write(2, "cas", "c.1", 40, exp=s_c1)
+    b.fail(1, "cas", "c.1", 50, "Conflict", exp=s_c1)
+    b.get(1, "c.1", 60, rev=s_c2, value_id=c2)
+    c3, s_c3 = b.write(1, "uwr", "c.1", 70)
+    _, s_del = b.write(2, "delete", "k.a", 80, exp=s_ka1)
+    ka2, s_ka2 = b.write(2, "create", "k.a", 90)
+    b.fail(1, "create", "k.a", 100, "Exists")
+    kb2 = b.unknown(1, "put", "k.b", 110, stored=1)
+    b.unknown(2, "put", "k.b", 120, stored=0)
+    s_kb2 = b.seq
+    b.get(2, "k.b", 130, rev=s_kb2, value_id=kb2)
+    b.get(1, "k.zzz", 135, rev=0, notfound=True)
+    b.write(1, "put", "c.x.y", 140)  # outside the filter "c.*": never delivered
+    # Locks: w1 holds and releases; w2 holds, is paused past its lease, w1 takes over.
+    _, t1 = b.acquire(1, "L1", 200)
+    _, s_f1 = b.write(1, "locked_write", "f.1", 210, lock="L1", token=t1, exp=0)
+    _, s_f2 = b.write(1, "locked_write", "f.1", 220, lock="L1", token=t1, exp=s_f1)
+    b.release(1, "L1", t1, 230)
+    _, t2 = b.acquire(2, "L1", 240)
+    _, s_f3 = b.write(2, "locked_write", "f.1", 250, lock="L1", token=t2, exp=s_f2)
+    b.fault("pause", 2, 260)
+    _, t3 = b.acquire(1, "L1", 600)
+    b.fault("resume", 2, 700)
+    b.lock_lost(2, "L1", t2, 702)
+    b.fail(2, "locked_write", "f.1", 703, "LockLost", lock="L1", token=t2, exp=s_f3)
+    _, s_f4 = b.write(1, "locked_write", "f.1", 720, lock="L1", token=t3, exp=s_f3)
+    b.release(1, "L1", t3, 800)
+    # w2 is killed with a put in flight (no completion); the put was stored.
+    kb3 = b.invoke(2, "put", "k.b", 880)
+    s_kb3 = b.msg("k.b", value_id=kb3)
+    b.fault("kill", 2, 900)
+    b.restart(2)
+    b.get(2, "c.1", 950, rev=s_c3, value_id=c3)
+    b.get(2, "k.b", 960, rev=s_kb3, value_id=kb3)
+    for i, s in enumerate((s_c1, s_c2, s_c3)):
+        b.deliver("wa", s, 31 + 20 * i)
+    b.watch_end("wa", b.seq, 990)
+    for i, s in enumerate((s_ka1, s_kb1, s_del, s_ka2, s_kb2)):
+        b.deliver("wb", s, 11 + 20 * i)  # killed at 900: no watch_end
+    b.marks = dict(t1=t1, t2=t2, t3=t3, s_c3=s_c3, s_kb1=s_kb1, s_kb2=s_kb2,
+                   s_ka2=s_ka2, s_f4=s_f4, s_c2=s_c2)
+    return b
+
+
+class CheckerTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.n = 0
+
+    def folder(self, b):
+        self.n += 1
+        path = os.path.join(self.tmp.name, f"run{self.n}")
+        os.mkdir(path)
+        b.write_dir(path)
+        return path
+
+    def verdict(self, b):
+        return check_history.check(self.folder(b))
+
+    def kinds(self, b):
+        return {a["kind"] for a in self.verdict(b)["anomalies"]}
+
+    def assertOnly(self, b, kind):
+        v = self.verdict(b)
+        found = {a["kind"] for a in v["anomalies"]}
+        self.assertEqual(found, {kind}, json.dumps(v["anomalies"], indent=1))
+        return v["anomalies"]
+
+
+class CleanHistory(CheckerTest):
+    def test_clean_history_has_no_anomaly(self):
+        b = clean_history()
+        path = self.folder(b)
+        v = check_history.check(path)
+        self.assertEqual(v["anomalies"], [])
+        self.assertEqual(v["warnings"], [])
+        n_invokes = sum(1 for ls in b.lines.values() for e in ls if e["ev"] == "invoke")
+        self.assertEqual(v["operations"], n_invokes)
+        self.assertEqual(set(v["counts_by_kind"]), set(check_history.KINDS))
+        self.assertEqual(sum(v["counts_by_kind"].values()), 0)
+        with open(os.path.join(path, "verdict.json")) as f:
+            self.assertEqual(json.load(f), v)
+
+    def test_cli_clean_exits_0_with_the_summary_line(self):
+        path = self.folder(clean_history())
+        p = subprocess.run([sys.executable, check_history.__file__, path],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        n = check_history.check(path)["operations"]
+        self.assertEqual(p.stdout.strip().splitlines(),
+                         [f"campaign check: {n} operations, 0 anomalies"])
+
+    def test_cli_reports_anomalies_and_exits_1(self):
+        b = clean_history()
+        b.get(1, "k.b", 1000, rev=b.marks["s_kb2"])
+        b.get(1, "k.b", 1010, rev=b.marks["s_kb1"])
+        path = self.folder(b)
+        p = subprocess.run([sys.executable, check_history.__file__, path],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        lines = p.stdout.strip().splitlines()
+        self.assertTrue(lines[0].startswith("ANOMALY monotonic-read: "), lines)
+        self.assertIn("; ops: 1-1-", lines[0])
+        self.assertRegex(lines[-1], r"^campaign check: \d+ operations, 1 anomalies$")
+        p = subprocess.run([sys.executable, check_history.__file__, path, "--json"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(json.loads(p.stdout)["counts_by_kind"]["monotonic-read"], 1)
+
+    def test_truncated_last_line_of_a_killed_worker_is_tolerated(self):
+        b = clean_history()
+        n = self.verdict(b)["operations"]
+        b.lines[2].append('{"ev":"invoke","id":"2-2-9","w":2,"inc":2,"op":"pu')
+        v = self.verdict(b)
+        self.assertEqual(v["anomalies"], [])
+        self.assertEqual(v["operations"], n)
+
+    def test_unparsable_line_before_the_last_is_unreadable_input(self):
+        b = clean_history()
+        b.lines[1].insert(3, '{"ev":"invoke","id":"garbage\n')
+        path = self.folder(b)
+        with self.assertRaises(check_history.InputError):
+            check_history.check(path)
+        p = subprocess.run([sys.executable, check_history.__file__, path],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("worker-1.jsonl:4", p.stderr)
+
+    def test_missing_server_history_is_unreadable_input(self):
+        path = self.folder(clean_history())
+        os.remove(os.path.join(path, "server.jsonl"))
+        p = subprocess.run([sys.executable, check_history.__file__, path],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2)
+
+    def test_locks_without_lease_settings_are_unreadable_input(self):
+        path = self.folder(clean_history())
+        os.remove(os.path.join(path, "run.json"))
+        with self.assertRaises(check_history.InputError):
+            check_history.check(path)
+
+    def test_invoke_without_completion_is_an_unknown_outcome(self):
+        b = clean_history()
+        oid = b.invoke(1, "put", "k.e", 1000)  # killed before it completed
+        b.msg("k.e", value_id=oid)
+        run = check_history.load_run(self.folder(b))
+        self.assertEqual(run.ops[oid].outcome, "unknown")
+        self.assertEqual(self.verdict(b)["anomalies"], [])  # stored once: allowed
+        b.msg("k.e", value_id=oid)  # stored twice: not allowed
+        anomalies = self.assertOnly(b, "unknown-duplicated")
+        self.assertEqual(anomalies[0]["ops"], [oid])
+
+    def test_write_acknowledged_before_its_apply_may_be_read_older(self):
+        b = clean_history()
+        b.write(1, "put", "k.d", 1000, applied=False)
+        b.get(1, "k.d", 1010, rev=0, notfound=True)
+        self.assertEqual(self.verdict(b)["anomalies"], [])
+
+    def test_holder_paused_as_recorded_by_a_paused_line_excuses_the_overlap(self):
+        b = clean_history()
+        b.nemesis = [f for f in b.nemesis if f["fault"] not in ("pause", "resume")]
+        b.nemesis.append({"ev": "paused", "w": 2, "from_t": 260 * MS, "to_t": 700 * MS})
+        self.assertEqual(self.verdict(b)["anomalies"], [])
+
+    def test_recorder_gap_skips_the_checks_that_need_it_with_a_warning(self):
+        b = clean_history()
+        # A CAS whose predecessor may lie in a gap, and an ack inside the gap.
+        b.seq += 1
+        b.server.append({"gap_from": b.seq, "gap_to": b.seq + 1})
+        oid = b.invoke(1, "put", "c.1", 1000)
+        b.complete(1, oid, "ok", 1005, rev=b.seq, applied=True)
+        b.seq += 1
+        b.write(2, "cas", "c.1", 1010, exp=b.seq)
+        v = self.verdict(b)
+        self.assertEqual(v["anomalies"], [])
+        text = " ".join(v["warnings"])
+        self.assertIn("missed seq", text)
+        self.assertIn("cas-chain: 1 check(s) skipped", text)
+        self.assertIn("ack-missing: 1 check(s) skipped", text)
+
+    def test_filters(self):
+        m = check_history.filter_matches
+        self.assertTrue(m("c.*", "c.1"))
+        self.assertFalse(m("c.*", "c.x.y"))
+        self.assertFalse(m("c.*", "c"))
+        self.assertTrue(m("k.>", "k.a.b"))
+        self.assertFalse(m("k.>", "k"))
+        self.assertTrue(m(">", "anything.at.all"))
+        self.assertTrue(m("a.*.c", "a.b.c"))
+        self.assertFalse(m("a.b", "a.c"))
+
+
+class PlantedAnomalies(CheckerTest):
+    """One anomaly of each kind, each planted in the clean history."""
+
+    # 1. cas-chain
+    def test_cas_written_over_a_revision_other_than_its_expected_one(self):
+        b = clean_history()
+        b.write(1, "cas", "c.1", 1000, exp=b.marks["s_c2"])  # c.1 is at s_c3 by then
+        self.assertOnly(b, "cas-chain")
+
+    def test_cas_expecting_no_message_written_over_one(self):
+        b = clean_history()
+        b.unknown(2, "cas", "c.1", 1000, exp=0)
+        self.assertOnly(b, "cas-chain")
+
+    def test_delete_with_expected_revision_written_over_another(self):
+        b = clean_history()
+        b.unknown(2, "delete", "k.b", 1000, exp=b.marks["s_kb1"])
+        self.assertOnly(b, "cas-chain")
+
+    def test_create_stored_over_a_live_value(self):
+        b = clean_history()
+        b.unknown(1, "create", "k.b", 1000)
+        self.assertOnly(b, "cas-chain")
+
+    # 2. ack-missing
+    def test_acknowledged_write_absent_from_the_server(self):
+        b = clean_history()
+        oid = b.invoke(1, "put", "k.e", 1000)
+        b.complete(1, oid, "ok", 1005, rev=b.seq + 50, applied=False)
+        self.assertEqual(self.assertOnly(b, "ack-missing")[0]["ops"], [oid])
+
+    def test_acknowledged_at_a_revision_another_write_holds(self):
+        b = clean_history()
+        oid = b.invoke(1, "cas", "c.1", 1000, exp=b.marks["s_c3"])
+        b.complete(1, oid, "ok", 1005, rev=b.marks["s_c3"], applied=True)
+        self.assertOnly(b, "ack-missing")
+
+    # 3. unknown-duplicated
+    def test_unknown_write_stored_twice(self):
+        b = clean_history()
+        oid = b.unknown(1, "put", "k.b", 1000, stored=2)
+        self.assertEqual(self.assertOnly(b, "unknown-duplicated")[0]["ops"], [oid])
+
+    # 4. conflict-applied
+    def test_write_reported_as_conflict_is_stored(self):
+        b = clean_history()
+        oid = b.fail(1, "cas", "c.1", 1000, "Conflict", exp=b.marks["s_c3"])
+        b.msg("c.1", value_id=oid)  # its expected revision did hold: the chain is fine
+        self.assertEqual(self.assertOnly(b, "conflict-applied")[0]["ops"], [oid])
+
+    # 5. create-twice
+    def test_two_acknowledged_creates_with_no_tombstone_between(self):
+        b = clean_history()
+        a, _ = b.write(1, "create", "k.c", 1000)
+        c, _ = b.write(2, "create", "k.c", 1001)
+        self.assertEqual(self.assertOnly(b, "create-twice")[0]["ops"], [a, c])
+
+    # 6. monotonic-read
+    def test_read_goes_backwards_across_a_restart(self):
+        b = clean_history()
+        # w2 read k.b at s_kb2 before its kill; its new incarnation reads s_kb1.
+        b.get(2, "k.b", 970, rev=b.marks["s_kb1"])
+        self.assertOnly(b, "monotonic-read")
+
+    # 7. read-your-writes
+    def test_read_misses_an_applied_acknowledged_write(self):
+        b = clean_history()
+        w, _ = b.write(1, "put", "k.d", 1000, applied=True)
+        r = b.get(1, "k.d", 1010, rev=0, notfound=True)
+        self.assertEqual(self.assertOnly(b, "read-your-writes")[0]["ops"], [w, r])
+
+    # 8. lock-token-order
+    def test_later_acquisition_gets_a_lower_token(self):
+        b = clean_history()
+        b.acquire(2, "L1", 1000, token=b.marks["t2"] - 1)
+        self.assertOnly(b, "lock-token-order")
+
+    def test_two_acquisitions_share_a_token(self):
+        b = clean_history()
+        b.acquire(2, "L1", 1000, token=b.marks["t3"])
+        self.assertOnly(b, "lock-token-order")
+
+    # 9. stale-token-applied
+    def test_fenced_write_with_a_stale_token_is_stored(self):
+        b = clean_history()
+        b.unknown(1, "locked_write", "f.1", 1000, lock="L1", token=b.marks["t1"],
+                  exp=b.marks["s_f4"])
+        self.assertOnly(b, "stale-token-applied")
+
+    # 10. lock-overlap
+    def test_sections_overlap_while_the_earlier_holder_ran_freely(self):
+        b = clean_history()
+        b.nemesis = [f for f in b.nemesis if f["fault"] not in ("pause", "resume")]
+        self.assertOnly(b, "lock-overlap")
+
+    def test_sections_overlap_after_a_pause_shorter_than_lease_minus_margin(self):
+        b = clean_history()
+        for f in b.nemesis:
+            if f["fault"] == "pause":
+                f["t"] = 500 * MS  # 105 ms before the takeover; lease - margin is 250
+        self.assertOnly(b, "lock-overlap")
+
+    def test_paused_holder_write_acknowledged_after_the_takeover(self):
+        b = clean_history()
+        b.write(2, "locked_write", "f.2", 701, lock="L1", token=b.marks["t2"], exp=0)
+        self.assertOnly(b, "lock-overlap")
+
+    # 11. watch-order
+    def test_watch_delivers_a_revision_twice(self):
+        b = clean_history()
+        b.deliver("wa", b.marks["s_c3"], 75)
+        self.assertOnly(b, "watch-order")
+
+    def test_watch_steps_back(self):
+        b = clean_history()
+        b.deliver("wa", b.marks["s_c2"], 75)
+        self.assertOnly(b, "watch-order")
+
+    # 12. watch-missed
+    def test_ended_watch_misses_the_last_revision_of_a_key(self):
+        b = clean_history()
+        w = b.lines[1]
+        w[:] = [e for e in w if not (e.get("ev") == "watch" and e["rev"] == b.marks["s_c3"])]
+        self.assertOnly(b, "watch-missed")
+
+    def test_killed_watch_misses_a_revision_before_its_last_delivery(self):
+        b = clean_history()
+        w = b.lines[2]
+        w[:] = [e for e in w if not (e.get("ev") == "watch" and e["rev"] == b.marks["s_ka2"])]
+        self.assertOnly(b, "watch-missed")
+
+    # 13. replica-diverged
+    def test_replica_behind_the_server(self):
+        b = clean_history()
+        b.replica_patch[2]["k.b"] = {"rev": b.marks["s_kb2"], "op": "PUT",
+                                     "value_id": "1-1-12"}
+        self.assertOnly(b, "replica-diverged")
+
+    def test_replica_missing_a_key(self):
+        b = clean_history()
+        b.replica_patch[1]["c.1"] = None
+        self.assertOnly(b, "replica-diverged")
+
+    def test_every_kind_is_planted(self):
+        planted = set()
+        for name in dir(self):
+            if name.startswith("test_") and name != "test_every_kind_is_planted":
+                src = getattr(self, name).__code__.co_consts
+                planted |= {c for c in src if c in check_history.KINDS}
+        self.assertEqual(planted, set(check_history.KINDS))
+
+
+if __name__ == "__main__":
+    unittest.main()
