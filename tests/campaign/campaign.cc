@@ -463,8 +463,19 @@ int main(int argc, char** argv) {
     const auto wait = std::chrono::milliseconds(static_cast<int64_t>(gap(rng)) + 200);
     std::this_thread::sleep_until(std::min(end, Clock::now() + wait));
     if (Clock::now() >= end || kinds.empty()) continue;
-    const std::string kind = kinds[std::uniform_int_distribution<size_t>(0, kinds.size() - 1)(rng)];
-    const int w = std::uniform_int_distribution<int>(0, a.workers - 1)(rng);
+    // Pauses come twice as often as the other faults, and mostly hit a
+    // worker that holds the lock now: a paused holder is what the lock's
+    // guarantees are about.
+    std::vector<std::string> weighted = kinds;
+    if (a.faults.count("pause")) weighted.push_back("pause");
+    const std::string kind =
+        weighted[std::uniform_int_distribution<size_t>(0, weighted.size() - 1)(rng)];
+    int w = std::uniform_int_distribution<int>(0, a.workers - 1)(rng);
+    if (kind == "pause" && rng() % 10 < 7) {
+      for (int h = 0; h < a.workers; ++h) {
+        if (std::ifstream(a.out + "/holding-" + std::to_string(h)).good()) w = h;
+      }
+    }
     const int node = std::uniform_int_distribution<int>(0, servers.size() - 1)(rng);
     if (kind == "kill") {
       log_fault("kill", "worker-" + std::to_string(w));

@@ -126,7 +126,16 @@ class Worker {
 
   void Run() {
     StartWatch();
+    // Lock sections run on a thread of their own, back to back, so that a
+    // pause of this process often finds it holding the lock.
+    std::thread sections([this] {
+      while (!g_stop.load()) {
+        LockedSection();
+        std::this_thread::sleep_for(std::chrono::milliseconds(Pick(200)));
+      }
+    });
     while (!g_stop.load()) Step();
+    sections.join();
     if (watch_) {
       watch_->Cancel();
       h_->Line("\"ev\":\"watch_end\",\"w\":" + std::to_string(a_.worker) + ",\"inc\":" +
@@ -140,7 +149,10 @@ class Worker {
     return std::to_string(a_.worker) + "-" + std::to_string(inc_) + "-" + std::to_string(++seq_);
   }
   std::string Key() { return "c." + std::to_string(Pick(a_.keys)); }
-  int Pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+  int Pick(int n) {
+    std::lock_guard<std::mutex> lock(rng_mu_);
+    return std::uniform_int_distribution<int>(0, n - 1)(rng_);
+  }
   std::string Common(const std::string& id, const char* op, const std::string& key) {
     return "\"id\":" + Quote(id) + ",\"w\":" + std::to_string(a_.worker) +
            ",\"inc\":" + std::to_string(inc_) + ",\"op\":\"" + op + "\",\"key\":" + Quote(key);
@@ -175,9 +187,8 @@ class Worker {
     if (dice < 40) return Get();
     if (dice < 60) return Cas();
     if (dice < 65) return Create();
-    if (dice < 70) return Delete();
-    if (dice < 85) return UpdateWithRetry();
-    return LockedSection();
+    if (dice < 75) return Delete();
+    return UpdateWithRetry();
   }
 
   void Put() {
@@ -270,23 +281,34 @@ class Worker {
     }
     const uint64_t token = (*lock)->fencing_token();
     h_->Line("\"ev\":\"ok\",\"id\":" + Quote(acq) + ",\"rev\":" + std::to_string(token));
+    // Tells the nemesis that pausing this worker now pauses a lock holder.
+    const std::string holding = a_.out + "/holding-" + std::to_string(a_.worker);
+    std::ofstream(holding) << token << "\n";
     const int w = a_.worker, inc = inc_;
     History* h = h_;
     (*lock)->on_lost([h, w, inc, token](const revkv::Status&) {
       h->Line("\"ev\":\"lock_lost\",\"w\":" + std::to_string(w) + ",\"inc\":" +
               std::to_string(inc) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
     });
+    // The section lasts up to about a lease, with a few writes, each made
+    // only while the handle says the lock is held: a holder paused in here
+    // must find out that it lost the lock before it writes again.
     if (bucket_->Sync(2s).ok()) {
-      auto seen = Read(key);
-      if (seen && !(*lock)->lost()) {
+      const int writes = 2 + Pick(4);
+      for (int i = 0; i < writes && !g_stop.load(); ++i) {
+        if ((*lock)->lost()) break;
+        auto seen = Read(key);
+        if (!seen || (*lock)->lost()) break;
         const std::string id = NextId();
         Invoke(Common(id, "locked_write", key) + ",\"lock\":\"L\",\"token\":" +
                std::to_string(token) + ",\"exp\":" + std::to_string(seen->revision));
         WriteDone(id, bucket_->Update(key, Value(id, token), seen->revision));
+        std::this_thread::sleep_for(std::chrono::milliseconds(Pick(a_.lease_ms / 3 + 1)));
       }
     }
     const std::string rel = NextId();
     Invoke(Common(rel, "release", key) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
+    std::remove(holding.c_str());
     revkv::Status released = (*lock)->Release();
     if (released.ok()) {
       h_->Line("\"ev\":\"ok\",\"id\":" + Quote(rel));
@@ -303,6 +325,10 @@ class Worker {
     const int w = a_.worker, inc = inc_;
     History* h = h_;
     const std::string wid = watch_id_;
+    // Logged first: entries may arrive before Watch returns.
+    h_->Line("\"ev\":\"watch_start\",\"w\":" + std::to_string(w) + ",\"inc\":" +
+             std::to_string(inc) + ",\"watch\":" + Quote(wid) +
+             ",\"filter\":\"c.>\",\"from_rev\":" + std::to_string(o.from_revision));
     auto watch = bucket_->Watch("c.>", o, [h, w, inc, wid](const revkv::Result<revkv::Entry>& e) {
       if (!e.ok()) return;
       h->Line("\"ev\":\"watch\",\"w\":" + std::to_string(w) + ",\"inc\":" + std::to_string(inc) +
@@ -310,11 +336,13 @@ class Worker {
               ",\"rev\":" + std::to_string(e->revision) + ",\"op\":\"" + OpName(e->operation) +
               "\",\"value_id\":" + (e->is_tombstone() ? "null" : Quote(ValueId(e->value))));
     });
-    if (!watch.ok()) return;
+    if (!watch.ok()) {
+      h_->Line("\"ev\":\"watch_end\",\"w\":" + std::to_string(w) + ",\"inc\":" +
+               std::to_string(inc) + ",\"watch\":" + Quote(wid) +
+               ",\"last_rev\":" + std::to_string(o.from_revision - 1));
+      return;
+    }
     watch_ = std::move(*watch);
-    h_->Line("\"ev\":\"watch_start\",\"w\":" + std::to_string(w) + ",\"inc\":" +
-             std::to_string(inc) + ",\"watch\":" + Quote(wid) +
-             ",\"filter\":\"c.>\",\"from_rev\":" + std::to_string(o.from_revision));
   }
 
   const Args& a_;
@@ -322,8 +350,9 @@ class Worker {
   revkv::Engine* engine_;
   History* h_;
   const int inc_;
-  std::mt19937_64 rng_;
-  uint64_t seq_ = 0;
+  std::mutex rng_mu_;
+  std::mt19937_64 rng_;  // GUARDED_BY(rng_mu_)
+  std::atomic<uint64_t> seq_{0};
   std::string watch_id_;
   std::unique_ptr<revkv::Watcher> watch_;
 };
