@@ -26,10 +26,10 @@ case "$server" in
   2.10) binary="$ROOT/.deps/nats-server-2.10/usr/sbin/nats-server" ;;
   *) echo "--server is newest or 2.10" >&2; exit 2 ;;
 esac
-faults=kill,pause,restart
+faults=kill,pause,restart,partition
 if [[ "$topology" == r3 ]]; then faults=kill,pause,restart,leader; fi
 out="${out:-$ROOT/campaign-results/$topology-$server-$(date +%Y%m%d-%H%M%S)}"
 "$ROOT/scripts/build.sh" >/dev/null
 exec "$ROOT/build/tests/revkv_campaign" --out "$out" --topology "$topology" \
   --server "$binary" --seconds "$((minutes * 60))" --workers "$workers" --seed "$seed" \
-  --faults "$faults"
+  --faults "$faults" --pace-us 3000

@@ -55,6 +55,7 @@
 
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
+#include "tests/tcp_relay.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -915,126 +916,6 @@ TEST_F(replicated_lock, ShortServerOutageHolderKeepsTheLock) {
   EXPECT_TRUE((*held)->Release().ok());
 }
 
-// A TCP relay on a kernel-chosen loopback port in front of the server. It
-// can cut its clients off silently, as a network partition does: the
-// sockets stay open, every byte is dropped, nothing is answered.
-class Partition {
- public:
-  explicit Partition(int server_port) : server_port_(server_port) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        listen(listen_fd_, 16) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ADD_FAILURE() << "relay socket: " << strerror(errno);
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~Partition() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-    for (auto& [a, b] : pairs_) {
-      close(a);
-      close(b);
-    }
-    if (listen_fd_ >= 0) close(listen_fd_);
-  }
-  Partition(const Partition&) = delete;
-  Partition& operator=(const Partition&) = delete;
-
-  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
-  // From now on nothing gets through, in either direction.
-  void Cut() { cut_ = true; }
-  // Ends the partition: the cut connections are closed (their streams lost
-  // bytes), so clients reconnect through the relay, which forwards again.
-  void Heal() { heal_ = true; }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      if (heal_.exchange(false)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (auto& [a, b] : pairs_) {
-          close(a);
-          close(b);
-        }
-        pairs_.clear();
-        cut_ = false;
-      }
-      std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (auto& [a, b] : pairs_) {
-          fds.push_back({a, POLLIN, 0});
-          fds.push_back({b, POLLIN, 0});
-        }
-      }
-      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[0].revents & POLLIN) Accept();
-      for (size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        const int from = fds[i].fd;
-        const size_t pair = (i - 1) / 2;
-        char buf[65536];
-        const ssize_t n = read(from, buf, sizeof(buf));
-        std::lock_guard<std::mutex> lock(mu_);
-        if (pair >= pairs_.size() || (pairs_[pair].first != from && pairs_[pair].second != from)) {
-          continue;
-        }
-        const int to = pairs_[pair].first == from ? pairs_[pair].second : pairs_[pair].first;
-        if (n <= 0) {
-          close(pairs_[pair].first);
-          close(pairs_[pair].second);
-          pairs_.erase(pairs_.begin() + static_cast<std::ptrdiff_t>(pair));
-          break;  // indices moved: poll again
-        }
-        if (cut_) continue;
-        for (ssize_t done = 0; done < n;) {
-          const ssize_t w = write(to, buf + done, static_cast<size_t>(n - done));
-          if (w <= 0) break;
-          done += w;
-        }
-      }
-    }
-  }
-  void Accept() {
-    const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) return;
-    const int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(server_port_));
-    if (cut_ || server < 0 ||
-        connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(client);
-      if (server >= 0) close(server);
-      return;
-    }
-    // No Nagle delay on the relayed request/reply traffic.
-    const int one = 1;
-    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    std::lock_guard<std::mutex> lock(mu_);
-    pairs_.emplace_back(client, server);
-  }
-
-  const int server_port_;
-  int listen_fd_ = -1;
-  int port_ = -1;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> cut_{false};
-  std::atomic<bool> heal_{false};
-  std::mutex mu_;
-  std::vector<std::pair<int, int>> pairs_;  // GUARDED_BY(mu_): client, server
-};
 
 // The holders alone are cut off from the server, while another engine still
 // reaches it: an embedding engine holding "L" and a `revkv lock` holding
@@ -1044,7 +925,8 @@ class Partition {
 // engine may take the locks over at lease + margin (2.4 s after it first
 // saw the holders' last renewals).
 TEST_F(replicated_lock, HoldersCutOffFromTheServerKnowTheyLostBeforeAnotherTakesOver) {
-  Partition partition(server_.port());
+  testing::TcpRelay partition(server_.port());
+  ASSERT_TRUE(partition.ok()) << partition.error();
   TempDir da, db, dc;
   auto a = OpenEngine(da, std::chrono::hours(24), partition.url());
   auto b = OpenEngine(db);

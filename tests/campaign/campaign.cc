@@ -8,8 +8,10 @@
 //
 // Usage: revkv_campaign --out DIR [--topology single|r3] [--server PATH]
 //          [--seconds N] [--workers N] [--keys N] [--seed S]
-//          [--faults kill,pause,restart,leader] [--fault-every-ms M]
-//          [--lease-ms L]
+//          [--faults kill,pause,restart,leader,partition] [--fault-every-ms M]
+//          [--lease-ms L] [--pace-us P]
+// --pace-us makes each worker wait between operations, which keeps the
+// history of a long run small enough to check.
 // Exit status: the checker's (0: no anomaly).
 
 #include <nats/nats.h>
@@ -35,6 +37,7 @@
 #include <vector>
 
 #include "tests/nats_server.h"
+#include "tests/tcp_relay.h"
 
 namespace {
 
@@ -77,6 +80,7 @@ struct Args {
   std::set<std::string> faults = {"kill", "pause", "restart", "leader"};
   int fault_every_ms = 3000;
   int lease_ms = 1500;
+  int pace_us = 0;
 };
 
 // Appends lines to a file, one write at a time, from any thread.
@@ -131,6 +135,7 @@ class Servers {
   std::string url(int i) { return node(i).url(); }
   // Worker w's server list: its home node first, then the others.
   std::string ServersFor(int w) {
+    if (relay(w) != nullptr) return relay(w)->url();
     std::string out = url(w % size());
     for (int i = 0; i < size(); ++i) {
       if (i != w % size()) out += "," + url(i);
@@ -138,12 +143,25 @@ class Servers {
     return out;
   }
   int StreamLeader() { return r3_ ? cluster_->StreamLeader(std::string("KV_") + kBucket) : -1; }
+  // With partitions (single server only: a cluster advertises its nodes,
+  // which a client would reach around the relay), each worker reaches the
+  // server through a relay of its own that the nemesis can cut.
+  void UseRelays(int workers) {
+    for (int w = 0; w < workers; ++w) {
+      relays_.push_back(std::make_unique<revkv::testing::TcpRelay>(single_->port()));
+    }
+  }
+  revkv::testing::TcpRelay* relay(int w) {
+    return static_cast<size_t>(w) < relays_.size() ? relays_[static_cast<size_t>(w)].get()
+                                                   : nullptr;
+  }
   bool r3() const { return r3_; }
 
  private:
   const bool r3_;
   std::unique_ptr<NatsServer> single_;
   std::unique_ptr<NatsCluster> cluster_;
+  std::vector<std::unique_ptr<revkv::testing::TcpRelay>> relays_;
 };
 
 bool CreateBuckets(const std::string& url, int replicas, std::string* error) {
@@ -294,7 +312,7 @@ class Workers {
         REVKV_CAMPAIGN_WORKER, "--out", a_.out, "--worker", std::to_string(w),
         "--db", a_.out + "/replica-" + std::to_string(w), "--servers", servers_->ServersFor(w),
         "--keys", std::to_string(a_.keys), "--seed", std::to_string(a_.seed + w),
-        "--lease-ms", std::to_string(a_.lease_ms)};
+        "--lease-ms", std::to_string(a_.lease_ms), "--pace-us", std::to_string(a_.pace_us)};
     std::string error;
     pid_t pid = revkv::testing::SpawnTiedToThisProcess(
         args, a_.out + "/worker-" + std::to_string(w) + ".stderr", &error);
@@ -372,6 +390,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--seed") a->seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--fault-every-ms") a->fault_every_ms = std::atoi(v.c_str());
     else if (k == "--lease-ms") a->lease_ms = std::atoi(v.c_str());
+    else if (k == "--pace-us") a->pace_us = std::atoi(v.c_str());
     else if (k == "--faults") {
       a->faults.clear();
       std::stringstream ss(v);
@@ -394,8 +413,9 @@ int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr,
                  "usage: %s --out DIR [--topology single|r3] [--server PATH] [--seconds N] "
-                 "[--workers N] [--keys N] [--seed S] [--faults kill,pause,restart,leader|none] "
-                 "[--fault-every-ms M] [--lease-ms L]\n",
+                 "[--workers N] [--keys N] [--seed S] "
+                 "[--faults kill,pause,restart,leader,partition|none] "
+                 "[--fault-every-ms M] [--lease-ms L] [--pace-us P]\n",
                  argv[0]);
     return 2;
   }
@@ -438,6 +458,7 @@ int main(int argc, char** argv) {
         << ",\"margin_ms\":" << a.lease_ms / 5 << "}\n";
   }
 
+  if (a.faults.count("partition") && !servers.r3()) servers.UseRelays(a.workers);
   Workers workers(a, &servers);
   for (int w = 0; w < a.workers; ++w) {
     if (!workers.Spawn(w)) return 2;
@@ -449,6 +470,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> kinds;
   for (const auto& f : a.faults) {
     if (f == "leader" && !servers.r3()) continue;
+    if (f == "partition" && servers.r3()) continue;
     kinds.push_back(f);
   }
   const auto end = Clock::now() + std::chrono::seconds(a.seconds);
@@ -493,6 +515,14 @@ int main(int argc, char** argv) {
       kill(p, SIGCONT);
       log_fault("resume", "worker-" + std::to_string(w),
                 ",\"from_t\":" + std::to_string(from) + ",\"to_t\":" + std::to_string(MonoNs()));
+    } else if (kind == "partition") {
+      revkv::testing::TcpRelay* relay = servers.relay(w);
+      if (relay == nullptr) continue;
+      relay->Cut();
+      log_fault("partition", "worker-" + std::to_string(w));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % (2 * a.lease_ms)));
+      relay->Heal();
+      log_fault("heal", "worker-" + std::to_string(w));
     } else if (kind == "restart") {
       log_fault("server_restart", "node-" + std::to_string(node));
       servers.node(node).Stop();

@@ -8,7 +8,7 @@
 // and dumps it to final-replica-<W>.json.
 //
 // Usage: revkv_campaign_worker --out DIR --worker W --db DIR --servers URL[,URL...]
-//          [--bucket B] [--keys N] [--seed S] [--lease-ms L]
+//          [--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P]
 
 #include <fcntl.h>
 #include <signal.h>
@@ -115,6 +115,7 @@ struct Args {
   int keys = 6;
   uint64_t seed = 1;
   int lease_ms = 1500;
+  int pace_us = 0;  // a pause between operations, for long runs
 };
 
 class Worker {
@@ -134,7 +135,10 @@ class Worker {
         std::this_thread::sleep_for(std::chrono::milliseconds(Pick(200)));
       }
     });
-    while (!g_stop.load()) Step();
+    while (!g_stop.load()) {
+      Step();
+      if (a_.pace_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(a_.pace_us));
+    }
     sections.join();
     if (watch_) {
       watch_->Cancel();
@@ -406,6 +410,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--keys") a->keys = std::atoi(v.c_str());
     else if (k == "--seed") a->seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--lease-ms") a->lease_ms = std::atoi(v.c_str());
+    else if (k == "--pace-us") a->pace_us = std::atoi(v.c_str());
     else if (k == "--servers") {
       std::stringstream ss(v);
       std::string url;
