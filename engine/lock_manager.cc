@@ -379,11 +379,16 @@ Status LockManager::RenewLocked(Held* held) {
     return lost;
   };
   if (start >= lose_at) return not_renewed("");
-  // The write may not outlast the lease: a server that does not answer must
-  // not keep this holder believing in a lock that a waiter may take.
-  WriteOptions bounded;
-  bounded.timeout = std::max(milliseconds(1), std::chrono::ceil<milliseconds>(lose_at - start));
-  auto r = CasWhileHeld(held, lose_at, [&] {
+  // No write may outlast the lease, a retry after a catch-up included: a
+  // server that does not answer must not keep this holder believing in a
+  // lock that a waiter may take.
+  auto r = CasWhileHeld(held, lose_at, [&]() -> Result<uint64_t> {
+    const auto left = std::chrono::ceil<milliseconds>(lose_at - Clock::now());
+    if (left.count() <= 0) {
+      return Status::Timeout("the lease of lock '" + held->name + "' ran out during renewal");
+    }
+    WriteOptions bounded;
+    bounded.timeout = left;
     return store_->Update(held->name, held->record, held->revision, bounded);
   });
   if (r.ok()) {

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/campaign/history_line.h"
 #include "tests/nats_server.h"
 #include "tests/tcp_relay.h"
 
@@ -44,28 +45,13 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using revkv::testing::NatsCluster;
+using revkv::campaign::MonoNs;
+using revkv::campaign::ParseValue;
+using revkv::campaign::Quote;
+using revkv::campaign::WallNs;
 using revkv::testing::NatsServer;
 
 constexpr char kBucket[] = "campaign";
-
-int64_t MonoNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-int64_t WallNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  return out + "\"";
-}
 
 struct Args {
   std::string out;
@@ -97,18 +83,6 @@ class JsonLines {
   std::mutex mu_;
   std::ofstream out_;
 };
-
-// The op id a value carries ("id=<id>;token=<t>") and its token.
-void ParseValue(std::string_view v, std::string* id, std::string* token) {
-  if (v.substr(0, 3) != "id=") return;
-  size_t semi = v.find(';');
-  *id = std::string(v.substr(3, semi == std::string_view::npos ? semi : semi - 3));
-  size_t t = v.find("token=");
-  if (t != std::string_view::npos) {
-    *token = std::string(v.substr(t + 6));
-    if (*token == "0") token->clear();
-  }
-}
 
 // The servers under test: one server or a three-node cluster.
 class Servers {

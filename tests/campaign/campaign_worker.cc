@@ -30,42 +30,18 @@
 #include <vector>
 
 #include "revkv/revkv.h"
+#include "tests/campaign/history_line.h"
 
 namespace {
 
 using namespace std::chrono_literals;
+using revkv::campaign::MonoNs;
+using revkv::campaign::Quote;
+using revkv::campaign::WallNs;
 
 std::atomic<bool> g_stop{false};
 
 void OnTerm(int) { g_stop = true; }
-
-int64_t MonoNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-int64_t WallNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 const char* OpName(revkv::Operation op) {
   switch (op) {
@@ -76,11 +52,11 @@ const char* OpName(revkv::Operation op) {
   return "PUT";
 }
 
-// The op id a value carries: "id=<W>-<inc>-<seq>;...".
+// The op id a value carries.
 std::string ValueId(std::string_view value) {
-  if (value.substr(0, 3) != "id=") return "";
-  size_t end = value.find(';');
-  return std::string(value.substr(3, end == std::string_view::npos ? end : end - 3));
+  std::string id;
+  revkv::campaign::ParseValue(value, &id, nullptr);
+  return id;
 }
 
 // One JSON object per line, each written whole with one write(2).

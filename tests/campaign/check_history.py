@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline history checker of revkv's fault campaign (issue 10, DESIGN §9).
+"""Offline history checker of revkv's fault campaign (DESIGN §9).
 
 Usage: python3 check_history.py RUN_DIR [--json]
 
