@@ -419,6 +419,14 @@ class replicated_upgrade : public FailoverTest {
                                   std::vector<std::string>(3, REVKV_NATS_SERVER_210))
       : FailoverTest(std::move(binaries)) {}
 
+  // An engine on each node, node i's in engines_[i] and buckets_[i].
+  void OpenOnEveryNode() {
+    for (int i = 0; i < 3; ++i) {
+      buckets_[i] = OpenOn(i, dirs_[i], &engines_[i]);
+      ASSERT_TRUE(buckets_[i]) << "engine " << i;
+    }
+  }
+
   // An engine on node `node` only.
   std::shared_ptr<Bucket> OpenOn(int node, TempDir& dir, std::unique_ptr<Engine>* engine) {
     Options o;
@@ -433,6 +441,10 @@ class replicated_upgrade : public FailoverTest {
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? *b : nullptr;
   }
+
+  TempDir dirs_[3];
+  std::unique_ptr<Engine> engines_[3];
+  std::shared_ptr<Bucket> buckets_[3];
 };
 
 class replicated_mixed : public replicated_upgrade {
@@ -450,13 +462,8 @@ class replicated_mixed : public replicated_upgrade {
 // of the runs; a cluster of one version never did (replicated_cluster_test).
 TEST_F(replicated_mixed, EachEngineReadsTheVersionOfItsOwnNodeAndWrites) {
   ASSERT_GE(CreateBucket(kBucket), 0);
-  TempDir dirs[3];
-  std::unique_ptr<Engine> engines[3];
-  std::shared_ptr<Bucket> buckets[3];
-  for (int i = 0; i < 3; ++i) {
-    buckets[i] = OpenOn(i, dirs[i], &engines[i]);
-    ASSERT_TRUE(buckets[i]);
-  }
+  ASSERT_NO_FATAL_FAILURE(OpenOnEveryNode());
+  auto& buckets = buckets_;
   EXPECT_EQ(buckets[0]->GetStatus().server_version, VersionOf(REVKV_NATS_SERVER_210));
   for (int i = 1; i < 3; ++i) {
     const std::string v = buckets[i]->GetStatus().server_version;
@@ -485,12 +492,9 @@ TEST_F(replicated_mixed, EachEngineReadsTheVersionOfItsOwnNodeAndWrites) {
 TEST_F(replicated_upgrade, RollingUpgradeFrom2_10KeepsWritingAndEachEngineSeesTheNewVersion) {
   ASSERT_GE(CreateBucket(kBucket), 0);
   const std::string old = VersionOf(REVKV_NATS_SERVER_210);
-  TempDir dirs[3];
-  std::unique_ptr<Engine> engines[3];
-  std::shared_ptr<Bucket> buckets[3];
+  ASSERT_NO_FATAL_FAILURE(OpenOnEveryNode());
+  auto& buckets = buckets_;
   for (int i = 0; i < 3; ++i) {
-    buckets[i] = OpenOn(i, dirs[i], &engines[i]);
-    ASSERT_TRUE(buckets[i]);
     EXPECT_EQ(buckets[i]->GetStatus().server_version, old) << "engine " << i;
   }
   const std::string newest = REVKV_NATS_SERVER_NEWEST;
