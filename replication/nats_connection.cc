@@ -32,6 +32,9 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (s == NATS_OK) s = natsOptions_SetTimeout(opts, o.connect_timeout.count());
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);  // forever
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+  if (s == NATS_OK && o.ignore_discovered_servers) {
+    s = natsOptions_SetIgnoreDiscoveredServers(opts, true);
+  }
   if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &NatsConnection::OnAsyncError, conn.get());
   if (s == NATS_OK) {
     s = natsOptions_SetReconnectedCB(opts, &NatsConnection::OnReconnected, conn.get());

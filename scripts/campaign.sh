@@ -26,8 +26,8 @@ case "$server" in
   2.10) binary="$ROOT/.deps/nats-server-2.10/usr/sbin/nats-server" ;;
   *) echo "--server is newest or 2.10" >&2; exit 2 ;;
 esac
-faults=kill,pause,restart,partition
-if [[ "$topology" == r3 ]]; then faults=kill,pause,restart,leader; fi
+faults=kill,pause,restart,partition,delay
+if [[ "$topology" == r3 ]]; then faults=kill,pause,restart,leader,partition,delay; fi
 out="${out:-$ROOT/campaign-results/$topology-$server-$(date +%Y%m%d-%H%M%S)}"
 "$ROOT/scripts/build.sh" >/dev/null
 exec "$ROOT/build/tests/revkv_campaign" --out "$out" --topology "$topology" \

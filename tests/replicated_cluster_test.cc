@@ -23,6 +23,7 @@
 
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
+#include "tests/tcp_relay.h"
 #include "tests/test_util.h"
 
 namespace revkv {
@@ -252,6 +253,49 @@ TEST_F(replicated_cluster, UpdateWithRetryIncrementsFromThreeEnginesLoseNothing)
     EXPECT_EQ(*v, std::to_string(ok.load()));
   }
   std::printf("%d increments took %d attempts\n", ok.load(), attempts.load());
+}
+
+// A client that must reach the cluster through one listed address (here a
+// relay in front of node 0, as a proxy or port forward would be): with
+// ignore_discovered_servers it stays on that address, so when the address
+// goes away its writes fail instead of reaching the cluster around it.
+// Without the option it learns the nodes the cluster advertises and carries
+// on through them.
+TEST_F(replicated_cluster, IgnoringDiscoveredServersKeepsTheClientOnItsListedServers) {
+  for (const bool ignore : {true, false}) {
+    SCOPED_TRACE(ignore ? "ignore_discovered_servers" : "following the cluster");
+    TempDir dir;
+    auto relay = std::make_unique<testing::TcpRelay>(cluster_.node(0).port());
+    ASSERT_TRUE(relay->ok()) << relay->error();
+    Options o;
+    o.path = dir.path();
+    o.nats.servers = {relay->url()};
+    o.nats.ignore_discovered_servers = ignore;
+    o.nats.write_timeout = 2s;
+    auto e = Engine::Open(o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    auto b = OpenBucket(**e, "proxied", {.replicas = 3});
+    ASSERT_TRUE(b);
+    auto before = b->Put("k", "through the relay");
+    ASSERT_TRUE(before.ok()) << before.status().ToString();
+    relay.reset();  // the only listed address is gone
+    // A write in flight as the connection drops has an unknown outcome
+    // (Timeout) either way; what differs is whether a later one gets through.
+    Status last = Status::OK();
+    bool wrote = false;
+    for (const auto until = std::chrono::steady_clock::now() + 6s;
+         !wrote && std::chrono::steady_clock::now() < until;) {
+      auto r = b->Put("k", "with the relay gone");
+      wrote = r.ok();
+      if (!wrote) last = r.status();
+    }
+    if (ignore) {
+      EXPECT_FALSE(wrote) << "a write reached the cluster around the listed address";
+      EXPECT_TRUE(last.IsUnavailable() || last.IsTimeout()) << last.ToString();
+    } else {
+      EXPECT_TRUE(wrote) << "last error: " << last.ToString();
+    }
+  }
 }
 
 TEST_F(replicated_cluster, ConcurrentCreatesHaveExactlyOneWinner) {

@@ -1,7 +1,8 @@
 // TcpRelay: a TCP relay on a kernel-chosen loopback port in front of a
 // server. It can cut its clients off silently, as a network partition does:
-// the sockets stay open, every byte is dropped, nothing is answered. Used by
-// the lock tests and the fault campaign's nemesis.
+// the sockets stay open, every byte is dropped, nothing is answered. It can
+// also delay every byte, as a slow link does. Used by the lock tests and the
+// fault campaign's nemesis.
 
 #ifndef REVKV_TESTS_TCP_RELAY_H_
 #define REVKV_TESTS_TCP_RELAY_H_
@@ -13,9 +14,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -63,8 +68,45 @@ class TcpRelay {
   // Ends the partition: the cut connections are closed (their streams lost
   // bytes), so clients reconnect through the relay, which forwards again.
   void Heal() { heal_ = true; }
+  // From now on every byte is held for `delay` before it is forwarded, in
+  // order, in both directions. Zero ends the delay; bytes already held still
+  // wait their turn, so nothing is reordered.
+  void Delay(std::chrono::milliseconds delay) { delay_ms_ = delay.count(); }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  // Bytes read from one side, held until `due` and then written to `to`.
+  struct Held {
+    int to;
+    Clock::time_point due;
+    std::string bytes;
+  };
+
+  static void WriteAll(int to, const char* data, size_t n) {
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = write(to, data + done, n - done);
+      if (w <= 0) return;
+      done += static_cast<size_t>(w);
+    }
+  }
+  // Forwards the held bytes that are due; returns the poll timeout until the
+  // next one is.
+  int ForwardDue() {
+    while (!held_.empty() && held_.front().due <= Clock::now()) {
+      WriteAll(held_.front().to, held_.front().bytes.data(), held_.front().bytes.size());
+      held_.pop_front();
+    }
+    if (held_.empty()) return 20;
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        held_.front().due - Clock::now()).count();
+    return static_cast<int>(std::clamp<int64_t>(wait, 1, 20));
+  }
+  // Forgets held bytes for a connection being closed (its descriptor number
+  // may be reused).
+  void DropHeld(int a, int b) {
+    std::erase_if(held_, [a, b](const Held& h) { return h.to == a || h.to == b; });
+  }
+
   void Loop() {
     while (!stop_) {
       if (heal_.exchange(false)) {
@@ -74,8 +116,10 @@ class TcpRelay {
           close(b);
         }
         pairs_.clear();
+        held_.clear();
         cut_ = false;
       }
+      const int timeout_ms = ForwardDue();
       std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -84,7 +128,7 @@ class TcpRelay {
           fds.push_back({b, POLLIN, 0});
         }
       }
-      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (poll(fds.data(), fds.size(), timeout_ms) <= 0) continue;
       if (fds[0].revents & POLLIN) Accept();
       for (size_t i = 1; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;
@@ -98,16 +142,19 @@ class TcpRelay {
         }
         const int to = pairs_[pair].first == from ? pairs_[pair].second : pairs_[pair].first;
         if (n <= 0) {
+          DropHeld(pairs_[pair].first, pairs_[pair].second);
           close(pairs_[pair].first);
           close(pairs_[pair].second);
           pairs_.erase(pairs_.begin() + static_cast<std::ptrdiff_t>(pair));
           break;  // indices moved: poll again
         }
         if (cut_) continue;
-        for (ssize_t done = 0; done < n;) {
-          const ssize_t w = write(to, buf + done, static_cast<size_t>(n - done));
-          if (w <= 0) break;
-          done += w;
+        const int64_t delay_ms = delay_ms_.load();
+        if (delay_ms > 0 || !held_.empty()) {
+          held_.push_back({to, Clock::now() + std::chrono::milliseconds(delay_ms),
+                           std::string(buf, static_cast<size_t>(n))});
+        } else {
+          WriteAll(to, buf, static_cast<size_t>(n));
         }
       }
     }
@@ -142,6 +189,8 @@ class TcpRelay {
   std::atomic<bool> stop_{false};
   std::atomic<bool> cut_{false};
   std::atomic<bool> heal_{false};
+  std::atomic<int64_t> delay_ms_{0};
+  std::deque<Held> held_;  // only the relay's thread uses it
   std::mutex mu_;
   std::vector<std::pair<int, int>> pairs_;  // GUARDED_BY(mu_): client, server
 };

@@ -55,6 +55,14 @@ struct NatsOptions {
   // write (read-your-writes); past it the write still succeeds.
   // Default: 5 s.
   std::chrono::milliseconds write_timeout{5000};
+
+  // Connect only to `servers`, never to the other nodes a cluster
+  // advertises. Set it when the listed addresses are the only way in, such
+  // as a proxy or a port forward in front of each node: a cluster advertises
+  // the addresses its nodes listen on, which may not be reachable from here,
+  // or would bypass the proxy.
+  // Default: false (a client follows the cluster's membership).
+  bool ignore_discovered_servers = false;
 };
 
 struct Options {

@@ -8,7 +8,7 @@
 //
 // Usage: revkv_campaign --out DIR [--topology single|r3] [--server PATH]
 //          [--seconds N] [--workers N] [--keys N] [--seed S]
-//          [--faults kill,pause,restart,leader,partition] [--fault-every-ms M]
+//          [--faults kill,pause,restart,leader,partition,delay] [--fault-every-ms M]
 //          [--lease-ms L] [--pace-us P]
 // --pace-us makes each worker wait between operations, which keeps the
 // history of a long run small enough to check.
@@ -109,29 +109,38 @@ class Servers {
   std::string url(int i) { return node(i).url(); }
   // Worker w's server list: its home node first, then the others.
   std::string ServersFor(int w) {
-    if (relay(w) != nullptr) return relay(w)->url();
-    std::string out = url(w % size());
-    for (int i = 0; i < size(); ++i) {
-      if (i != w % size()) out += "," + url(i);
+    std::string out;
+    for (int k = 0; k < size(); ++k) {
+      const int i = (w + k) % size();
+      out += (k == 0 ? "" : ",") + (relayed() ? Relay(w, i)->url() : url(i));
     }
     return out;
   }
   int StreamLeader() { return r3_ ? cluster_->StreamLeader(std::string("KV_") + kBucket) : -1; }
-  // With partitions (single server only: a cluster advertises its nodes,
-  // which a client would reach around the relay), each worker reaches the
-  // server through a relay of its own that the nemesis can cut.
+  // With partitions or delays, each worker reaches each node through a relay
+  // of its own that the nemesis can cut or slow down. Workers then ignore the
+  // nodes a cluster advertises, which would bypass the relays.
   void UseRelays(int workers) {
     for (int w = 0; w < workers; ++w) {
-      relays_.push_back(std::make_unique<revkv::testing::TcpRelay>(single_->port()));
+      for (int i = 0; i < size(); ++i) {
+        relays_.push_back(std::make_unique<revkv::testing::TcpRelay>(node(i).port()));
+      }
     }
   }
-  revkv::testing::TcpRelay* relay(int w) {
-    return static_cast<size_t>(w) < relays_.size() ? relays_[static_cast<size_t>(w)].get()
-                                                   : nullptr;
+  bool relayed() const { return !relays_.empty(); }
+  // Worker w's relays, one per node.
+  std::vector<revkv::testing::TcpRelay*> RelaysOf(int w) {
+    std::vector<revkv::testing::TcpRelay*> out;
+    for (int i = 0; relayed() && i < size(); ++i) out.push_back(Relay(w, i));
+    return out;
   }
   bool r3() const { return r3_; }
 
  private:
+  revkv::testing::TcpRelay* Relay(int w, int node) {
+    return relays_[static_cast<size_t>(w * size() + node)].get();
+  }
+
   const bool r3_;
   std::unique_ptr<NatsServer> single_;
   std::unique_ptr<NatsCluster> cluster_;
@@ -286,7 +295,8 @@ class Workers {
         REVKV_CAMPAIGN_WORKER, "--out", a_.out, "--worker", std::to_string(w),
         "--db", a_.out + "/replica-" + std::to_string(w), "--servers", servers_->ServersFor(w),
         "--keys", std::to_string(a_.keys), "--seed", std::to_string(a_.seed + w),
-        "--lease-ms", std::to_string(a_.lease_ms), "--pace-us", std::to_string(a_.pace_us)};
+        "--lease-ms", std::to_string(a_.lease_ms), "--pace-us", std::to_string(a_.pace_us),
+        "--ignore-discovered", servers_->relayed() ? "1" : "0"};
     std::string error;
     pid_t pid = revkv::testing::SpawnTiedToThisProcess(
         args, a_.out + "/worker-" + std::to_string(w) + ".stderr", &error);
@@ -388,7 +398,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: %s --out DIR [--topology single|r3] [--server PATH] [--seconds N] "
                  "[--workers N] [--keys N] [--seed S] "
-                 "[--faults kill,pause,restart,leader,partition|none] "
+                 "[--faults kill,pause,restart,leader,partition,delay|none] "
                  "[--fault-every-ms M] [--lease-ms L] [--pace-us P]\n",
                  argv[0]);
     return 2;
@@ -432,7 +442,7 @@ int main(int argc, char** argv) {
         << ",\"margin_ms\":" << a.lease_ms / 5 << "}\n";
   }
 
-  if (a.faults.count("partition") && !servers.r3()) servers.UseRelays(a.workers);
+  if (a.faults.count("partition") || a.faults.count("delay")) servers.UseRelays(a.workers);
   Workers workers(a, &servers);
   for (int w = 0; w < a.workers; ++w) {
     if (!workers.Spawn(w)) return 2;
@@ -444,7 +454,6 @@ int main(int argc, char** argv) {
   std::vector<std::string> kinds;
   for (const auto& f : a.faults) {
     if (f == "leader" && !servers.r3()) continue;
-    if (f == "partition" && servers.r3()) continue;
     kinds.push_back(f);
   }
   const auto end = Clock::now() + std::chrono::seconds(a.seconds);
@@ -490,13 +499,23 @@ int main(int argc, char** argv) {
       log_fault("resume", "worker-" + std::to_string(w),
                 ",\"from_t\":" + std::to_string(from) + ",\"to_t\":" + std::to_string(MonoNs()));
     } else if (kind == "partition") {
-      revkv::testing::TcpRelay* relay = servers.relay(w);
-      if (relay == nullptr) continue;
-      relay->Cut();
+      // Worker w loses every node at once; its connections stay open and
+      // silent until the heal closes them.
+      for (auto* relay : servers.RelaysOf(w)) relay->Cut();
       log_fault("partition", "worker-" + std::to_string(w));
       std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % (2 * a.lease_ms)));
-      relay->Heal();
+      for (auto* relay : servers.RelaysOf(w)) relay->Heal();
       log_fault("heal", "worker-" + std::to_string(w));
+    } else if (kind == "delay") {
+      // A slow link: every byte between worker w and every node is held for
+      // up to the lease; the delay lasts up to two leases.
+      const auto by = std::chrono::milliseconds(20 + rng() % static_cast<uint64_t>(a.lease_ms));
+      for (auto* relay : servers.RelaysOf(w)) relay->Delay(by);
+      log_fault("delay", "worker-" + std::to_string(w),
+                ",\"delay_ms\":" + std::to_string(by.count()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % (2 * a.lease_ms)));
+      for (auto* relay : servers.RelaysOf(w)) relay->Delay(std::chrono::milliseconds(0));
+      log_fault("undelay", "worker-" + std::to_string(w));
     } else if (kind == "restart") {
       log_fault("server_restart", "node-" + std::to_string(node));
       servers.node(node).Stop();

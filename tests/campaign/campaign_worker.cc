@@ -9,6 +9,7 @@
 //
 // Usage: revkv_campaign_worker --out DIR --worker W --db DIR --servers URL[,URL...]
 //          [--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P]
+//          [--ignore-discovered 0|1]
 
 #include <fcntl.h>
 #include <signal.h>
@@ -87,6 +88,7 @@ class History {
 struct Args {
   std::string out, db, bucket = "campaign";
   std::vector<std::string> servers;
+  bool ignore_discovered = false;
   int worker = 0;
   int keys = 6;
   uint64_t seed = 1;
@@ -387,6 +389,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--seed") a->seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--lease-ms") a->lease_ms = std::atoi(v.c_str());
     else if (k == "--pace-us") a->pace_us = std::atoi(v.c_str());
+    else if (k == "--ignore-discovered") a->ignore_discovered = v == "1";
     else if (k == "--servers") {
       std::stringstream ss(v);
       std::string url;
@@ -404,7 +407,8 @@ int main(int argc, char** argv) {
   Args a;
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr, "usage: %s --out DIR --worker W --db DIR --servers URL[,URL...] "
-                         "[--bucket B] [--keys N] [--seed S] [--lease-ms L]\n", argv[0]);
+                         "[--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P] "
+                         "[--ignore-discovered 0|1]\n", argv[0]);
     return 2;
   }
   signal(SIGTERM, OnTerm);
@@ -417,6 +421,8 @@ int main(int argc, char** argv) {
   revkv::Options o;
   o.path = a.db;
   o.nats.servers = a.servers;
+  // Behind relays, the nodes a cluster advertises would bypass them.
+  o.nats.ignore_discovered_servers = a.ignore_discovered;
   o.nats.write_timeout = 2s;
   // The server may be down while this worker restarts: keep trying.
   std::unique_ptr<revkv::Engine> engine;

@@ -74,7 +74,8 @@ final-server.json      {"K": {"rev":R,"op":...,"value_id":ID|null}, ...} the ser
                        last entry per key after the run.
 final-replica-<W>.json The same shape: worker W's replica after a final Sync.
 nemesis.jsonl          Faults: {"fault":"kill"|"pause"|"resume"|"server_restart"|
-                       "leader_kill"|"partition"|"heal","target":...,"t":mono_ns,"wall":...}
+                       "leader_kill"|"partition"|"heal"|"delay"|"undelay","target":...,
+                       "t":mono_ns,"wall":...}
                        and {"ev":"paused","w":W,"from_t":...,"to_t":...} intervals.
                        A worker target is W, "W", "worker-W", "wW" or {"worker":W}.
                        Optional: no file means no fault.
@@ -127,7 +128,8 @@ Choices where the format leaves room:
 - lock-overlap counts as cut off: pause..resume, `paused` lines, partition..heal (a
   heal naming no worker heals every partition); a pause or partition never closed
   lasts to the end of the run. server_restart and leader_kill have no duration and
-  excuse nothing.
+  excuse nothing; nor does a delay..undelay (a slow link), which a holder's
+  time-based lease must absorb.
 - Lock records written by the engine carry no op id (value_id null); only ids of the
   write operations above are checked for duplicates and failed writes.
 """
