@@ -44,6 +44,24 @@ class ReplicatedEngineTest : public ::testing::Test {
   TempDir dir_a_, dir_b_;
 };
 
+// What nats.c's kvStore_PurgeDeletes does with DeleteMarkersOlderThan = -1,
+// done as that client does it on the wire: a stream purge of each deleted
+// key's subject. (nats.c 3.4.1's own function leaks every entry it does not
+// purge, which the leak checker of the sanitizer build reports.)
+natsStatus PurgeDeletedKeys(jsCtx* js, const std::string& bucket,
+                            const std::vector<std::string>& keys) {
+  natsStatus s = NATS_OK;
+  for (const auto& key : keys) {
+    const std::string subject = "$KV." + bucket + "." + key;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Subject = subject.c_str();
+    s = js_PurgeStream(js, ("KV_" + bucket).c_str(), &o, nullptr);
+    if (s != NATS_OK) break;
+  }
+  return s;
+}
+
 TEST_F(ReplicatedEngineTest, TwoEnginesConvergeAndSyncMakesReadsCurrent) {
   auto a = OpenEngine(dir_a_);
   auto b = OpenEngine(dir_b_);
@@ -206,7 +224,7 @@ TEST_F(ReplicatedEngineTest, StatusReportsLagWhileTheReplicaIsBehindAndConnectio
 }
 
 // The stream's last sequence can name a message that no longer exists: here
-// the newest message was a delete marker that nats.c's PurgeDeletes removed.
+// the newest message was a delete marker that a purge of deletes removed.
 // Sync must still complete, and the status show no lag.
 TEST_F(ReplicatedEngineTest, SyncCompletesWhenTheStreamsLastMessageIsGone) {
   auto a = OpenEngine(dir_a_);
@@ -220,13 +238,7 @@ TEST_F(ReplicatedEngineTest, SyncCompletesWhenTheStreamsLastMessageIsGone) {
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
   ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
-  kvStore* kv = nullptr;
-  ASSERT_EQ(js_KeyValue(&kv, js, "gone"), NATS_OK);
-  kvPurgeOptions po;
-  kvPurgeOptions_Init(&po);
-  po.DeleteMarkersOlderThan = -1;
-  ASSERT_EQ(kvStore_PurgeDeletes(kv, &po), NATS_OK);
-  kvStore_Destroy(kv);
+  ASSERT_EQ(PurgeDeletedKeys(js, "gone", {"k"}), NATS_OK);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
 
@@ -272,10 +284,8 @@ TEST_F(ReplicatedEngineTest, CreateAfterATombstoneTheServerNoLongerHolds) {
   ASSERT_EQ(testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
   kvStore* kv = nullptr;
   ASSERT_EQ(js_KeyValue(&kv, js, "tomb"), NATS_OK);
-  kvPurgeOptions po;
-  kvPurgeOptions_Init(&po);
-  po.DeleteMarkersOlderThan = -1;
-  ASSERT_EQ(kvStore_PurgeDeletes(kv, &po), NATS_OK);  // "k" and "j" are gone from the server
+  // "k" and "j" are gone from the server.
+  ASSERT_EQ(PurgeDeletedKeys(js, "tomb", {"k", "j"}), NATS_OK);
   // B re-creates "j"; A's replica may still hold only the old tombstone.
   auto recreated = bb->Create("j", "b");
   ASSERT_TRUE(recreated.ok()) << recreated.status().ToString();

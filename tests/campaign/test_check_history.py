@@ -471,6 +471,15 @@ class PlantedAnomalies(CheckerTest):
                 f["t"] = 500 * MS  # 105 ms before the takeover; lease - margin is 250
         self.assertOnly(b, "lock-overlap")
 
+    def test_sections_overlap_while_the_earlier_holder_was_only_slowed(self):
+        b = clean_history()
+        for f in b.nemesis:  # the pause becomes a slow link: it excuses nothing
+            if f["fault"] == "pause":
+                f["fault"] = "delay"
+            elif f["fault"] == "resume":
+                f["fault"] = "undelay"
+        self.assertOnly(b, "lock-overlap")
+
     def test_paused_holder_write_acknowledged_after_the_takeover(self):
         b = clean_history()
         b.write(2, "locked_write", "f.2", 701, lock="L1", token=b.marks["t2"], exp=0)
