@@ -24,6 +24,8 @@ int64_t WallNs() {
 // How long a lock step may wait for the store to catch up after a conflict
 // that named no revision.
 constexpr milliseconds kCatchUpBound{2000};
+// Renewals of a grant confirmed after its lease ran out (RenewLateGrant).
+constexpr int kLateGrantRenewals = 2;
 
 std::string Ms(nanoseconds d) { return std::to_string(duration_cast<milliseconds>(d).count()) + " ms"; }
 
@@ -331,8 +333,15 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     won = me.token;
     handoffs = me.handoffs;
     attempt_start = me.granted_at;
-  } else {
-    lk.lock();
+    lk.unlock();
+  }
+  uint64_t revision = *won;
+  Status timely = RenewLateGrant(name, values, lease_ns, margin, *won, &revision, &attempt_start);
+  lk.lock();
+  if (!timely.ok()) {
+    leave(true);
+    if (try_only) return Status::Busy(timely.message());
+    return timely;
   }
 
   auto held = std::make_shared<Held>();
@@ -344,7 +353,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   held->auto_renew = options.auto_renew;
   values.token = *won;
   held->record = EncodeLockRecord(values);
-  held->revision = *won;
+  held->revision = revision;
   held->last_renewed = attempt_start;
   observed_.erase(name);
   leave(false);
@@ -361,6 +370,41 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   }
   if (wake_timer) timer_cv_.notify_all();
   return std::unique_ptr<Lock>(new LocalLock(shared_from_this(), std::move(held)));
+}
+
+Status LockManager::RenewLateGrant(const std::string& name, LockRecordValues values,
+                                   nanoseconds lease, nanoseconds margin, uint64_t token,
+                                   uint64_t* revision, Clock::time_point* sent) {
+  // The server can confirm a grant late: a leader election, resends of a
+  // publish it did not store, a catch-up after 10164. If lease - margin has
+  // passed since the write was sent, the grant is already lost by this
+  // holder's own clock, and a waiter may take the record over at any moment:
+  // it is never handed out like that. A CAS on the granted revision renews it
+  // first; if it lands, nobody has taken the lock over since the grant, and
+  // the lease runs from the renewal.
+  values.token = token;
+  const std::string record = EncodeLockRecord(values);
+  for (int renewals = 0; Clock::now() >= *sent + lease - margin; ++renewals) {
+    const std::string late = "lock '" + name + "' was granted (fencing token " +
+                             std::to_string(token) + ") only " + Ms(Clock::now() - *sent) +
+                             " after the request was sent, past its lease of " + Ms(lease) +
+                             " minus the margin of " + Ms(margin);
+    if (renewals == kLateGrantRenewals) {
+      return Status::Timeout(late + ", and renewing it was as slow; it expires by itself; "
+                             "try again");
+    }
+    const Clock::time_point start = Clock::now();
+    WriteOptions bounded;
+    bounded.timeout = std::chrono::ceil<milliseconds>(lease - margin);
+    auto r = store_->Update(name, record, *revision, bounded);
+    if (!r.ok()) {
+      return Status::Timeout(late + ", and renewing it failed (" + r.status().ToString() +
+                             "); it was taken over or expires by itself; try again");
+    }
+    *revision = *r;
+    *sent = start;
+  }
+  return Status::OK();
 }
 
 Status LockManager::RenewLocked(Held* held) {

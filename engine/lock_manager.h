@@ -82,6 +82,12 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
 
   // Renews `held` now (callers hold held->mu).
   Status RenewLocked(Held* held);
+  // A grant whose write the server confirmed after lease - margin (timed
+  // from `*sent`) is renewed with a CAS on `*revision` before it is handed
+  // out; updates `*revision` and `*sent`. Timeout if that fails.
+  Status RenewLateGrant(const std::string& name, LockRecordValues values,
+                        std::chrono::nanoseconds lease, std::chrono::nanoseconds margin,
+                        uint64_t token, uint64_t* revision, Clock::time_point* sent);
   // Marks `held` lost; FireLost then runs its callbacks, once.
   void MarkLost(Held* held, const Status& why);
   static void FireLost(Held* held);

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,6 +35,9 @@ class RacingStore final : public Bucket {
   explicit RacingStore(std::shared_ptr<Bucket> inner) : inner_(std::move(inner)) {}
   std::atomic<int> refuse{0};
   std::atomic<int> refused{0};
+  std::atomic<int> slow_create_ms{0};
+  // Runs after a Create that stored, before it returns: key, revision.
+  std::function<void(const std::string&, uint64_t)> after_create;
 
   const std::string& name() const override { return inner_->name(); }
   int history() const override { return inner_->history(); }
@@ -46,7 +50,11 @@ class RacingStore final : public Bucket {
   }
   Result<uint64_t> Create(std::string_view key, std::string_view value,
                           const WriteOptions& options) override {
-    return inner_->Create(key, value, options);
+    auto r = inner_->Create(key, value, options);
+    // A server that stores the write but confirms it late.
+    std::this_thread::sleep_for(std::chrono::milliseconds(slow_create_ms.load()));
+    if (r.ok() && after_create) after_create(std::string(key), *r);
+    return r;
   }
   Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected,
                           const WriteOptions& options) override {
@@ -172,6 +180,46 @@ TEST_F(lock_conflict, RefusedRenewalAfterATakeoverIsLost) {
   Status renewed = (*held)->Renew();
   EXPECT_TRUE(renewed.IsLockLost()) << renewed.ToString();
   EXPECT_TRUE((*held)->lost());
+}
+
+
+// The opening comment's decorator also answers a Create late, as a server
+// does across a leader election: the grant arrives after lease - margin has
+// passed since it was sent. Acquire must never hand out a lock that is
+// already lost by its own clock.
+TEST_F(lock_conflict, GrantConfirmedAfterItsLeaseRanOutIsRenewedBeforeItIsHandedOut) {
+  store_->slow_create_ms = 300;  // lease 200 ms, margin 40 ms
+  auto held = manager_->Acquire("L", 200ms, 2s, {});
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_FALSE((*held)->lost());
+  // Renewed once with a CAS on the granted revision before it was returned.
+  auto record = bucket_->GetEntry("L");
+  ASSERT_TRUE(record.ok()) << record.status().ToString();
+  EXPECT_EQ(record->revision, (*held)->fencing_token() + 1);
+  store_->slow_create_ms = 0;
+  std::this_thread::sleep_for(400ms);  // two leases of automatic renewals
+  EXPECT_FALSE((*held)->lost());
+  EXPECT_TRUE((*held)->Release().ok());
+}
+
+TEST_F(lock_conflict, GrantTakenOverBeforeItWasConfirmedIsTimeoutNeverALostHandle) {
+  store_->slow_create_ms = 300;
+  // While the grant's answer is on its way, a waiter elsewhere takes the
+  // record over.
+  store_->after_create = [this](const std::string& key, uint64_t granted) {
+    ASSERT_TRUE(bucket_->Update(key, "another holder's record", granted).ok());
+  };
+  auto held = manager_->Acquire("L", 200ms, 2s, {});
+  ASSERT_FALSE(held.ok()) << "a lock lost before it was handed out";
+  EXPECT_TRUE(held.status().IsTimeout()) << held.status().ToString();
+  EXPECT_NE(held.status().message().find("granted"), std::string_view::npos)
+      << held.status().ToString();
+  auto tried = manager_->Acquire("L2", 200ms, std::nullopt, {});
+  ASSERT_FALSE(tried.ok());
+  EXPECT_TRUE(tried.status().IsBusy()) << tried.status().ToString();
+  // The other holder's records are untouched.
+  EXPECT_EQ(*bucket_->Get("L"), "another holder's record");
+  EXPECT_EQ(*bucket_->Get("L2"), "another holder's record");
 }
 
 }  // namespace

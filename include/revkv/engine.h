@@ -53,9 +53,14 @@ class Engine {
 
   // Acquires the lease lock `name`, waiting up to `timeout` for it.
   // Returns a handle, never null.
-  // Timeout: not acquired in time. InvalidArgument: bad name (the key
-  // rules), lease under 10 ms, negative timeout. IOError, Corruption: as
-  // bucket writes. The lease must outlast the pauses the holder can suffer.
+  // Timeout: not acquired in time; or the server confirmed the grant only
+  // after lease - margin had passed since it was asked for (an election, a
+  // slow link), and renewing it at once failed: a lock already lost by this
+  // process's clock is never returned. A write under way when `timeout`
+  // passes finishes first (within NatsOptions::write_timeout).
+  // InvalidArgument: bad name (the key rules), lease under 10 ms, negative
+  // timeout. IOError, Corruption: as bucket writes. The lease must outlast
+  // the pauses the holder can suffer.
   virtual Result<std::unique_ptr<Lock>> Acquire(std::string_view name,
                                                 std::chrono::milliseconds lease,
                                                 std::chrono::milliseconds timeout,
@@ -63,7 +68,8 @@ class Engine {
 
   // Acquires `name` only if it is free (or its holder's lease has visibly
   // expired); never waits for a holder.
-  // Busy: held by someone else. Otherwise as Acquire.
+  // Busy: held by someone else, or granted too late to use (see Acquire).
+  // Otherwise as Acquire.
   virtual Result<std::unique_ptr<Lock>> TryAcquire(std::string_view name,
                                                    std::chrono::milliseconds lease,
                                                    const LockOptions& options = {}) = 0;
