@@ -1,5 +1,6 @@
 #include "replication/nats_connection.h"
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (s == NATS_OK) {
     s = natsOptions_SetReconnectedCB(opts, &NatsConnection::OnReconnected, conn.get());
   }
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, &NatsConnection::OnClosed, conn.get());
   if (s == NATS_OK && (!o.user.empty() || !o.password.empty())) {
     s = natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str());
   }
@@ -251,8 +253,23 @@ Status NatsConnection::CheckSubscribed(natsSubscription* sub, uint64_t since,
                                   "subscribe rights on '_INBOX.>'");
 }
 
+void NatsConnection::OnClosed(natsConnection*, void* closure) {
+  auto* self = static_cast<NatsConnection*>(closure);
+  std::lock_guard<std::mutex> lock(self->closed_mu_);
+  self->closed_ = true;
+  self->closed_cv_.notify_all();
+}
+
 NatsConnection::~NatsConnection() {
   jsCtx_Destroy(js_);
+  if (nc_ == nullptr) return;  // never connected: no callback can come
+  natsConnection_Close(nc_);
+  {
+    // Every callback queued before the close has run once the closed
+    // callback has; bounded, in case nats.c's callback thread is stuck.
+    std::unique_lock<std::mutex> lock(closed_mu_);
+    closed_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return closed_; });
+  }
   natsConnection_Destroy(nc_);
 }
 

@@ -7,6 +7,7 @@
 #include <nats/nats.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <optional>
 #include <memory>
@@ -85,6 +86,7 @@ class NatsConnection {
   static void OnAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err,
                            void* closure);
   static void OnReconnected(natsConnection* nc, void* closure);
+  static void OnClosed(natsConnection* nc, void* closure);
 
   const NatsOptions options_;
   natsConnection* nc_ = nullptr;
@@ -94,6 +96,13 @@ class NatsConnection {
   mutable std::optional<ServerInfo> server_;  // GUARDED_BY(server_mu_): of connection number
   mutable uint64_t server_of_ = 0;            // GUARDED_BY(server_mu_): ...this one
   std::atomic<uint64_t> reconnects_{0};
+
+  // nats.c runs the callbacks above on its own thread, in order, and may
+  // still run one after natsConnection_Destroy returns; the closed callback
+  // is the last. The destructor waits for it before this object goes away.
+  std::mutex closed_mu_;
+  std::condition_variable closed_cv_;
+  bool closed_ = false;  // GUARDED_BY(closed_mu_)
 
   mutable std::mutex mu_;
   uint64_t permission_errors_ = 0;           // GUARDED_BY(mu_)
