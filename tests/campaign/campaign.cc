@@ -582,7 +582,11 @@ int main(int argc, char** argv) {
       std::ofstream(a.out + "/final-server.json") << "{" << body << "}\n";
     } else {
       std::fprintf(stderr, "campaign: the servers did not serve the bucket's stream at the end "
-                           "of the run (for 60 s); its final state is unknown\n");
+                           "of the run (for 60 s); its final state is unknown; their logs are "
+                           "in node-<i>.log\n");
+      for (int i = 0; i < servers.size(); ++i) {
+        std::ofstream(a.out + "/node-" + std::to_string(i) + ".log") << servers.node(i).Log();
+      }
     }
   }
   const uint64_t recorded = recorder->messages();
