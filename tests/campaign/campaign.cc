@@ -584,10 +584,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "campaign: the servers did not serve the bucket's stream at the end "
                            "of the run (for 60 s); its final state is unknown; their logs are "
                            "in node-<i>.log\n");
-      for (int i = 0; i < servers.size(); ++i) {
-        std::ofstream(a.out + "/node-" + std::to_string(i) + ".log") << servers.node(i).Log();
-      }
     }
+  }
+  // Every server's log, across its restarts, for the diagnosis of anything
+  // the checker finds.
+  for (int i = 0; i < servers.size(); ++i) {
+    std::ofstream(a.out + "/node-" + std::to_string(i) + ".log") << servers.node(i).Log();
   }
   const uint64_t recorded = recorder->messages();
   recorder.reset();
