@@ -136,6 +136,15 @@ Status LocalWatcher::CatchUp() {
 }
 
 Result<Entry> LocalWatcher::Next(std::chrono::milliseconds timeout) {
+  Result<Entry> e = Take(timeout);
+  if (e.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    delivered_ = e->revision;
+  }
+  return e;
+}
+
+Result<Entry> LocalWatcher::Take(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
@@ -146,7 +155,6 @@ Result<Entry> LocalWatcher::Next(std::chrono::milliseconds timeout) {
     if (source != nullptr) {
       Entry e = std::move(source->front());
       source->pop_front();
-      delivered_ = e.revision;
       return e;
     }
     if (catching_up_) {
@@ -186,11 +194,14 @@ uint64_t LocalWatcher::last_revision() const {
 
 void LocalWatcher::RunCallback(WatchCallback callback, std::shared_ptr<bool> destroyed) {
   while (true) {
-    Result<Entry> e = Next(std::chrono::milliseconds(500));
+    Result<Entry> e = Take(std::chrono::milliseconds(500));
     if (!e.ok() && e.status().IsTimeout()) continue;
     {
+      // An entry taken after Cancel() is dropped, and last_revision() must
+      // not count it: it names the last entry the callback actually got.
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return;
+      if (e.ok()) delivered_ = e->revision;
     }
     callback(e);
     if (*destroyed) return;  // `this` is gone

@@ -43,6 +43,9 @@ class LocalWatcher final : public Watcher {
   // Reads the revision log after covered_ into queue_, and switches to live
   // once it is drained. Called without mu_ held.
   Status CatchUp();
+  // Next() without marking the entry delivered: a callback watch marks it
+  // only once it knows the callback will get it (not cancelled meanwhile).
+  Result<Entry> Take(std::chrono::milliseconds timeout);
   // `destroyed` is set (on the callback thread) when a callback destroys its
   // own watch; the thread then returns without touching `this`.
   void RunCallback(WatchCallback callback, std::shared_ptr<bool> destroyed);
@@ -60,7 +63,7 @@ class LocalWatcher final : public Watcher {
   uint64_t covered_ = 0;       // GUARDED_BY(mu_): every change <= this is in queue_ or delivered
   bool catching_up_ = false;   // GUARDED_BY(mu_): the log, not the listener, feeds queue_
   bool cancelled_ = false;     // GUARDED_BY(mu_)
-  uint64_t delivered_ = 0;     // GUARDED_BY(mu_)
+  uint64_t delivered_ = 0;     // GUARDED_BY(mu_): returned by Next() or passed to the callback
 
   std::mutex join_mu_;           // serializes joining callback_thread_
   std::thread callback_thread_;  // GUARDED_BY(join_mu_) once started

@@ -322,7 +322,10 @@ TEST_F(replicated_failover, DeadFirstServerDoesNotStopAThreeReplicaBucket) {
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
   std::shared_ptr<Bucket> bucket;
   Status last;
-  const auto deadline = Clock::now() + 20s;  // node 0 may have led the stream
+  // Node 0 may have led the stream or the meta group: until both have a
+  // leader again, each consumer create waits out the JetStream timeout (5 s).
+  // Under a sanitizer and a parallel ctest, 2.10.27 took more than 20 s.
+  const auto deadline = Clock::now() + 60s;
   while (!bucket && Clock::now() < deadline) {
     auto b = (*engine)->OpenBucket(kBucket);
     if (b.ok()) {

@@ -64,7 +64,10 @@ class Watcher {
   // the callback itself).
   virtual void Cancel() = 0;
 
-  // The revision of the last entry delivered, 0 before the first.
+  // The revision of the last entry delivered (returned by Next() or passed
+  // to the callback), 0 before the first. After Cancel() returns it is the
+  // last entry the callback got: one taken from the queue but dropped
+  // because of the Cancel() does not count.
   virtual uint64_t last_revision() const = 0;
 };
 
