@@ -333,15 +333,22 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     won = me.token;
     handoffs = me.handoffs;
     attempt_start = me.granted_at;
-    lk.unlock();
   }
   uint64_t revision = *won;
-  Status timely = RenewLateGrant(name, values, lease_ns, margin, *won, &revision, &attempt_start);
-  lk.lock();
-  if (!timely.ok()) {
-    leave(true);
-    if (try_only) return Status::Busy(timely.message());
-    return timely;
+  if (Clock::now() >= attempt_start + lease_ns - margin) {
+    // Rare: the grant was confirmed late (RenewLateGrant), which writes with
+    // mu_ released.
+    if (handed) lk.unlock();
+    Status timely =
+        RenewLateGrant(name, values, lease_ns, margin, *won, &revision, &attempt_start);
+    lk.lock();
+    if (!timely.ok()) {
+      leave(true);
+      if (try_only) return Status::Busy(timely.message());
+      return timely;
+    }
+  } else if (!handed) {
+    lk.lock();
   }
 
   auto held = std::make_shared<Held>();

@@ -469,6 +469,12 @@ int main(int argc, char** argv) {
                      ",\"t\":" + std::to_string(MonoNs()) + ",\"wall\":" +
                      std::to_string(WallNs()) + extra);
   };
+  auto restart = [&](int i) {
+    if (!servers.node(i).Start()) {
+      std::fprintf(stderr, "campaign: node %d did not restart: %s\n", i,
+                   servers.node(i).error().c_str());
+    }
+  };
   while (Clock::now() < end) {
     const auto wait = std::chrono::milliseconds(static_cast<int64_t>(gap(rng)) + 200);
     std::this_thread::sleep_until(std::min(end, Clock::now() + wait));
@@ -525,20 +531,14 @@ int main(int argc, char** argv) {
       log_fault("server_restart", "node-" + std::to_string(node));
       servers.node(node).Stop();
       std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 900));
-      if (!servers.node(node).Start()) {
-        std::fprintf(stderr, "campaign: node %d did not restart: %s\n", node,
-                     servers.node(node).error().c_str());
-      }
+      restart(node);
     } else if (kind == "leader") {
       const int leader = servers.StreamLeader();
       if (leader < 0) continue;
       log_fault("leader_kill", "node-" + std::to_string(leader));
       servers.node(leader).Kill();
       std::this_thread::sleep_for(std::chrono::milliseconds(1000 + rng() % 2000));
-      if (!servers.node(leader).Start()) {
-        std::fprintf(stderr, "campaign: node %d did not restart: %s\n", leader,
-                     servers.node(leader).error().c_str());
-      }
+      restart(leader);
     }
     ++injected[kind];
   }
@@ -546,9 +546,7 @@ int main(int argc, char** argv) {
   // Quiesce: every server up, every worker running; then stop the workers,
   // which sync and dump their replicas.
   for (int i = 0; i < servers.size(); ++i) {
-    if (!servers.node(i).running() && !servers.node(i).Start()) {
-      std::fprintf(stderr, "campaign: node %d did not restart\n", i);
-    }
+    if (!servers.node(i).running()) restart(i);
   }
   std::this_thread::sleep_for(2s);
   workers.StopAll(120s);
