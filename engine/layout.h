@@ -6,6 +6,10 @@
 // In a bucket's record family:
 //   'k' key                    -> latest Record of the key (Get is one lookup)
 //   'h' key '\0' BE64(rev)     -> an earlier Record still retained by history
+//   'x' BE64(expiry ns) key    -> BE64(rev): a local bucket's expiry index, one
+//                                 per TTL write, in expiry order. Stale ones
+//                                 (the key was written again) are dropped when
+//                                 due.
 // Keys never contain '\0' (both key validators refuse it, and a replicated
 // entry with such a key is skipped, not applied), so the 'h' prefix of one
 // key never runs into another's. Keys have no length limit here: a replica
@@ -65,6 +69,17 @@ inline std::string HistoryKey(std::string_view key, uint64_t rev) {
   out.append(key);
   out.push_back('\0');
   AppendBE64(&out, rev);
+  return out;
+}
+
+inline constexpr char kExpiryPrefix = 'x';
+
+inline std::string ExpiryKey(int64_t expires_ns, std::string_view key) {
+  std::string out;
+  out.reserve(key.size() + 9);
+  out.push_back(kExpiryPrefix);
+  AppendBE64(&out, static_cast<uint64_t>(expires_ns));
+  out.append(key);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <random>
 #include <thread>
 #include <string>
@@ -67,7 +68,40 @@ LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::weak_ptr<BucketRe
       cf_(cf),
       log_cf_(log_cf),
       config_(config),
-      last_revision_(last_revision) {}
+      last_revision_(last_revision) {
+  // A local bucket with TTL entries left from before resumes expiring them.
+  if (!is_follower()) {
+    rocksdb::ReadOptions ro;
+    std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
+    it->Seek(std::string(1, kExpiryPrefix));
+    if (it->Valid() && !it->key().empty() && it->key()[0] == kExpiryPrefix) StartReaper();
+  }
+}
+
+LocalBucket::~LocalBucket() {
+  {
+    std::lock_guard<std::mutex> lock(reaper_mu_);
+    reaper_stop_ = true;
+  }
+  reaper_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void LocalBucket::SetExpiry(const ExpiryRules& rules) {
+  max_age_ns_.store(rules.max_age_ns, std::memory_order_relaxed);
+  grace_ns_.store(rules.grace_ns, std::memory_order_relaxed);
+}
+
+bool LocalBucket::ExpiredNow(int64_t created_ns, int64_t ttl_ns) const {
+  const ExpiryRules rules = Expiry();
+  return MayExpire(ttl_ns, rules) && IsExpired(created_ns, ttl_ns, rules, NowNs());
+}
+
+Status LocalBucket::ExpiredError(std::string_view key) const {
+  // The server holds no message of the key any more (or only a limit
+  // marker, which the replica applies as a tombstone when it arrives).
+  return Status::NotFound(Describe(key) + " not found: it expired");
+}
 
 std::string LocalBucket::Describe(std::string_view key) const {
   return "key '" + std::string(key) + "' of bucket '" + name_ + "'";
@@ -88,11 +122,13 @@ Result<std::string> LocalBucket::Get(std::string_view key) {
   Operation op;
   uint64_t revision;
   std::string value;
+  RecordTimes times;
   if (Status s = DecodeValueInto(slice.ToStringView(), RecordName{name_, key}, &op,
-                                 &revision, &value);
+                                 &revision, &value, &times);
       !s.ok()) {
     return s;
   }
+  if (ExpiredNow(times.created_ns, times.ttl_ns)) return ExpiredError(key);
   if (op != Operation::kPut) {
     return Status::NotFound(Describe(key) + " not found: " +
                                 (op == Operation::kDelete ? "deleted" : "purged") +
@@ -111,6 +147,7 @@ Result<Entry> LocalBucket::GetEntry(std::string_view key) {
   auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
   if (!rec.ok()) return rec.status();
   Entry& e = rec->entry;
+  if (ExpiredNow(e.created_ns, e.ttl_ns)) return ExpiredError(key);
   if (e.operation != Operation::kPut) {
     return Status::NotFound(Describe(key) + " not found: " +
                                 (e.operation == Operation::kDelete ? "deleted" : "purged") +
@@ -166,9 +203,16 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
                                    " (BucketOptions::max_value_size)");
   }
   if (is_follower()) return ReadOnlyError();
+  const TtlWrite ttl_write = op == Operation::kDelete  ? TtlWrite::kDelete
+                             : op == Operation::kPurge ? TtlWrite::kPurge
+                             : pre == Precondition::kAbsentOrTombstone ? TtlWrite::kCreate
+                             : pre == Precondition::kRevision          ? TtlWrite::kUpdate
+                                                                       : TtlWrite::kPut;
+  if (Status s = CheckWriteTtl(name_, config_.history, ttl_write, options.ttl); !s.ok()) return s;
+  const int64_t ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options.ttl).count();
   if (!options.fence) {
     std::lock_guard<std::mutex> lock(write_mu_);
-    return CommitLocked(op, key, value, pre, expected_revision);
+    return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
   }
 
   // A fenced write holds the locks bucket's write lock across the check and
@@ -188,7 +232,7 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   std::lock_guard<std::mutex> locks_lock((*locks)->write_mu_);
   if (Status s = (*locks)->CheckFenceLocked(*options.fence); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(write_mu_);
-  return CommitLocked(op, key, value, pre, expected_revision);
+  return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
 }
 
 Status LocalBucket::CheckFenceLocked(const Fence& fence) {
@@ -231,6 +275,8 @@ Status LocalBucket::ReadHeadLocked(std::string_view key, KeyHead* head) {
     head->exists = true;
     head->revision = cached->second.revision;
     head->operation = cached->second.operation;
+    head->created_ns = cached->second.created_ns;
+    head->ttl_ns = cached->second.ttl_ns;
     return Status::OK();
   }
   rocksdb::PinnableSlice current;
@@ -242,13 +288,15 @@ Status LocalBucket::ReadHeadLocked(std::string_view key, KeyHead* head) {
   head->exists = true;
   head->revision = decoded->entry.revision;
   head->operation = decoded->entry.operation;
+  head->created_ns = decoded->entry.created_ns;
+  head->ttl_ns = decoded->entry.ttl_ns;
   head->older = std::move(decoded->older_revisions);
   if (config_.history > 1) head->raw.assign(current.data(), current.size());
   return Status::OK();
 }
 
 LocalBucket::KeyHead LocalBucket::StageLocked(rocksdb::WriteBatch* batch, const Entry& entry,
-                                              KeyHead&& head) {
+                                              KeyHead&& head, bool index_ttl) {
   // Decide which earlier revisions stay retained under the history setting.
   std::vector<uint64_t> older;
   std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
@@ -283,9 +331,16 @@ LocalBucket::KeyHead LocalBucket::StageLocked(rocksdb::WriteBatch* batch, const 
   next.exists = true;
   next.revision = entry.revision;
   next.operation = entry.operation;
+  next.created_ns = entry.created_ns;
+  next.ttl_ns = entry.ttl_ns;
   std::string record = EncodeRecord(entry, older);
   batch->Put(cf_, LatestKey(entry.key), record);
   batch->Put(log_cf_, RevisionKey(entry.revision), entry.key);
+  if (index_ttl && entry.ttl_ns > 0) {
+    std::string rev;
+    AppendBE64(&rev, entry.revision);
+    batch->Put(cf_, ExpiryKey(entry.created_ns + entry.ttl_ns, entry.key), rev);
+  }
   next.older = std::move(older);
   if (config_.history > 1) next.raw = std::move(record);
   return next;
@@ -293,29 +348,34 @@ LocalBucket::KeyHead LocalBucket::StageLocked(rocksdb::WriteBatch* batch, const 
 
 void LocalBucket::RememberLocked(const Entry& entry) {
   if (config_.history != 1) return;
+  const KeyState state{entry.revision, entry.operation, entry.created_ns, entry.ttl_ns};
   if (auto it = write_cache_.find(entry.key); it != write_cache_.end()) {
-    it->second = {entry.revision, entry.operation};
+    it->second = state;
     return;
   }
   // A full cache is dropped whole: cheaper than tracking recency, and a miss
   // only costs the read the cache saves.
   if (write_cache_.size() >= kWriteCacheEntries) write_cache_.clear();
-  write_cache_.emplace(entry.key, KeyState{entry.revision, entry.operation});
+  write_cache_.emplace(entry.key, state);
 }
 
 Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
                                            std::string_view value, Precondition pre,
-                                           uint64_t expected_revision) {
+                                           uint64_t expected_revision, int64_t ttl_ns,
+                                           const std::string* expired_index) {
   KeyHead head;
   if (Status s = ReadHeadLocked(key, &head); !s.ok()) return s;
-  const uint64_t current_revision = head.exists ? head.revision : 0;
+  // An expired entry is no entry: reads say NotFound, and the checks below
+  // agree with them until the reaper writes its tombstone.
+  const bool live = head.exists && !ExpiredNow(head.created_ns, head.ttl_ns);
+  const uint64_t current_revision = live ? head.revision : 0;
 
   switch (pre) {
     case Precondition::kNone: break;
     case Precondition::kAbsentOrTombstone:
       // After a tombstone this is a compare-and-swap on the tombstone's
       // revision: the check and the write happen under write_mu_.
-      if (head.exists && head.operation == Operation::kPut) {
+      if (live && head.operation == Operation::kPut) {
         return Status::Exists(Describe(key) + " exists at revision " +
                                   std::to_string(current_revision) +
                                   "; use Update with that revision to change it",
@@ -339,8 +399,10 @@ Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
   entry.revision = last_revision_.load(std::memory_order_relaxed) + 1;
   entry.created_ns = NowNs();
   entry.operation = op;
+  entry.ttl_ns = ttl_ns;
   rocksdb::WriteBatch batch;
-  StageLocked(&batch, entry, std::move(head));
+  StageLocked(&batch, entry, std::move(head), /*index_ttl=*/true);
+  if (expired_index != nullptr) batch.Delete(cf_, *expired_index);
   std::string counter;
   AppendBE64(&counter, entry.revision);
   batch.Put(core_->meta, CounterKey(name_), counter);
@@ -354,6 +416,13 @@ Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
   RememberLocked(entry);
   if (has_listeners_.load(std::memory_order_relaxed)) {
     for (const auto& [id, listener] : listeners_) listener(entry);
+  }
+  if (ttl_ns > 0) {
+    StartReaper();
+    std::lock_guard<std::mutex> lock(reaper_mu_);
+    const int64_t due = entry.created_ns + ttl_ns;
+    if (reaper_wake_ns_ == 0 || due < reaper_wake_ns_) reaper_wake_ns_ = due;
+    reaper_cv_.notify_all();
   }
   return entry.revision;
 }
@@ -550,7 +619,10 @@ Status LocalBucket::ScanLatest(std::string_view filter, const rocksdb::Snapshot*
 Result<std::vector<std::string>> LocalBucket::Keys(std::string_view filter) {
   std::vector<std::string> keys;
   Status s = ScanLatest(filter, nullptr, DecodeParts::kHeader, [&](std::string_view key, Record&& rec) {
-    if (rec.entry.operation == Operation::kPut) keys.emplace_back(key);
+    if (rec.entry.operation == Operation::kPut &&
+        !ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) {
+      keys.emplace_back(key);
+    }
   });
   if (!s.ok()) return s;
   return keys;
@@ -560,6 +632,7 @@ Result<std::vector<Entry>> LocalBucket::LatestEntries(std::string_view filter,
                                                       const rocksdb::Snapshot* snapshot) {
   std::vector<Entry> entries;
   Status s = ScanLatest(filter, snapshot, DecodeParts::kAll, [&](std::string_view key, Record&& rec) {
+    if (ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) return;
     rec.entry.key.assign(key);
     entries.push_back(std::move(rec.entry));
   });
@@ -597,9 +670,13 @@ Result<std::vector<Entry>> LocalBucket::History(std::string_view key) {
     if (!rs.ok()) return FromRocks(rs, "reading " + what.ToString());
     auto rec = DecodeRecord(h.ToStringView(), DecodeParts::kAll, what);
     if (!rec.ok()) return rec.status();
+    if (ExpiredNow(rec->entry.created_ns, rec->entry.ttl_ns)) continue;
     out.push_back(std::move(rec->entry));
   }
-  out.push_back(std::move(latest->entry));
+  if (!ExpiredNow(latest->entry.created_ns, latest->entry.ttl_ns)) {
+    out.push_back(std::move(latest->entry));
+  }
+  if (out.empty()) return Status::NotFound(Describe(key) + " has no history: it expired");
   return out;
 }
 
@@ -610,6 +687,13 @@ Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, si
   // RocksDB refuses snapshots on a secondary instance; a follower's view only
   // moves on CatchUp(), so it is already stable.
   if (core_->follower_dir.empty()) ro.snapshot = snap.snapshot();
+  // Stop at the last revision committed by now. Without a bound, an
+  // iterator that reached the end of the log would go on skipping the
+  // entries writers append after its snapshot, and under a steady write
+  // load it could chase them indefinitely (a watcher's catch-up did).
+  const std::string upper = RevisionKey(LastRevision() + 1);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
 
   std::vector<Entry> out;
   std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, log_cf_));
@@ -636,6 +720,7 @@ Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, si
       }
       return rec.status();
     }
+    if (ExpiredNow(rec->entry.created_ns, rec->entry.ttl_ns)) continue;  // as if removed
     rec->entry.key = std::move(key);
     out.push_back(std::move(rec->entry));
   }
@@ -669,6 +754,84 @@ BucketStatus LocalBucket::GetStatus() {
   out.lag_time = std::chrono::nanoseconds(0);
   ReportSkips(&out);
   return out;
+}
+
+void LocalBucket::StartReaper() {
+  std::lock_guard<std::mutex> lock(reaper_mu_);
+  if (reaper_.joinable() || reaper_stop_ || is_follower()) return;
+  reaper_ = std::thread(&LocalBucket::RunReaper, this);
+}
+
+void LocalBucket::RunReaper() {
+  // Waits are capped, so that a jump of the wall clock (which deadlines are
+  // in) delays an expiry tombstone by at most this much. Reads never wait
+  // for the reaper: they treat an expired entry as gone on their own.
+  constexpr auto kMaxWait = std::chrono::seconds(1);
+  std::unique_lock<std::mutex> lock(reaper_mu_);
+  while (!reaper_stop_) {
+    reaper_wake_ns_ = 0;
+    lock.unlock();
+    const int64_t next = ReapDue(NowNs());
+    lock.lock();
+    if (reaper_stop_) break;
+    if (reaper_wake_ns_ != 0 && (next == 0 || reaper_wake_ns_ < next)) continue;
+    auto wait = std::chrono::nanoseconds(next == 0 ? kMaxWait.count() * 1000000000LL
+                                                   : std::max<int64_t>(0, next - NowNs()));
+    wait = std::min<std::chrono::nanoseconds>(wait, kMaxWait);
+    reaper_cv_.wait_for(lock, wait, [&] {
+      return reaper_stop_ || (reaper_wake_ns_ != 0 && (next == 0 || reaper_wake_ns_ < next));
+    });
+  }
+}
+
+int64_t LocalBucket::ReapDue(int64_t now_ns) {
+  constexpr int kBatch = 256;  // then look at the clock again
+  const std::string upper(1, static_cast<char>(kExpiryPrefix + 1));
+  for (int handled = 0; handled < kBatch; ++handled) {
+    std::string index, key;
+    uint64_t revision = 0;
+    {
+      rocksdb::Slice upper_slice(upper);
+      rocksdb::ReadOptions ro;
+      ro.iterate_upper_bound = &upper_slice;
+      std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
+      it->Seek(std::string(1, kExpiryPrefix));
+      if (!it->Valid()) return 0;
+      std::string_view raw = it->key().ToStringView();
+      if (raw.size() < 9) return 0;
+      const auto due = static_cast<int64_t>(DecodeBE64(raw.substr(1, 8)));
+      if (due > now_ns) return due;
+      index.assign(raw);
+      key.assign(raw.substr(9));
+      revision = DecodeBE64(it->value().ToStringView());
+    }
+    std::lock_guard<std::mutex> lock(write_mu_);
+    KeyHead head;
+    Status s = ReadHeadLocked(key, &head);
+    const bool current = s.ok() && head.exists && head.revision == revision;
+    if (current && head.operation == Operation::kPut) {
+      // The entry expired: a Purge tombstone with its own revision, as the
+      // server's limit marker, so that watchers and ChangesSince see it.
+      s = CommitLocked(Operation::kPurge, key, {}, Precondition::kNone, 0, 0, &index).status();
+    } else {
+      rocksdb::WriteBatch batch;
+      batch.Delete(cf_, index);
+      if (current && head.operation == Operation::kPurge) {
+        // A Purge tombstone with a TTL removes itself and leaves nothing
+        // (Purge already dropped the key's older revisions).
+        batch.Delete(cf_, LatestKey(key));
+        batch.Delete(log_cf_, RevisionKey(revision));
+      }
+      s = FromRocks(core_->Write(&batch), "expiring " + Describe(key));
+      write_cache_.erase(key);
+    }
+    if (!s.ok()) {
+      // A full disk, say: try again later; reads already treat it as gone.
+      std::fprintf(stderr, "revkv: %s; retrying in 1 s\n", s.ToString().c_str());
+      return now_ns + 1000000000LL;
+    }
+  }
+  return now_ns;  // more may be due
 }
 
 Result<std::unique_ptr<Watcher>> LocalBucket::Watch(std::string_view filter,

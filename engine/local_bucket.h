@@ -8,17 +8,20 @@
 #define REVKV_ENGINE_LOCAL_BUCKET_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include <rocksdb/write_batch.h>
 
+#include "engine/expiry.h"
 #include "engine/key_gate.h"
 #include "engine/record_codec.h"
 #include "engine/store_core.h"
@@ -33,6 +36,7 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   LocalBucket(std::shared_ptr<StoreCore> core, std::weak_ptr<BucketRegistry> registry,
               std::string name, rocksdb::ColumnFamilyHandle* cf, rocksdb::ColumnFamilyHandle* log_cf,
               BucketConfigValues config, uint64_t last_revision);
+  ~LocalBucket() override;
 
   const std::string& name() const override { return name_; }
   int history() const override { return config_.history; }
@@ -126,6 +130,11 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   // the replica.
   Status ResetReplica(int64_t source);
 
+  // How reads judge expiry: the bucket's max_age (a replica's stream's) and
+  // the grace for clock skew (a replica's). A local bucket keeps the
+  // default: TTLs only, on this machine's clock.
+  void SetExpiry(const ExpiryRules& rules);
+
   // Runs `fn` with writes to this bucket held off, with the latest revision.
   void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn);
 
@@ -147,21 +156,45 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   Result<uint64_t> Commit(Operation op, std::string_view key, std::string_view value,
                           Precondition pre, uint64_t expected_revision,
                           const WriteOptions& options);
+  // `ttl_ns`: the new entry's TTL. `expired_index`: an expiry index key to
+  // drop in the same batch (the reaper's).
   Result<uint64_t> CommitLocked(Operation op, std::string_view key, std::string_view value,
-                                Precondition pre, uint64_t expected_revision);
+                                Precondition pre, uint64_t expected_revision, int64_t ttl_ns = 0,
+                                const std::string* expired_index = nullptr);
 
+  ExpiryRules Expiry() const {
+    return {max_age_ns_.load(std::memory_order_relaxed), grace_ns_.load(std::memory_order_relaxed)};
+  }
+  // Whether a record with these times is expired now; reads the clock only
+  // for records that may expire.
+  bool ExpiredNow(int64_t created_ns, int64_t ttl_ns) const;
+  Status ExpiredError(std::string_view key) const;
+
+  // The reaper: turns expired TTL entries of a local bucket into Purge
+  // tombstones, in the order of the expiry index (layout.h 'x' keys). It
+  // runs on its own thread, started by the first TTL write or at open when
+  // the index holds entries.
+  void StartReaper();
+  void RunReaper();
+  // Handles every index entry due by `now_ns`; returns the next deadline
+  // (0: none).
+  int64_t ReapDue(int64_t now_ns);
   // What a write needs to know about the record it replaces.
   struct KeyHead {
     bool exists = false;
     uint64_t revision = 0;
     Operation operation = Operation::kPut;
+    int64_t created_ns = 0;
+    int64_t ttl_ns = 0;
     std::vector<uint64_t> older;  // retained earlier revisions
     std::string raw;              // the record's bytes; kept only when history > 1
   };
   Status ReadHeadLocked(std::string_view key, KeyHead* head);
   // Adds to `batch` what makes `entry` the key's latest record after `head`
-  // (history moves, trims, purge, revision log); returns the new head.
-  KeyHead StageLocked(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head);
+  // (history moves, trims, purge, revision log, and with `index_ttl` the
+  // expiry index entry of a TTL); returns the new head.
+  KeyHead StageLocked(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head,
+                      bool index_ttl = false);
   // Notes a committed entry in the write cache.
   void RememberLocked(const Entry& entry);
   // With the locks bucket's write lock held: OK if `fence` names the lock's
@@ -188,6 +221,8 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   struct KeyState {
     uint64_t revision;
     Operation operation;
+    int64_t created_ns;
+    int64_t ttl_ns;
   };
   struct StringHash {
     using is_transparent = void;
@@ -207,6 +242,15 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   std::optional<SkipSummary> skips_;  // GUARDED_BY(write_mu_)
 
   KeyGate update_gate_;  // serializes UpdateWithRetry per key
+
+  std::atomic<int64_t> max_age_ns_{0};
+  std::atomic<int64_t> grace_ns_{0};
+
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  bool reaper_stop_ = false;         // GUARDED_BY(reaper_mu_)
+  int64_t reaper_wake_ns_ = 0;       // GUARDED_BY(reaper_mu_): an earlier deadline to wake for
+  std::thread reaper_;               // GUARDED_BY(reaper_mu_) once started
 };
 
 }  // namespace revkv::engine

@@ -29,6 +29,10 @@ struct Record {
   # under the bucket's history setting, oldest first. Lets a write trim
   # history without scanning.
   olderRevisions @6 :List(UInt64);
+  # The entry's own time to live, in nanoseconds: a per-key TTL written by
+  # revkv, or a Nats-TTL another client's message carried; 0 for none. The
+  # entry expires at createdNs + ttlNs.
+  ttlNs @7 :Int64;
 }
 
 # A bucket's settings, kept in the meta column family.

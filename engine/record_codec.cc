@@ -116,6 +116,7 @@ std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_
   rec.setOperation(FromOperation(entry.operation));
   rec.setRevision(entry.revision);
   rec.setCreatedNs(entry.created_ns);
+  rec.setTtlNs(entry.ttl_ns);
   rec.setKey(capnp::Text::Reader(entry.key.data(), entry.key.size()));
   rec.setValue(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(entry.value.data()),
                                    entry.value.size()));
@@ -149,12 +150,16 @@ Status ReadRoot(std::string_view bytes, const Name& what, Fn&& fn) {
 }  // namespace
 
 Status DecodeValueInto(std::string_view bytes, const RecordName& what, Operation* op,
-                       uint64_t* revision, std::string* value) {
+                       uint64_t* revision, std::string* value, RecordTimes* times) {
   return ReadRoot<schema::Record>(bytes, what, [&](schema::Record::Reader rec) -> Status {
     auto parsed = ToOperation(rec.getOperation(), what);
     if (!parsed.ok()) return parsed.status();
     *op = *parsed;
     *revision = rec.getRevision();
+    if (times != nullptr) {
+      times->created_ns = rec.getCreatedNs();
+      times->ttl_ns = rec.getTtlNs();
+    }
     auto data = rec.getValue();
     value->assign(reinterpret_cast<const char*>(data.begin()), data.size());
     return Status::OK();
@@ -169,12 +174,13 @@ Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, const Rec
     out.entry.operation = *parsed;
     out.entry.revision = rec.getRevision();
     if (out.entry.revision == 0) return Damaged(what, "revision 0");
+    out.entry.created_ns = rec.getCreatedNs();
+    out.entry.ttl_ns = rec.getTtlNs();
     if (parts == DecodeParts::kValueOnly || parts == DecodeParts::kAll) {
       auto data = rec.getValue();
       out.entry.value.assign(reinterpret_cast<const char*>(data.begin()), data.size());
     }
     if (parts == DecodeParts::kValueOnly) return Status::OK();
-    out.entry.created_ns = rec.getCreatedNs();
     auto older = rec.getOlderRevisions();
     out.older_revisions.reserve(older.size());
     for (uint64_t r : older) out.older_revisions.push_back(r);

@@ -25,7 +25,7 @@ struct Record {
 
 // What a caller needs from a record; decoding less is faster.
 enum class DecodeParts {
-  kValueOnly,   // entry.operation, entry.revision and entry.value
+  kValueOnly,   // entry.operation, revision, created_ns, ttl_ns and value
   kHeader,      // everything but value and key
   kAll,
 };
@@ -44,9 +44,16 @@ std::string EncodeRecord(const Entry& entry, const std::vector<uint64_t>& older_
 // Decodes `bytes`; Corruption if they are not a valid record.
 Result<Record> DecodeRecord(std::string_view bytes, DecodeParts parts, const RecordName& name);
 
-// Like DecodeRecord(kValueOnly) but writes into `out` to spare allocations.
+// When a record was written and how long it lives (record.capnp ttlNs).
+struct RecordTimes {
+  int64_t created_ns = 0;
+  int64_t ttl_ns = 0;
+};
+
+// Like DecodeRecord(kValueOnly) but writes into `out` to spare allocations;
+// also fills `times` when given.
 Status DecodeValueInto(std::string_view bytes, const RecordName& name, Operation* op,
-                       uint64_t* revision, std::string* value);
+                       uint64_t* revision, std::string* value, RecordTimes* times = nullptr);
 
 struct BucketConfigValues {
   int history = 1;

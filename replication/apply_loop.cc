@@ -5,6 +5,7 @@
 
 #include "replication/nats_connection.h"
 #include "replication/nats_status.h"
+#include "replication/nats_ttl.h"
 
 namespace revkv::replication {
 namespace {
@@ -86,6 +87,12 @@ Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_p
     const char* data = natsMsg_GetData(msg);
     int len = natsMsg_GetDataLength(msg);
     if (data != nullptr && len > 0) e.value.assign(data, static_cast<size_t>(len));
+  }
+  // The message's own TTL (a limit marker carries the marker TTL). The
+  // server stored it, so it parsed there; a value this parser does not
+  // take is read as no TTL: the server's removal still reaches the replica.
+  if (Header(msg, kNatsTtlHeader, &value) == NATS_OK) {
+    if (auto ttl = ParseNatsTtl(value); ttl.ok()) e.ttl_ns = *ttl;
   }
   return out;
 }

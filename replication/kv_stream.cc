@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "replication/capabilities.h"
+#include "replication/json_field.h"
 #include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 #include "revkv/validation.h"
@@ -36,6 +38,87 @@ Status RequestFailed(const NatsConnection* conn, uint64_t since, const std::stri
 
 uint64_t PermissionErrors(const NatsConnection* conn) {
   return conn != nullptr ? conn->permission_errors() : 0;
+}
+
+// A JetStream API request nats.c 3.4.1 cannot make (it predates the
+// fields): `body` to `subject`, the reply's JSON in `*reply`. An error reply
+// ({"error":{...}}) is returned as OK with its JSON, for the caller to read.
+Status RawApiRequest(const NatsConnection& conn, const std::string& subject,
+                     const std::string& body, const std::string& context, std::string* reply) {
+  natsMsg* msg = nullptr;
+  const uint64_t since = conn.permission_errors();
+  natsStatus s = natsConnection_Request(&msg, conn.nc(), subject.c_str(), body.data(),
+                                        static_cast<int>(body.size()),
+                                        conn.options().write_timeout.count());
+  if (s != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return conn.FromRequest(s, context, static_cast<jsErrCode>(0), since, subject);
+  }
+  const char* data = natsMsg_GetData(msg);
+  reply->assign(data != nullptr ? data : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  natsMsg_Destroy(msg);
+  return Status::OK();
+}
+
+// The JetStream error code of an error reply, 0 if the reply is none.
+int ApiErrorCode(std::string_view reply) {
+  if (!JsonField(reply, "error")) return 0;
+  auto code = JsonField(reply, "err_code");
+  return code ? std::atoi(std::string(*code).c_str()) : -1;
+}
+
+Status ApiError(std::string_view reply, const std::string& context) {
+  const std::string description(JsonField(reply, "description").value_or("no description"));
+  return Status::InvalidArgument(context + ": the server said '" + description + "' (error " +
+                                 std::to_string(ApiErrorCode(reply)) + ")");
+}
+
+// Reads allow_msg_ttl and subject_delete_marker_ttl, which nats.c's stream
+// info does not carry, into `out`.
+Status ReadTtlSettings(const NatsConnection& conn, const std::string& bucket, KvStream* out) {
+  std::string reply;
+  const std::string name = StreamName(bucket);
+  const std::string context = "reading the TTL settings of stream " + name;
+  if (Status s = RawApiRequest(conn, "$JS.API.STREAM.INFO." + name, "", context, &reply);
+      !s.ok()) {
+    return s;
+  }
+  if (ApiErrorCode(reply) != 0) return ApiError(reply, context);
+  out->allow_msg_ttl = JsonField(reply, "allow_msg_ttl").value_or("false") == "true";
+  const std::string marker(JsonField(reply, "subject_delete_marker_ttl").value_or("0"));
+  out->limit_marker_ttl = std::chrono::nanoseconds(std::atoll(marker.c_str()));
+  return Status::OK();
+}
+
+// Creates the stream with limit markers through the raw API: the standard
+// KV layout, plus allow_msg_ttl and subject_delete_marker_ttl (as nats.go's
+// LimitMarkerTTL). NotFound-free: an existing stream is Exists.
+Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest& req) {
+  const std::string name = StreamName(req.bucket);
+  const std::string context = "creating stream " + name + " for bucket '" + req.bucket + "'";
+  auto ns = [](auto d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  };
+  std::string body = "{\"name\":\"" + name + "\",\"subjects\":[\"" + Subjects(req.bucket) +
+                     "\"],\"retention\":\"limits\",\"max_consumers\":-1,\"max_msgs\":-1,"
+                     "\"max_bytes\":-1,\"discard\":\"new\",\"max_age\":" +
+                     ns(req.max_age.value_or(req.max_age_if_created)) +
+                     ",\"max_msgs_per_subject\":" + std::to_string(req.history.value_or(1)) +
+                     ",\"max_msg_size\":" + std::to_string(req.max_value_size.value_or(-1)) +
+                     ",\"storage\":\"" + (req.memory_storage.value_or(false) ? "memory" : "file") +
+                     "\",\"num_replicas\":" + std::to_string(req.replicas.value_or(1)) +
+                     ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true,"
+                     "\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":" +
+                     ns(*req.limit_marker_ttl) + "}";
+  std::string reply;
+  if (Status s = RawApiRequest(conn, "$JS.API.STREAM.CREATE." + name, body, context, &reply);
+      !s.ok()) {
+    return s;
+  }
+  const int code = ApiErrorCode(reply);
+  if (code == 0) return Status::OK();
+  if (code == JSStreamNameExistErr) return Status::Exists(context + ": it exists");
+  return ApiError(reply, context);
 }
 
 }  // namespace
@@ -79,13 +162,33 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
     return Status::InvalidArgument("replicas " + std::to_string(*req.replicas) +
                                    " is out of range; JetStream allows 1..5");
   }
+  const bool markers = req.limit_marker_ttl && req.limit_marker_ttl->count() != 0;
+  if (markers && req.limit_marker_ttl->count() < 1) {
+    return Status::InvalidArgument("limit_marker_ttl is " +
+                                   std::to_string(req.limit_marker_ttl->count()) +
+                                   " s; give at least 1 s, or 0 for no limit markers");
+  }
+  if (markers && conn == nullptr) {
+    return Status::InvalidArgument("limit markers need the bucket's NATS connection");
+  }
+  if (markers) {
+    if (Status s = conn->Require(Feature::kLimitMarkers,
+                                 "bucket '" + req.bucket + "' asks for limit markers");
+        !s.ok()) {
+      return s;
+    }
+  }
 
   auto existing = ReadKvStream(js, req.bucket, conn);
   if (existing.status().IsNotFound() && !req.create_if_missing) {
     return Status::NotFound("bucket '" + req.bucket + "' does not exist on the server; create it "
                             "(open it with BucketOptions::create_if_missing) or check the name");
   }
-  if (existing.status().IsNotFound()) {
+  if (existing.status().IsNotFound() && markers) {
+    Status created = CreateWithLimitMarkers(*conn, req);
+    if (!created.ok() && !created.IsExists()) return created;
+    existing = ReadKvStream(js, req.bucket, conn);
+  } else if (existing.status().IsNotFound()) {
     // The standard KV layout, as nats.c's js_CreateKeyValue builds it.
     const std::string name = StreamName(req.bucket);
     const std::string subject = Subjects(req.bucket);
@@ -110,7 +213,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
     const uint64_t since = PermissionErrors(conn);
     natsStatus s = js_AddStream(&si, js, &sc, nullptr, &jerr);
     if (s == NATS_OK) {
-      KvStream out = FromInfo(si);
+      KvStream out = FromInfo(si);  // without per-message TTL or markers
       jsStreamInfo_Destroy(si);
       return out;
     }
@@ -123,6 +226,13 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
     existing = ReadKvStream(js, req.bucket, conn);
   }
   if (!existing.ok()) return existing.status();
+  // Servers before 2.11 have neither setting.
+  if (conn != nullptr) {
+    auto server = conn->Server();
+    if (server.ok() && Supports(server->version, Feature::kMessageTtl)) {
+      if (Status s = ReadTtlSettings(*conn, req.bucket, &*existing); !s.ok()) return s;
+    }
+  }
 
   std::string diffs;
   auto differ = [&](bool asked_and_differs, const std::string& what) {
@@ -140,6 +250,13 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
   differ(req.max_age && *req.max_age != existing->max_age,
          "max_age " + std::to_string(existing->max_age.count()) + " ns (asked " +
              std::to_string(req.max_age.value_or(std::chrono::nanoseconds(0)).count()) + " ns)");
+  const auto marker_s =
+      std::chrono::duration_cast<std::chrono::seconds>(existing->limit_marker_ttl).count();
+  differ(markers && *req.limit_marker_ttl != existing->limit_marker_ttl,
+         "limit_marker_ttl " + std::to_string(marker_s) + " s (asked " +
+             std::to_string(req.limit_marker_ttl.value_or(std::chrono::seconds(0)).count()) +
+             " s; revkv never turns per-message TTL on in an existing stream, since it cannot be "
+             "turned off again)");
   differ(req.max_value_size && *req.max_value_size != existing->max_value_size,
          "max_value_size " + std::to_string(existing->max_value_size) + " (asked " +
              std::to_string(req.max_value_size.value_or(0)) + ")");

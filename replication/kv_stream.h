@@ -28,6 +28,11 @@ struct KvStreamRequest {
   std::optional<bool> memory_storage;           // default false: file storage
   std::optional<std::chrono::nanoseconds> max_age;  // default 0: none
   std::optional<int32_t> max_value_size;        // default -1: server limit
+  // Limit markers (nats-server 2.11+): the stream allows per-message TTL
+  // and the server writes a marker, which expires after this, when max_age
+  // or a TTL removes a key's last message. Unset or 0: none when created,
+  // and an existing stream keeps its own. Needs `conn`.
+  std::optional<std::chrono::seconds> limit_marker_ttl;
   // The max_age to create the stream with when max_age is unset; an
   // existing stream keeps its own.
   std::chrono::nanoseconds max_age_if_created{0};
@@ -46,6 +51,10 @@ struct KvStream {
   int32_t max_value_size = -1;
   uint64_t last_sequence = 0;
   int64_t last_time_ns = 0;  // the last message's server timestamp (0: empty stream)
+  // Read by BindKvStream only (with a connection): whether messages may
+  // carry Nats-TTL, and the limit marker TTL (0: no markers).
+  bool allow_msg_ttl = false;
+  std::chrono::nanoseconds limit_marker_ttl{0};
 };
 
 // Binds to the bucket's stream, creating it when missing.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "replication/nats_status.h"
+#include "replication/nats_ttl.h"
 #include "revkv/validation.h"
 
 namespace revkv::replication {
@@ -49,7 +50,7 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
 }
 
 Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
-                                   Expect expect, uint64_t last_sequence, ms timeout) {
+                                   Expect expect, uint64_t last_sequence, ms timeout, sec ttl) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (value.size() > replica_->max_value_size()) {
     return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
@@ -64,6 +65,9 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   if (s == NATS_OK && op == Operation::kPurge) {
     s = natsMsgHeader_Set(msg, "KV-Operation", "PURGE");
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Rollup", "sub");
+  }
+  if (s == NATS_OK && ttl.count() > 0) {
+    s = natsMsgHeader_Set(msg, kNatsTtlHeader, FormatNatsTtl(ttl).c_str());
   }
   if (s != NATS_OK) {
     natsMsg_Destroy(msg);
@@ -136,19 +140,21 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   return revision;
 }
 
-Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value, ms timeout) {
-  return Publish(Operation::kPut, key, value, Expect::kNothing, 0, Effective(timeout));
+Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value, ms timeout,
+                               sec ttl) {
+  return Publish(Operation::kPut, key, value, Expect::kNothing, 0, Effective(timeout), ttl);
 }
 
 Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,
-                                  uint64_t expected, ms timeout) {
+                                  uint64_t expected, ms timeout, sec ttl) {
   if (Status s = PreCheck(key, expected); !s.ok()) return s;
   return Publish(Operation::kPut, key, value,
                  expected == 0 ? Expect::kNoMessage : Expect::kLastSequence, expected,
-                 Effective(timeout));
+                 Effective(timeout), ttl);
 }
 
-Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, ms timeout) {
+Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, ms timeout,
+                                  sec ttl) {
   timeout = Effective(timeout);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Create is a CAS: on "no message" for a key the server has never seen
@@ -171,7 +177,7 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
     }
     auto written = Publish(Operation::kPut, key, value,
                            tombstone == 0 ? Expect::kNoMessage : Expect::kLastSequence, tombstone,
-                           left);
+                           left, ttl);
     if (written.ok() || !written.status().IsConflict()) return written;
     if (written.status().revision_known()) {
       current = written.status().revision();
@@ -247,14 +253,14 @@ Result<uint64_t> KvWriter::Delete(std::string_view key, std::optional<uint64_t> 
 }
 
 Result<uint64_t> KvWriter::Purge(std::string_view key, std::optional<uint64_t> expected,
-                                 ms timeout) {
+                                 ms timeout, sec ttl) {
   if (expected) {
     if (Status s = PreCheck(key, *expected); !s.ok()) return s;
   }
   return Publish(Operation::kPurge, key, {},
                  !expected ? Expect::kNothing
                            : (*expected == 0 ? Expect::kNoMessage : Expect::kLastSequence),
-                 expected.value_or(0), Effective(timeout));
+                 expected.value_or(0), Effective(timeout), ttl);
 }
 
 }  // namespace revkv::replication

@@ -40,16 +40,20 @@ class KvWriter {
   // when the server cannot be reached within the write timeout (nothing is
   // written then), and PermissionDenied.
   // `timeout` bounds the wait for the server and the replica; 0 means the
-  // writer's write timeout.
+  // writer's write timeout. `ttl`, when not 0, goes out as Nats-TTL; the
+  // caller checks that the stream allows it.
   using ms = std::chrono::milliseconds;
-  Result<uint64_t> Put(std::string_view key, std::string_view value, ms timeout = ms(0));
-  Result<uint64_t> Create(std::string_view key, std::string_view value, ms timeout = ms(0));
+  using sec = std::chrono::seconds;
+  Result<uint64_t> Put(std::string_view key, std::string_view value, ms timeout = ms(0),
+                       sec ttl = sec(0));
+  Result<uint64_t> Create(std::string_view key, std::string_view value, ms timeout = ms(0),
+                          sec ttl = sec(0));
   Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected,
-                          ms timeout = ms(0));
+                          ms timeout = ms(0), sec ttl = sec(0));
   Result<uint64_t> Delete(std::string_view key, std::optional<uint64_t> expected,
                           ms timeout = ms(0));
   Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected,
-                         ms timeout = ms(0));
+                         ms timeout = ms(0), sec ttl = sec(0));
 
   // The key's revision on the server now (its last message's sequence, a
   // tombstone's included), or 0 if the server holds no message of it. One
@@ -64,7 +68,7 @@ class KvWriter {
  private:
   enum class Expect { kNothing, kNoMessage, kLastSequence };
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
-                           Expect expect, uint64_t last_sequence, ms timeout);
+                           Expect expect, uint64_t last_sequence, ms timeout, sec ttl = sec(0));
   ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
   // Conflict at once if the replica proves `expected` stale for `key`.
   Status PreCheck(std::string_view key, uint64_t expected);

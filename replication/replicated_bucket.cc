@@ -9,19 +9,25 @@ namespace revkv::replication {
 
 ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                                    std::shared_ptr<engine::LocalBucket> replica,
-                                   std::unique_ptr<ApplyLoop> loop, int replicas,
-                                   std::chrono::nanoseconds max_age)
+                                   std::unique_ptr<ApplyLoop> loop, const KvStream& stream)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
       loop_(std::move(loop)),
       writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
                                          conn_->options().write_timeout, conn_.get())),
-      replicas_(replicas),
-      max_age_(max_age) {}
+      replicas_(stream.replicas),
+      max_age_(stream.max_age),
+      allow_msg_ttl_(stream.allow_msg_ttl),
+      limit_marker_ttl_(stream.limit_marker_ttl) {
+  replica_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             conn_->options().max_clock_skew)
+                                             .count()});
+}
 
 ReplicatedBucket::~ReplicatedBucket() = default;
 
-Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const {
+Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
+                                    engine::TtlWrite write) const {
   if (options.fence) {
     return Status::InvalidArgument(
         "fenced writes are not supported on replicated bucket '" + name() +
@@ -32,6 +38,19 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const
     return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "
                                    "timeout) or more");
   }
+  if (Status s = engine::CheckWriteTtl(name(), history(), write, options.ttl); !s.ok()) return s;
+  if (options.ttl.count() > 0) {
+    if (Status s = conn_->Require(Feature::kMessageTtl, "a write with a TTL to bucket '" + name() + "'");
+        !s.ok()) {
+      return s;
+    }
+    if (!allow_msg_ttl_) {
+      return Status::InvalidArgument(
+          "bucket '" + name() + "' does not allow per-key TTL: its stream was created without "
+          "per-message TTL, which cannot be turned on safely from here; create the bucket with "
+          "BucketOptions::limit_marker_ttl (or allow_msg_ttl on the stream)");
+    }
+  }
   if (cas && replicas_ > 1) {
     return conn_->Require(Feature::kClusteredCas, "bucket '" + name() + "' has " +
                                                       std::to_string(replicas_) + " replicas");
@@ -41,42 +60,48 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas) const
 
 Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view value,
                                        const WriteOptions& options) {
-  if (Status s = CheckWrite(options, false); !s.ok()) return s;
-  return writer_->Put(key, value, options.timeout);
+  if (Status s = CheckWrite(options, false, engine::TtlWrite::kPut); !s.ok()) return s;
+  return writer_->Put(key, value, options.timeout, options.ttl);
 }
 
 Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, true); !s.ok()) return s;
-  return writer_->Create(key, value, options.timeout);
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
+  return writer_->Create(key, value, options.timeout, options.ttl);
 }
 
 Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view value,
                                           uint64_t expected_revision,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, true); !s.ok()) return s;
-  return writer_->Update(key, value, expected_revision, options.timeout);
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
+  return writer_->Update(key, value, expected_revision, options.timeout, options.ttl);
 }
 
 Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
                                           std::optional<uint64_t> expected_revision,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
+  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kDelete);
+      !s.ok()) {
+    return s;
+  }
   return writer_->Delete(key, expected_revision, options.timeout);
 }
 
 Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
                                          std::optional<uint64_t> expected_revision,
                                          const WriteOptions& options) {
-  if (Status s = CheckWrite(options, expected_revision.has_value()); !s.ok()) return s;
-  return writer_->Purge(key, expected_revision, options.timeout);
+  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
+      !s.ok()) {
+    return s;
+  }
+  return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
 }
 
 Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
                                                         const Mutator& mutate,
                                                         const RetryPolicy& policy,
                                                         const WriteOptions& options) {
-  if (Status s = CheckWrite(options, true); !s.ok()) return s;
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
   // A conflict names the winner's revision; the replica may not have it yet,
   // and re-reading before it does would only conflict again. One that names
   // none (10164) asks the server for the key's revision first.

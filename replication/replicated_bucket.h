@@ -10,7 +10,9 @@
 
 #include "engine/key_gate.h"
 #include "engine/local_bucket.h"
+#include "engine/expiry.h"
 #include "replication/apply_loop.h"
+#include "replication/kv_stream.h"
 #include "replication/kv_writer.h"
 #include "replication/nats_connection.h"
 #include "revkv/bucket.h"
@@ -19,13 +21,14 @@ namespace revkv::replication {
 
 class ReplicatedBucket final : public Bucket {
  public:
-  // `replicas`: the stream's replica count. With more than one, CAS,
+  // `stream`: the bound stream's settings. With more than one replica, CAS,
   // Create and UpdateWithRetry need a server that arbitrates them correctly
   // (Feature::kClusteredCas), checked against the server the connection is
-  // on at each write.
+  // on at each write. The replica's reads expire entries by the stream's
+  // max_age and the messages' TTLs, with the connection's max_clock_skew.
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                    std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
-                   int replicas, std::chrono::nanoseconds max_age);
+                   const KvStream& stream);
   ~ReplicatedBucket() override;
 
   const std::string& name() const override { return replica_->name(); }
@@ -74,9 +77,11 @@ class ReplicatedBucket final : public Bucket {
   const std::shared_ptr<engine::LocalBucket>& replica() const { return replica_; }
   // The stream's max_age when the bucket was bound (0: none).
   std::chrono::nanoseconds max_age() const { return max_age_; }
+  // The stream's limit marker TTL (0: no markers).
+  std::chrono::nanoseconds limit_marker_ttl() const { return limit_marker_ttl_; }
 
  private:
-  Status CheckWrite(const WriteOptions& options, bool cas) const;
+  Status CheckWrite(const WriteOptions& options, bool cas, engine::TtlWrite write) const;
 
   // Declared in destruction order's reverse: the writer and the loop go
   // before the replica and the connection they use.
@@ -86,6 +91,8 @@ class ReplicatedBucket final : public Bucket {
   const std::unique_ptr<KvWriter> writer_;
   const int replicas_;
   const std::chrono::nanoseconds max_age_;
+  const bool allow_msg_ttl_;
+  const std::chrono::nanoseconds limit_marker_ttl_;
   engine::KeyGate update_gate_;
 };
 

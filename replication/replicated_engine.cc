@@ -56,6 +56,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   if (options.memory_storage) req.memory_storage = true;
   if (options.max_age.count() > 0) req.max_age = options.max_age;
   if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
+  if (options.limit_marker_ttl.count() != 0) req.limit_marker_ttl = options.limit_marker_ttl;
   req.max_age_if_created = max_age_if_created;
   req.create_if_missing = options.create_if_missing;
   auto stream = BindKvStream(conn_->js(), req, conn_.get());
@@ -89,8 +90,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   }
   auto loop = ApplyLoop::Start(conn_->js(), name, replica, conn_.get());
   if (!loop.ok()) return loop.status();
-  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop),
-                                                   stream->replicas, stream->max_age);
+  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), *stream);
   buckets_.emplace(name, bucket);
   return bucket;
 }

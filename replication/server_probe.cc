@@ -11,32 +11,12 @@
 #include <cstring>
 #include <optional>
 
+#include "replication/json_field.h"
+
 namespace revkv::replication {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The raw value of a top-level `"key":` in a flat JSON object: the
-// characters of a string without its quotes, or a literal such as true.
-// INFO is written by the server with no nesting before these fields, so a
-// full JSON parser is not needed.
-std::optional<std::string_view> JsonField(std::string_view json, std::string_view key) {
-  std::string quoted(1, '"');
-  quoted.append(key).push_back('"');
-  size_t at = json.find(quoted);
-  if (at == std::string_view::npos) return std::nullopt;
-  at += quoted.size();
-  while (at < json.size() && (json[at] == ' ' || json[at] == ':')) ++at;
-  if (at >= json.size()) return std::nullopt;
-  if (json[at] == '"') {
-    size_t end = json.find('"', at + 1);
-    if (end == std::string_view::npos) return std::nullopt;
-    return json.substr(at + 1, end - at - 1);
-  }
-  size_t end = json.find_first_of(",}", at);
-  if (end == std::string_view::npos) return std::nullopt;
-  return json.substr(at, end - at);
-}
 
 class Fd {
  public:

@@ -26,6 +26,10 @@ struct Entry {
   uint64_t revision = 0;  // Bucket-wide, strictly increasing, never 0.
   int64_t created_ns = 0; // Commit time, nanoseconds since the Unix epoch, UTC.
   Operation operation = Operation::kPut;
+  // The entry's own time to live, from a write with WriteOptions::ttl (or,
+  // in a replicated bucket, a message with a Nats-TTL header); 0 for none.
+  // The entry expires at created_ns + ttl_ns.
+  int64_t ttl_ns = 0;
 
   bool is_tombstone() const { return operation != Operation::kPut; }
 };

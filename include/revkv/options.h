@@ -63,6 +63,17 @@ struct NatsOptions {
   // or would bypass the proxy.
   // Default: false (a client follows the cluster's membership).
   bool ignore_discovered_servers = false;
+
+  // How far this machine's clock may be from the servers'. A replica judges
+  // expiry (a message's Nats-TTL, the bucket's max_age) from the server's
+  // timestamp on each message and this machine's clock, so it treats an
+  // entry as expired only once this much more time has passed: while the
+  // clocks differ by no more than this, it never hides an entry the server
+  // still serves. It may show an entry for up to twice this long after the
+  // server removed it, unless the server's limit marker (a tombstone)
+  // reaches it first.
+  // Default: 2 s.
+  std::chrono::milliseconds max_clock_skew{2000};
 };
 
 struct Options {
@@ -149,9 +160,24 @@ struct BucketOptions {
   // Default: false.
   bool memory_storage = false;
 
-  // Server-side expiry of entries (JetStream max_age); 0: none.
+  // Server-side expiry of entries (JetStream max_age); 0: none. Replicas
+  // stop serving an entry once it is this old (by the server's timestamp,
+  // within NatsOptions::max_clock_skew), whether or not the server's
+  // removal has reached them.
   // Default: 0.
   std::chrono::seconds max_age{0};
+
+  // Limit markers (nats-server 2.11+), as nats.go's LimitMarkerTTL: when
+  // revkv creates the bucket, its stream allows per-key TTL
+  // (WriteOptions::ttl) and the server writes a marker whenever max_age or
+  // a TTL removes a key's last entry. Replicas apply the marker as a Purge
+  // tombstone, so watchers see the expiry; the marker itself expires after
+  // this long. At least 1 s; 0: none for a new bucket, and an existing
+  // bucket as it is. Asking for a value an existing bucket does not have is
+  // InvalidArgument: revkv never turns per-message TTL on in an existing
+  // stream, since it cannot be turned off again.
+  // Default: 0.
+  std::chrono::seconds limit_marker_ttl{0};
 
   // Create the bucket when it does not exist. With false, a missing bucket
   // is NotFound and nothing is created: locally, or on the server for a
@@ -180,6 +206,21 @@ struct WriteOptions {
   // buckets ignore it: their writes never wait for a server.
   // Default: 0.
   std::chrono::milliseconds timeout{0};
+
+  // The entry's time to live, in whole seconds (at least 1 s, as NATS takes
+  // it); 0: none. Once it passes, reads of the key are NotFound, as if it
+  // were never written, and Create may write it again. A local bucket then
+  // writes a Purge tombstone of its own (watchers and ChangesSince see it);
+  // a replicated bucket sends the TTL as Nats-TTL and the server removes the
+  // entry, leaving a limit marker when the bucket has them.
+  // Create and Purge (a tombstone that removes itself) take a TTL in any
+  // bucket; Put and Update only in a bucket with history 1, since with
+  // more history the older revision would come back; Delete never.
+  // InvalidArgument otherwise, and on a replicated bucket whose stream does
+  // not allow per-message TTL (BucketOptions::limit_marker_ttl) or a server
+  // before 2.11.
+  // Default: 0.
+  std::chrono::seconds ttl{0};
 };
 
 struct LockOptions {
