@@ -31,8 +31,9 @@ Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::str
   KeyGate::Pass pass(&gate, key);
   uint64_t seen = 0;
   // A revision the store said the key no longer has (a Conflict naming
-  // revision 0): a replica keeps showing an entry that the server's max_age
-  // removed, and only a Create can write the key then.
+  // revision 0): for up to NatsOptions::max_clock_skew, a replica may still
+  // show an entry that the server's max_age or a TTL removed, and only a
+  // Create can write the key then.
   uint64_t vanished = 0;
   for (int attempt = 1;; ++attempt) {
     std::optional<std::string> current;
