@@ -908,6 +908,31 @@ TEST_F(cli, PurgeLeavesOnlyThePurgeInHistory) {
 
 // ---- Entries and JSON ----
 
+TEST_F(cli, TtlExpiresTheEntryAndTtlsItCannotTakeExitSeven) {
+  RunResult put = Cli({"put", "k", "v", "--ttl", "1s"});
+  ASSERT_EQ(put.exit_code, 0) << put;
+  const auto written = std::chrono::steady_clock::now();
+  RunResult entry = Cli({"entry", "k"});
+  EXPECT_NE(entry.out.find("\nttl: 1s\n"), std::string::npos) << entry;
+  EXPECT_NE(Cli({"--json", "entry", "k"}).out.find(",\"ttl\":\"1s\"}"), std::string::npos);
+  std::this_thread::sleep_until(written + std::chrono::milliseconds(1100));
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "k"})));
+  EXPECT_EQ(Cli({"create", "k", "again", "--ttl", "60s"}).exit_code, 0);
+
+  for (const char* bad : {"500ms", "1500ms", "0s"}) {
+    RunResult r = Cli({"put", "x", "v", "--ttl", bad});
+    EXPECT_TRUE(FailsWith(7, r)) << bad << ": " << r;
+    EXPECT_NE(r.err.find("whole seconds"), std::string::npos) << r;
+  }
+  RunResult h3 = Cli({"--bucket", "h3", "--history", "3", "put", "k", "v", "--ttl", "5s"});
+  EXPECT_TRUE(FailsWith(7, h3)) << h3;
+  EXPECT_NE(h3.err.find("history 1"), std::string::npos) << h3;
+  EXPECT_EQ(Cli({"--bucket", "h3", "create", "j", "v", "--ttl", "5s"}).exit_code, 0);
+  EXPECT_TRUE(FailsWith(1, Cli({"get", "k", "--ttl", "5s"})));
+  EXPECT_TRUE(FailsWith(1, Cli({"put", "k", "v", "--limit-marker-ttl", "5s"})));
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "x"}))) << "a refused write wrote something";
+}
+
 TEST_F(cli, EntryPrintsTextAndJson) {
   Put("other", "x");
   const uint64_t rev = Put("k", "hello");
@@ -1450,6 +1475,24 @@ TEST_F(cli_nats, TwoReplicasConverge) {
   RunResult keys = On("b", {"keys"});
   EXPECT_EQ(keys.exit_code, 0) << keys;
   EXPECT_EQ(keys.out, "greeting\nother\n");
+}
+
+TEST_F(cli_nats, TtlNeedsABucketCreatedWithLimitMarkers) {
+  RunResult plain = On("a", {"put", "k", "v", "--ttl", "5s"});
+  EXPECT_TRUE(FailsWith(7, plain)) << plain;
+  EXPECT_NE(plain.err.find("limit_marker_ttl"), std::string::npos) << plain;
+
+  RunResult put =
+      On("a", {"--bucket", "m", "put", "k", "v", "--ttl", "1s", "--limit-marker-ttl", "1s"});
+  ASSERT_EQ(put.exit_code, 0) << put;
+  const auto written = std::chrono::steady_clock::now();
+  RunResult got = On("b", {"--bucket", "m", "get", "k"});
+  EXPECT_EQ(got.out, "v") << got;
+  std::this_thread::sleep_until(written + std::chrono::milliseconds(1500));
+  EXPECT_TRUE(FailsWith(2, On("b", {"--bucket", "m", "get", "k"})));
+  // The bucket exists without markers: asking for them is refused.
+  RunResult asked = On("a", {"put", "j", "v", "--limit-marker-ttl", "5s"});
+  EXPECT_TRUE(FailsWith(7, asked)) << asked;
 }
 
 TEST_F(cli_nats, StaleUpdateAcrossReplicasConflicts) {

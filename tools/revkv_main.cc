@@ -76,6 +76,8 @@ constexpr std::string_view kUsage =
     "  --history N      revisions kept per key (1..64), applied when the bucket is created\n"
     "  --sync           fsync every write before it returns\n"
     "  --revision N     delete/purge: only if KEY's latest revision is N\n"
+    "  --ttl DUR        put/create/update: the entry expires after DUR (whole\n"
+    "                   seconds, at least 1s); put and update need history 1\n"
     "  --lease DUR      lock: the lease, renewed while CMD runs (default: 30s)\n"
     "  --timeout DUR    lock: how long to wait for the store and the lock (default: 30s)\n"
     "  -h, --help       print this help\n"
@@ -87,6 +89,9 @@ constexpr std::string_view kUsage =
     "                   credentials for the server (one kind)\n"
     "  --tls-ca F, --tls-cert F, --tls-key F\n"
     "                   TLS: a CA to trust, a client certificate and its key\n"
+    "  --limit-marker-ttl DUR\n"
+    "                   when the bucket is created: its stream allows --ttl, and the\n"
+    "                   server marks each expiry with a marker kept for DUR (2.11+)\n"
     "  --write-timeout DUR\n"
     "                   how long a write, or a read's catch-up, may wait for the\n"
     "                   server (default: 5s); connecting may take 2s\n"
@@ -210,6 +215,8 @@ struct Args {
   std::optional<std::string> revision;       // raw text of --revision
   std::optional<std::string> lease;          // raw text of --lease
   std::optional<std::string> timeout;        // raw text of --timeout
+  std::optional<std::string> ttl;            // raw text of --ttl
+  std::optional<std::string> limit_marker_ttl;  // raw text of --limit-marker-ttl
   std::vector<std::string> positional;       // COMMAND and its arguments
   // Where the first "--" stood: the number of positional arguments before it.
   std::optional<size_t> separator;
@@ -284,6 +291,10 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       target = &args->lease;
     } else if (name == "timeout") {
       target = &args->timeout;
+    } else if (name == "ttl") {
+      target = &args->ttl;
+    } else if (name == "limit-marker-ttl") {
+      target = &args->limit_marker_ttl;
     } else {
       note("unknown flag " + Quote(arg.substr(0, eq)));
       continue;
@@ -505,6 +516,13 @@ std::string Base64(std::string_view s) {
   return out;
 }
 
+// An entry's own TTL: "30s", or "never" (exempt from max_age too).
+std::string TtlText(int64_t ttl_ns) {
+  if (ttl_ns < 0) return "never";
+  return std::to_string(ttl_ns / 1000000000) + "s";
+}
+
+// An entry as JSON; "ttl" only when the entry has one.
 std::string EntryJson(const revkv::Entry& e) {
   std::string out = "{\"key\":" + JsonString(e.key) + ",\"value\":";
   if (IsValidUtf8(e.value)) {
@@ -515,6 +533,7 @@ std::string EntryJson(const revkv::Entry& e) {
   out += ",\"revision\":" + std::to_string(e.revision);
   out += ",\"operation\":" + JsonString(revkv::OperationName(e.operation));
   out += ",\"created\":" + JsonString(FormatTime(e.created_ns));
+  if (e.ttl_ns != 0) out += ",\"ttl\":" + JsonString(TtlText(e.ttl_ns));
   out += "}\n";
   return out;
 }
@@ -533,7 +552,9 @@ std::string EntryLine(const revkv::Entry& e, bool json, bool with_key) {
 std::string EntryText(const revkv::Entry& e) {
   return "key: " + e.key + "\nrevision: " + std::to_string(e.revision) +
          "\noperation: " + std::string(revkv::OperationName(e.operation)) +
-         "\ncreated: " + FormatTime(e.created_ns) + "\nvalue: " + EscapeText(e.value) + "\n";
+         "\ncreated: " + FormatTime(e.created_ns) +
+         (e.ttl_ns != 0 ? "\nttl: " + TtlText(e.ttl_ns) : std::string()) +
+         "\nvalue: " + EscapeText(e.value) + "\n";
 }
 
 bool Write(std::string_view s) { return fwrite(s.data(), 1, s.size(), stdout) == s.size(); }
@@ -1054,6 +1075,9 @@ int Run(int argc, char** argv) {
   if ((args.lease || args.timeout) && command != "lock") {
     return UsageError(std::string(args.lease ? "--lease" : "--timeout") + " applies only to lock");
   }
+  if (args.ttl && command != "put" && command != "create" && command != "update") {
+    return UsageError("--ttl applies only to put, create and update");
+  }
 
   const bool replicated = !args.nats.empty();
   if (!replicated) {
@@ -1066,6 +1090,7 @@ int Run(int argc, char** argv) {
         {"--tls-cert", args.tls_cert.has_value()},
         {"--tls-key", args.tls_key.has_value()},
         {"--write-timeout", args.write_timeout.has_value()},
+        {"--limit-marker-ttl", args.limit_marker_ttl.has_value()},
         {"--local", args.local}};
     for (const auto& [flag, given] : nats_only) {
       if (given) return UsageError(std::string(flag) + " applies only with --nats");
@@ -1102,6 +1127,31 @@ int Run(int argc, char** argv) {
                                             std::to_string(revkv::kMaxHistory));
     }
     bucket_options.history = static_cast<int>(*h);
+  }
+  // A TTL in whole seconds, at least 1 s, as NATS takes it.
+  auto parse_ttl = [](const std::string& text) -> std::optional<std::chrono::seconds> {
+    auto d = ParseDuration(text);
+    if (!d || d->count() < 1000 || d->count() % 1000 != 0) return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::seconds>(*d);
+  };
+  revkv::WriteOptions write_options;
+  if (args.ttl) {
+    auto ttl = parse_ttl(*args.ttl);
+    if (!ttl) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: --ttl " + Quote(*args.ttl) +
+                                            " is not a TTL; give whole seconds, at least 1s, "
+                                            "e.g. 30s or 5m");
+    }
+    write_options.ttl = *ttl;
+  }
+  if (args.limit_marker_ttl) {
+    auto ttl = parse_ttl(*args.limit_marker_ttl);
+    if (!ttl) {
+      return Fail(kExitInvalidArgument,
+                  "InvalidArgument: --limit-marker-ttl " + Quote(*args.limit_marker_ttl) +
+                      " is not a TTL; give whole seconds, at least 1s, e.g. 5s");
+    }
+    bucket_options.limit_marker_ttl = *ttl;
   }
   std::optional<uint64_t> expected_revision;
   if (args.revision) {
@@ -1277,9 +1327,11 @@ int Run(int argc, char** argv) {
     return FinishOutput();
   };
 
-  if (command == "put") return print_revision(bucket.Put(key, value));
-  if (command == "create") return print_revision(bucket.Create(key, value));
-  if (command == "update") return print_revision(bucket.Update(key, value, *expected_revision));
+  if (command == "put") return print_revision(bucket.Put(key, value, write_options));
+  if (command == "create") return print_revision(bucket.Create(key, value, write_options));
+  if (command == "update") {
+    return print_revision(bucket.Update(key, value, *expected_revision, write_options));
+  }
   if (command == "delete") return print_revision(bucket.Delete(key, expected_revision));
   if (command == "purge") return print_revision(bucket.Purge(key, expected_revision));
   if (command == "get") {
