@@ -89,9 +89,10 @@ class LocalLock final : public Lock {
 
 std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<Bucket> store,
                                                  std::shared_ptr<LocalBucket> events,
-                                                 uint32_t max_handoffs) {
+                                                 uint32_t max_handoffs, bool record_ttl) {
   std::shared_ptr<LockManager> m(new LockManager(std::move(store), std::move(events)));
   m->max_handoffs_ = max_handoffs;
+  m->record_ttl_ = record_ttl;
   std::weak_ptr<LockManager> weak = m;
   LockManager* raw = m.get();
   m->listener_id_ = m->events_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
@@ -256,7 +257,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     lk.unlock();
     attempt_start = Clock::now();
     if (free_likely) {
-      won = store_->Create(name, first_record);
+      won = store_->Create(name, first_record, RecordWrite(lease_ns));
       if (won.ok()) break;
       if (!won.status().IsExists()) {
         lk.lock();
@@ -291,13 +292,14 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       // our own clock: take the lock over with a CAS on what we observed.
       lk.unlock();
       attempt_start = Clock::now();
-      won = store_->Update(name, first_record, entry->revision);
+      won = store_->Update(name, first_record, entry->revision, RecordWrite(lease_ns));
       if (won.ok()) break;
       lk.lock();
       if (won.status().IsConflict()) {
         // Revision 0: the key has no message left on the server (the
-        // bucket's MaxAge removed an abandoned record, which a replica does
-        // not see): the lock is free, so Create it.
+        // bucket's MaxAge or the record's TTL removed an abandoned record,
+        // and the replica has not judged it expired yet): the lock is free,
+        // so Create it.
         free_likely = won.status().revision_known() && won.status().revision() == 0;
         if (!won.status().revision_known()) {
           // Another takeover (or the holder's renewal) was in flight: let the
@@ -379,6 +381,14 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   return std::unique_ptr<Lock>(new LocalLock(shared_from_this(), std::move(held)));
 }
 
+WriteOptions LockManager::RecordWrite(nanoseconds lease, WriteOptions base) const {
+  if (record_ttl_) {
+    base.ttl = std::max(std::chrono::seconds(1),
+                        std::chrono::ceil<std::chrono::seconds>(lease * kRecordTtlLeases));
+  }
+  return base;
+}
+
 Status LockManager::RenewLateGrant(const std::string& name, LockRecordValues values,
                                    nanoseconds lease, nanoseconds margin, uint64_t token,
                                    uint64_t* revision, Clock::time_point* sent) {
@@ -403,7 +413,7 @@ Status LockManager::RenewLateGrant(const std::string& name, LockRecordValues val
     const Clock::time_point start = Clock::now();
     WriteOptions bounded;
     bounded.timeout = std::chrono::ceil<milliseconds>(lease - margin);
-    auto r = store_->Update(name, record, *revision, bounded);
+    auto r = store_->Update(name, record, *revision, RecordWrite(lease, bounded));
     if (!r.ok()) {
       return Status::Timeout(late + ", and renewing it failed (" + r.status().ToString() +
                              "); it was taken over or expires by itself; try again");
@@ -440,7 +450,8 @@ Status LockManager::RenewLocked(Held* held) {
     }
     WriteOptions bounded;
     bounded.timeout = left;
-    return store_->Update(held->name, held->record, held->revision, bounded);
+    return store_->Update(held->name, held->record, held->revision,
+                          RecordWrite(held->lease, bounded));
   });
   if (r.ok()) {
     held->revision = *r;
@@ -500,7 +511,10 @@ Status LockManager::ReleaseLocked(Held* held) {
     const Clock::time_point start = Clock::now();
     const std::string record = EncodeLockRecord(v);
     r = CasWhileHeld(held, Clock::now() + kCatchUpBound,
-                     [&] { return store_->Update(held->name, record, held->revision); });
+                     [&] {
+                       return store_->Update(held->name, record, held->revision,
+                                             RecordWrite(nanoseconds(v.lease_ns)));
+                     });
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (r.ok()) {

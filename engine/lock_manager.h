@@ -43,9 +43,14 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   // lock straight to a waiting thread of this process (0: no limit). Past
   // it, the holder releases for real, so that waiters in other processes,
   // which cannot be handed the lock, get their turn.
+  // `record_ttl`: every write of a lock record carries a TTL of
+  // kRecordTtlLeases leases (at least 1 s), so that a record its holder
+  // abandoned disappears by itself (and, with limit markers, a marker wakes
+  // the waiters); for a store whose bucket allows per-key TTL.
   static std::shared_ptr<LockManager> Create(std::shared_ptr<Bucket> store,
                                              std::shared_ptr<LocalBucket> events,
-                                             uint32_t max_handoffs = 0);
+                                             uint32_t max_handoffs = 0, bool record_ttl = false);
+  static constexpr int kRecordTtlLeases = 3;
   ~LockManager();
   LockManager(const LockManager&) = delete;
   LockManager& operator=(const LockManager&) = delete;
@@ -149,6 +154,9 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   const std::shared_ptr<Bucket> store_;
   const std::shared_ptr<LocalBucket> events_;
   uint32_t max_handoffs_ = 0;  // set once in Create
+  bool record_ttl_ = false;    // set once in Create
+  // `base` with the TTL of a record written for `lease`, when records have one.
+  WriteOptions RecordWrite(std::chrono::nanoseconds lease, WriteOptions base = {}) const;
   const std::string owner_;
   uint64_t listener_id_ = 0;
 

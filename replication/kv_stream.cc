@@ -93,7 +93,8 @@ Status ReadTtlSettings(const NatsConnection& conn, const std::string& bucket, Kv
 // Creates the stream with limit markers through the raw API: the standard
 // KV layout, plus allow_msg_ttl and subject_delete_marker_ttl (as nats.go's
 // LimitMarkerTTL). NotFound-free: an existing stream is Exists.
-Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest& req) {
+Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest& req,
+                              std::chrono::seconds marker_ttl) {
   const std::string name = StreamName(req.bucket);
   const std::string context = "creating stream " + name + " for bucket '" + req.bucket + "'";
   auto ns = [](auto d) {
@@ -109,7 +110,7 @@ Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest&
                      "\",\"num_replicas\":" + std::to_string(req.replicas.value_or(1)) +
                      ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true,"
                      "\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":" +
-                     ns(*req.limit_marker_ttl) + "}";
+                     ns(marker_ttl) + "}";
   std::string reply;
   if (Status s = RawApiRequest(conn, "$JS.API.STREAM.CREATE." + name, body, context, &reply);
       !s.ok()) {
@@ -184,8 +185,18 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
     return Status::NotFound("bucket '" + req.bucket + "' does not exist on the server; create it "
                             "(open it with BucketOptions::create_if_missing) or check the name");
   }
-  if (existing.status().IsNotFound() && markers) {
-    Status created = CreateWithLimitMarkers(*conn, req);
+  // Limit markers by default (the locks bucket's), where the server has them.
+  std::chrono::seconds create_markers =
+      markers ? *req.limit_marker_ttl : std::chrono::seconds(0);
+  if (!markers && req.limit_marker_ttl_if_created.count() > 0 && conn != nullptr &&
+      existing.status().IsNotFound()) {
+    auto server = conn->Server();
+    if (server.ok() && Supports(server->version, Feature::kTtlLimitMarkers)) {
+      create_markers = req.limit_marker_ttl_if_created;
+    }
+  }
+  if (existing.status().IsNotFound() && create_markers.count() > 0) {
+    Status created = CreateWithLimitMarkers(*conn, req, create_markers);
     if (!created.ok() && !created.IsExists()) return created;
     existing = ReadKvStream(js, req.bucket, conn);
   } else if (existing.status().IsNotFound()) {

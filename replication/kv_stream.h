@@ -33,6 +33,10 @@ struct KvStreamRequest {
   // or a TTL removes a key's last message. Unset or 0: none when created,
   // and an existing stream keeps its own. Needs `conn`.
   std::optional<std::chrono::seconds> limit_marker_ttl;
+  // The limit marker TTL to create the stream with when limit_marker_ttl is
+  // unset and the server has limit markers for TTL expiry (2.11.2+); 0:
+  // none. An existing stream keeps its own.
+  std::chrono::seconds limit_marker_ttl_if_created{0};
   // The max_age to create the stream with when max_age is unset; an
   // existing stream keeps its own.
   std::chrono::nanoseconds max_age_if_created{0};

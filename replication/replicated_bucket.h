@@ -77,6 +77,8 @@ class ReplicatedBucket final : public Bucket {
   const std::shared_ptr<engine::LocalBucket>& replica() const { return replica_; }
   // The stream's max_age when the bucket was bound (0: none).
   std::chrono::nanoseconds max_age() const { return max_age_; }
+  // Whether the stream allows per-key TTL (Nats-TTL).
+  bool allow_msg_ttl() const { return allow_msg_ttl_; }
   // The stream's limit marker TTL (0: no markers).
   std::chrono::nanoseconds limit_marker_ttl() const { return limit_marker_ttl_; }
 

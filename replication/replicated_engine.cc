@@ -17,6 +17,10 @@ Result<std::unique_ptr<Engine>> Engine::Open(const Options& options) {
 namespace replication {
 namespace {
 constexpr uint32_t kMaxLockHandOffs = 4;
+// How long the marker of an expired lock record stays in the locks bucket:
+// waiters learn of the expiry from it as it is written; this only has to
+// outlive a replica's brief disconnection.
+constexpr std::chrono::seconds kLocksMarkerTtl{60};
 }  // namespace
 
 Result<std::unique_ptr<Engine>> ReplicatedEngine::Open(const Options& options) {
@@ -46,7 +50,7 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
 
 Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked(
     const std::string& name, const BucketOptions& options,
-    std::chrono::nanoseconds max_age_if_created) {
+    std::chrono::nanoseconds max_age_if_created, std::chrono::seconds markers_if_created) {
   if (auto it = buckets_.find(name); it != buckets_.end()) return it->second;
 
   KvStreamRequest req;
@@ -58,6 +62,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   if (options.max_value_size != 0) req.max_value_size = static_cast<int32_t>(options.max_value_size);
   if (options.limit_marker_ttl.count() != 0) req.limit_marker_ttl = options.limit_marker_ttl;
   req.max_age_if_created = max_age_if_created;
+  req.limit_marker_ttl_if_created = markers_if_created;
   req.create_if_missing = options.create_if_missing;
   auto stream = BindKvStream(conn_->js(), req, conn_.get());
   if (!stream.ok()) return stream.status();
@@ -99,12 +104,18 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
     std::chrono::milliseconds lease) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!locks_) {
-    auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_);
+    // Created with limit markers where the server has them: lock records
+    // then carry a TTL of a few leases, so an abandoned lock disappears on
+    // the server and its marker wakes the waiters.
+    auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_, kLocksMarkerTtl);
     if (!bucket.ok()) return bucket.status();
+    const bool record_ttl =
+        (*bucket)->allow_msg_ttl() && conn_->Require(Feature::kMessageTtl, "").ok();
     // Waiters in other processes cannot be handed a lock: after a few
     // hand-offs inside this process, a release is a real one, so that they
     // get their turn.
-    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica(), kMaxLockHandOffs);
+    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica(), kMaxLockHandOffs,
+                                         record_ttl);
     locks_bucket_max_age_ = (*bucket)->max_age();
   }
   if (locks_bucket_max_age_.count() > 0 && lease >= locks_bucket_max_age_) {

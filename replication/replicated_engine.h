@@ -39,10 +39,13 @@ class ReplicatedEngine final : public Engine {
         locks_bucket_(options.locks_bucket),
         locks_max_age_(options.locks_max_age) {}
 
-  // OpenBucket for a replicated bucket; callers hold mu_.
+  // OpenBucket for a replicated bucket; callers hold mu_. A missing bucket
+  // is created with `max_age_if_created`, and with limit markers of
+  // `markers_if_created` where the server has them (0: none).
   Result<std::shared_ptr<ReplicatedBucket>> OpenReplicatedLocked(
       const std::string& name, const BucketOptions& options,
-      std::chrono::nanoseconds max_age_if_created);
+      std::chrono::nanoseconds max_age_if_created,
+      std::chrono::seconds markers_if_created = std::chrono::seconds(0));
   // The lock manager over the replicated locks bucket, made on first use.
   Result<std::shared_ptr<engine::LockManager>> Locks(std::chrono::milliseconds lease);
 

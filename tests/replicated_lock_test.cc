@@ -39,6 +39,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -1073,6 +1074,79 @@ TEST_F(replicated_lock, LockWhoseRecordMaxAgeRemovedIsFreeAgain) {
   EXPECT_GT((*taken)->fencing_token(), held.token);
   EXPECT_EQ(ServerHasKey(server_.url(), "locks", "L"), true);
   EXPECT_TRUE((*taken)->Release().ok());
+}
+
+// The key's last message on the server: its Nats-TTL and Nats-Marker-Reason
+// headers ("" when absent), or nullopt when the server holds none.
+struct LastMessage {
+  std::string ttl;
+  std::string marker;
+};
+std::optional<LastMessage> ServerLastMessage(const std::string& url, const std::string& bucket,
+                                             const std::string& key) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  std::optional<LastMessage> out;
+  if (testing::ConnectClient(url, &nc, &js) == NATS_OK) {
+    natsMsg* msg = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string stream = "KV_" + bucket;
+    const std::string subject = "$KV." + bucket + "." + key;
+    if (js_GetLastMsg(&msg, js, stream.c_str(), subject.c_str(), nullptr, &jerr) == NATS_OK) {
+      LastMessage m;
+      const char* v = nullptr;
+      if (natsMsgHeader_Get(msg, "Nats-TTL", &v) == NATS_OK) m.ttl = v;
+      v = nullptr;
+      if (natsMsgHeader_Get(msg, "Nats-Marker-Reason", &v) == NATS_OK) m.marker = v;
+      out = m;
+      natsMsg_Destroy(msg);
+    }
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return out;
+}
+
+bool ServerHasTtl() {
+  const std::string line = NatsServer::Version();
+  const auto v = line.find(" v");
+  int major = 0, minor = 0;
+  if (v == std::string::npos || std::sscanf(line.c_str() + v + 2, "%d.%d", &major, &minor) != 2) {
+    return false;
+  }
+  return major > 2 || (major == 2 && minor >= 11);
+}
+
+// On a server with per-message TTL (2.11+), the locks bucket revkv creates
+// has limit markers and each lock record carries a TTL of three leases: a
+// record its holder abandoned disappears on the server, with a marker, and
+// an engine that never saw it held takes the lock at once. On 2.10 the
+// record stays until the locks bucket's max_age, so that engine is Busy.
+TEST_F(replicated_lock, AbandonedLockRecordExpiresOnTheServerWhereItHasTtl) {
+  TempDir da, dc;
+  auto a = OpenEngine(da);
+  ASSERT_TRUE(a);
+  auto held = a->Acquire("L", 1s, 5s, {.auto_renew = false});
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  auto record = ServerLastMessage(server_.url(), "locks", "L");
+  ASSERT_TRUE(record.has_value());
+  const bool ttl = ServerHasTtl();
+  EXPECT_EQ(record->ttl, ttl ? "3s" : "");
+  // Three leases later, and the server's expiry check (about a second).
+  std::this_thread::sleep_for(4500ms);
+  auto after = ServerLastMessage(server_.url(), "locks", "L");
+  auto fresh = OpenEngine(dc);
+  ASSERT_TRUE(fresh);
+  auto taken = fresh->TryAcquire("L", 1s);
+  if (ttl) {
+    EXPECT_TRUE(!after || after->marker == "MaxAge") << "the abandoned record is still there";
+    ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+    EXPECT_GT((*taken)->fencing_token(), (*held)->fencing_token());
+  } else {
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(after->marker, "");
+    EXPECT_EQ(taken.status().code(), Code::kBusy) << taken.status().ToString();
+  }
 }
 
 // ---- Server versions ----
