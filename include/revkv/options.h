@@ -121,7 +121,9 @@ struct Options {
   // on the server, a backstop that removes the records of abandoned locks
   // (waiters take over an expired lock after its lease either way). Leases
   // must be shorter than the bucket's max_age. An existing locks bucket is
-  // bound with its own max_age.
+  // bound with its own max_age. On nats-server 2.11.2+, the locks bucket is
+  // also created with limit markers, and lock records carry a TTL of three
+  // leases, so an abandoned record goes long before this.
   std::chrono::seconds locks_max_age = std::chrono::hours(24);
 
   // ---- Performance ----
