@@ -219,8 +219,16 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   // its own commit, so no takeover can slip in between: the two act as one
   // atomic step. Lock order: locks bucket, then this bucket.
   if (name_ == core_->options.locks_bucket) {
-    return Status::InvalidArgument("fenced writes cannot target the locks bucket '" + name_ +
-                                   "'; locks change only through Acquire and Release");
+    // The lock lives in this very bucket (data and locks share a key space,
+    // e.g. under a "lock." prefix): one mutex covers check and commit.
+    if (key == options.fence->lock) {
+      return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
+                                     options.fence->lock +
+                                     "'; locks change only through Acquire and Release");
+    }
+    std::lock_guard<std::mutex> lock(write_mu_);
+    if (Status s = CheckFenceLocked(*options.fence); !s.ok()) return s;
+    return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
   }
   auto registry = registry_.lock();
   if (!registry) {
@@ -252,20 +260,7 @@ Status LocalBucket::CheckFenceLocked(const Fence& fence) {
       return s;
     }
   }
-  if (op != Operation::kPut) {
-    return Status::LockLost("lock '" + fence.lock + "' is not held, so fencing token " +
-                            std::to_string(fence.token) +
-                            " is stale; acquire the lock again before writing");
-  }
-  auto lock = DecodeLockRecord(value, "lock record '" + fence.lock + "'");
-  if (!lock.ok()) return lock.status();
-  const uint64_t current = lock->token != 0 ? lock->token : revision;
-  if (current != fence.token) {
-    return Status::LockLost("fencing token " + std::to_string(fence.token) + " of lock '" +
-                            fence.lock + "' is stale: the lock's current token is " +
-                            std::to_string(current) + "; acquire the lock again before writing");
-  }
-  return Status::OK();
+  return CheckFenceRecord(fence, op == Operation::kPut, revision, value);
 }
 
 Status LocalBucket::ReadHeadLocked(std::string_view key, KeyHead* head) {

@@ -246,4 +246,22 @@ Result<LockRecordValues> DecodeLockRecord(std::string_view bytes, std::string_vi
   return out;
 }
 
+Status CheckFenceRecord(const Fence& fence, bool live, uint64_t revision,
+                        std::string_view value) {
+  if (!live) {
+    return Status::LockLost("lock '" + fence.lock + "' is not held, so fencing token " +
+                            std::to_string(fence.token) +
+                            " is stale; acquire the lock again before writing");
+  }
+  auto lock = DecodeLockRecord(value, "lock record '" + fence.lock + "'");
+  if (!lock.ok()) return lock.status();
+  const uint64_t current = lock->token != 0 ? lock->token : revision;
+  if (current != fence.token) {
+    return Status::LockLost("fencing token " + std::to_string(fence.token) + " of lock '" +
+                            fence.lock + "' is stale: the lock's current token is " +
+                            std::to_string(current) + "; acquire the lock again before writing");
+  }
+  return Status::OK();
+}
+
 }  // namespace revkv::engine

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "revkv/entry.h"
+#include "revkv/options.h"
 #include "revkv/result.h"
 
 namespace revkv::engine {
@@ -71,6 +72,11 @@ struct LockRecordValues {
 };
 std::string EncodeLockRecord(const LockRecordValues& lock);
 Result<LockRecordValues> DecodeLockRecord(std::string_view bytes, std::string_view what);
+
+// OK if `fence` names the current token of its lock, whose latest entry is
+// `live` (a Put, not a tombstone or absent) at `revision` with `value`;
+// else LockLost (Corruption: a damaged lock record).
+Status CheckFenceRecord(const Fence& fence, bool live, uint64_t revision, std::string_view value);
 
 }  // namespace revkv::engine
 

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "replication/nats_status.h"
+#include "engine/record_codec.h"
 #include "replication/nats_ttl.h"
 #include "revkv/validation.h"
 
@@ -50,7 +51,8 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
 }
 
 Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
-                                   Expect expect, uint64_t last_sequence, ms timeout, sec ttl) {
+                                   Expect expect, uint64_t last_sequence, ms timeout, sec ttl,
+                                   const std::string* fence_subject) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (value.size() > replica_->max_value_size()) {
     return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
@@ -68,6 +70,14 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   }
   if (s == NATS_OK && ttl.count() > 0) {
     s = natsMsgHeader_Set(msg, kNatsTtlHeader, FormatNatsTtl(ttl).c_str());
+  }
+  if (s == NATS_OK && fence_subject != nullptr) {
+    s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence",
+                          std::to_string(last_sequence).c_str());
+    if (s == NATS_OK) {
+      s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence-Subject",
+                            fence_subject->c_str());
+    }
   }
   if (s != NATS_OK) {
     natsMsg_Destroy(msg);
@@ -208,6 +218,47 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
                             "' was written by someone else first, at revision " +
                             std::to_string(current),
                         current);
+}
+
+Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::string_view value,
+                                       const Fence& fence, ms timeout, sec ttl) {
+  if (Status s = ValidateKey(fence.lock); !s.ok()) {
+    return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
+  }
+  if (key == fence.lock) {
+    return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
+                                   fence.lock + "'; locks change only through Acquire and Release");
+  }
+  timeout = Effective(timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string lock_subject = prefix_ + fence.lock;
+  // Each round sees the lock record one renewal further; a holder renews
+  // every lease/3, so a few rounds always suffice unless the lock is lost.
+  constexpr int kRounds = 64;
+  for (int round = 0; round < kRounds; ++round) {
+    auto record = replica_->GetEntry(fence.lock);
+    if (!record.ok() && !record.status().IsNotFound()) return record.status();
+    const uint64_t revision = record.ok() ? record->revision : 0;
+    if (Status s = engine::CheckFenceRecord(fence, record.ok(), revision,
+                                            record.ok() ? std::string_view(record->value) : "");
+        !s.ok()) {
+      return s;
+    }
+    const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto written = Publish(op, key, value, Expect::kNothing, revision, left, ttl, &lock_subject);
+    if (written.ok() || !written.status().IsConflict()) return written;
+    // The lock record moved on the server: a renewal of ours, or another
+    // holder. Let the replica catch up with it, then look again.
+    Status caught = written.status().revision_known()
+                        ? loop_->WaitApplied(written.status().revision(), deadline)
+                        : CatchUpKey(fence.lock, deadline);
+    if (!caught.ok()) return caught;
+  }
+  return Status::Timeout("fenced write of key '" + std::string(key) + "' of bucket '" + bucket_ +
+                         "': the record of lock '" + fence.lock +
+                         "' kept moving for " + std::to_string(timeout.count()) +
+                         " ms; nothing was written; try again");
 }
 
 Result<uint64_t> KvWriter::ServerRevision(std::string_view key,

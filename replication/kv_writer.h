@@ -55,6 +55,16 @@ class KvWriter {
   Result<uint64_t> Purge(std::string_view key, std::optional<uint64_t> expected,
                          ms timeout = ms(0), sec ttl = sec(0));
 
+  // A Put, Delete or Purge (op) fenced by the server (nats-server 2.11+):
+  // one publish that the server stores only if the last message of the
+  // fence's lock record, in this same bucket, is still the revision the
+  // replica shows for the fence's token
+  // (Nats-Expected-Last-Subject-Sequence-Subject). A renewal that moved the
+  // record meanwhile is caught up with and the publish retried; a record
+  // with another token, or none, is LockLost with nothing written.
+  Result<uint64_t> FencedWrite(Operation op, std::string_view key, std::string_view value,
+                               const Fence& fence, ms timeout = ms(0), sec ttl = sec(0));
+
   // The key's revision on the server now (its last message's sequence, a
   // tombstone's included), or 0 if the server holds no message of it. One
   // round trip to the stream leader.
@@ -67,8 +77,11 @@ class KvWriter {
 
  private:
   enum class Expect { kNothing, kNoMessage, kLastSequence };
+  // With `fence_subject`, `last_sequence` is checked against that subject's
+  // last message instead of the key's (`expect` is then kNothing).
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
-                           Expect expect, uint64_t last_sequence, ms timeout, sec ttl = sec(0));
+                           Expect expect, uint64_t last_sequence, ms timeout, sec ttl = sec(0),
+                           const std::string* fence_subject = nullptr);
   ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
   // Conflict at once if the replica proves `expected` stale for `key`.
   Status PreCheck(std::string_view key, uint64_t expected);

@@ -9,7 +9,8 @@ namespace revkv::replication {
 
 ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                                    std::shared_ptr<engine::LocalBucket> replica,
-                                   std::unique_ptr<ApplyLoop> loop, const KvStream& stream)
+                                   std::unique_ptr<ApplyLoop> loop, const KvStream& stream,
+                                   std::string locks_bucket)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
       loop_(std::move(loop)),
@@ -18,6 +19,7 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
       replicas_(stream.replicas),
       max_age_(stream.max_age),
       allow_msg_ttl_(stream.allow_msg_ttl),
+      locks_bucket_(std::move(locks_bucket)),
       limit_marker_ttl_(stream.limit_marker_ttl) {
   replica_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              conn_->options().max_clock_skew)
@@ -29,10 +31,26 @@ ReplicatedBucket::~ReplicatedBucket() = default;
 Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
                                     engine::TtlWrite write) const {
   if (options.fence) {
-    return Status::InvalidArgument(
-        "fenced writes are not supported on replicated bucket '" + name() +
-        "': the lock check and the write would be two streams, not one atomic step; under the "
-        "lock write with Update(revision), or keep fenced data in a local_only bucket");
+    if (name() != locks_bucket_) {
+      return Status::InvalidArgument(
+          "a fence on replicated bucket '" + name() + "' needs its lock in the same bucket, and "
+          "lock '" + options.fence->lock + "' lives in bucket '" + locks_bucket_ +
+          "': the server checks a fence only within one stream; set Options::locks_bucket to '" +
+          name() + "' (name locks with a prefix such as 'lock.'), or write with "
+          "Update(revision)");
+    }
+    if (cas) {
+      return Status::InvalidArgument(
+          "a fenced compare-and-swap (Create, Update, UpdateWithRetry, or Delete/Purge with an "
+          "expected revision) on replicated bucket '" + name() + "' is not supported yet: the "
+          "fence and the revision check would need an atomic batch; use a fenced Put, Delete or "
+          "Purge, or Update(revision) without a fence");
+    }
+    if (Status s = conn_->Require(Feature::kSubjectSequenceFence,
+                                  "a fenced write to bucket '" + name() + "'");
+        !s.ok()) {
+      return s;
+    }
   }
   if (options.timeout.count() < 0) {
     return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "
@@ -61,6 +79,10 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
 Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view value,
                                        const WriteOptions& options) {
   if (Status s = CheckWrite(options, false, engine::TtlWrite::kPut); !s.ok()) return s;
+  if (options.fence) {
+    return writer_->FencedWrite(Operation::kPut, key, value, *options.fence, options.timeout,
+                                options.ttl);
+  }
   return writer_->Put(key, value, options.timeout, options.ttl);
 }
 
@@ -84,6 +106,9 @@ Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
       !s.ok()) {
     return s;
   }
+  if (options.fence) {
+    return writer_->FencedWrite(Operation::kDelete, key, {}, *options.fence, options.timeout);
+  }
   return writer_->Delete(key, expected_revision, options.timeout);
 }
 
@@ -93,6 +118,10 @@ Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
   if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
       !s.ok()) {
     return s;
+  }
+  if (options.fence) {
+    return writer_->FencedWrite(Operation::kPurge, key, {}, *options.fence, options.timeout,
+                                options.ttl);
   }
   return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
 }

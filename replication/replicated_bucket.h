@@ -28,7 +28,7 @@ class ReplicatedBucket final : public Bucket {
   // max_age and the messages' TTLs, with the connection's max_clock_skew.
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                    std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
-                   const KvStream& stream);
+                   const KvStream& stream, std::string locks_bucket);
   ~ReplicatedBucket() override;
 
   const std::string& name() const override { return replica_->name(); }
@@ -94,6 +94,7 @@ class ReplicatedBucket final : public Bucket {
   const int replicas_;
   const std::chrono::nanoseconds max_age_;
   const bool allow_msg_ttl_;
+  const std::string locks_bucket_;  // the engine's (Options::locks_bucket)
   const std::chrono::nanoseconds limit_marker_ttl_;
   engine::KeyGate update_gate_;
 };

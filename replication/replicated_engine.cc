@@ -95,7 +95,8 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   }
   auto loop = ApplyLoop::Start(conn_->js(), name, replica, conn_.get());
   if (!loop.ok()) return loop.status();
-  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), *stream);
+  auto bucket =
+      std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), *stream, locks_bucket_);
   buckets_.emplace(name, bucket);
   return bucket;
 }
@@ -109,8 +110,9 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
     // the server and its marker wakes the waiters.
     auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_, kLocksMarkerTtl);
     if (!bucket.ok()) return bucket.status();
-    const bool record_ttl =
-        (*bucket)->allow_msg_ttl() && conn_->Require(Feature::kMessageTtl, "").ok();
+    // (A TTL on a record's Update needs history 1: see engine/expiry.h.)
+    const bool record_ttl = (*bucket)->allow_msg_ttl() && (*bucket)->history() == 1 &&
+                            conn_->Require(Feature::kMessageTtl, "").ok();
     // Waiters in other processes cannot be handed a lock: after a few
     // hand-offs inside this process, a release is a real one, so that they
     // get their turn.

@@ -742,16 +742,23 @@ TEST_F(lock_test, FencedWritesCommitOnlyWithTheCurrentToken) {
   EXPECT_TRUE(bad_name.status().IsInvalidArgument()) << bad_name.status().ToString();
   EXPECT_EQ(data_->LastRevision(), before);
 
-  // Fenced writes may not target the locks bucket.
+  // The locks bucket may hold data too: a fenced write there is checked
+  // against the lock in the same bucket, but never overwrites the lock's own
+  // record.
   auto again = engine_->Acquire("f", 2s, 1s);
   ASSERT_TRUE(again.ok());
   auto locks = engine_->OpenBucket("locks");
   ASSERT_TRUE(locks.ok());
+  const WriteOptions current = Fenced("f", (*again)->fencing_token());
+  EXPECT_TRUE((*locks)->Put("data.x", "y", current).ok());
+  EXPECT_EQ(ValueOf(**locks, "data.x"), "y");
   const uint64_t locks_last = (*locks)->LastRevision();
-  auto into_locks = (*locks)->Put("x", "y", Fenced("f", (*again)->fencing_token()));
-  EXPECT_TRUE(into_locks.status().IsInvalidArgument()) << into_locks.status().ToString();
+  auto stale = (*locks)->Put("data.x", "z", Fenced("f", token));
+  EXPECT_TRUE(stale.status().IsLockLost()) << stale.status().ToString();
+  auto own_record = (*locks)->Put("f", "y", current);
+  EXPECT_TRUE(own_record.status().IsInvalidArgument()) << own_record.status().ToString();
   EXPECT_EQ((*locks)->LastRevision(), locks_last);
-  EXPECT_TRUE((*locks)->Get("x").status().IsNotFound());
+  EXPECT_FALSE((*again)->lost());
 }
 
 // lock.h lets an on_lost callback use its handle, and so drop it. When the
@@ -801,7 +808,10 @@ TEST(lock_custom_bucket, LocksLiveInTheConfiguredBucket) {
   auto mine = (*engine)->OpenBucket("mylocks");
   ASSERT_TRUE(mine.ok());
   EXPECT_TRUE((*mine)->GetEntry("L").ok());
-  EXPECT_TRUE((*mine)->Put("x", "y", w).status().IsInvalidArgument());
+  // Data beside the lock is fenced by it; the lock's own record is not a
+  // fenced write's to change.
+  EXPECT_TRUE((*mine)->Put("x", "y", w).ok());
+  EXPECT_TRUE((*mine)->Put("L", "y", w).status().IsInvalidArgument());
   // "locks" is an ordinary bucket for this engine.
   auto plain = (*engine)->OpenBucket("locks");
   ASSERT_TRUE(plain.ok());

@@ -346,9 +346,10 @@ TEST_F(ReplicatedEngineTest, UpdateWithRetryCreatesAKeyThatMaxAgeRemovedBehindTh
   EXPECT_EQ(*ba->Get("k"), "fresh");
 }
 
-// Fenced writes: refused on a replicated bucket (the lock and the data are
-// two streams), and on a local-only bucket checked against the replicated
-// locks bucket's replica: the current token writes, a stale one does not.
+// Fenced writes: refused on a replicated bucket whose lock lives in another
+// bucket (two streams; replicated_fence_test covers a lock in the data's
+// bucket), and on a local-only bucket checked against the replicated locks
+// bucket's replica: the current token writes, a stale one does not.
 TEST_F(ReplicatedEngineTest, FencedWritesAreForLocalOnlyBucketsAndUseTheReplicatedLock) {
   auto a = OpenEngine(dir_a_);
   auto b = OpenEngine(dir_b_);

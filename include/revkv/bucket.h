@@ -124,8 +124,11 @@ class Bucket {
   //
   // Every write method takes WriteOptions. With options.fence, the write
   // commits only if the fence's token is the lock's current fencing token;
-  // otherwise it returns LockLost and writes nothing. A fence naming the
-  // locks bucket itself is InvalidArgument.
+  // otherwise it returns LockLost and writes nothing. A fenced write to the
+  // lock's own record is InvalidArgument. On a replicated bucket the lock
+  // must live in this bucket (Options::locks_bucket), the server must be
+  // 2.11+, and only Put, Delete and Purge without an expected revision can
+  // be fenced; the rest is InvalidArgument.
   virtual Result<uint64_t> Put(std::string_view key, std::string_view value,
                                const WriteOptions& options = {}) = 0;
 

@@ -23,11 +23,18 @@
 //
 // On an engine with NATS the locks bucket is replicated, so the lock is
 // shared by every process on the server, and the revisions are stream
-// sequences. The lock and the data it protects live in different streams:
-// acquiring the lock does not bring a data bucket's replica up to date with
-// the previous holder's writes. Call bucket->Sync() after Acquire before
-// reading, or write with Update(revision) so that a stale read conflicts
-// instead of overwriting.
+// sequences. Keep the lock in the bucket of the data it guards
+// (Options::locks_bucket = that bucket; name locks with a prefix such as
+// "lock.", since they share its keys) and fence the writes: on nats-server
+// 2.11+ a fenced Put, Delete or Purge is one publish that the server stores
+// only while the lock's record still carries the writer's token, so a
+// holder that lost the lock without knowing it writes nothing (LockLost).
+// A fenced compare-and-swap (Create, Update, or an expected revision) is not
+// supported on a replicated bucket yet; under the lock, write those with
+// Update(revision) so that a stale read conflicts instead of overwriting.
+// With the lock in another bucket, acquiring it does not bring the data
+// bucket's replica up to date with the previous holder's writes: call
+// bucket->Sync() after Acquire before reading.
 
 #ifndef REVKV_LOCK_H_
 #define REVKV_LOCK_H_

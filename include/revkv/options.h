@@ -112,8 +112,10 @@ struct Options {
   // options say local_only.
   NatsOptions nats{};
 
-  // The bucket that holds lock records (see lock.h). It is an ordinary
-  // bucket with history 1; fenced writes may not target it.
+  // The bucket that holds lock records (see lock.h). It may be a data
+  // bucket too (locks and data then share its keys: prefix lock names, e.g.
+  // "lock."); on a replicated engine that is what lets the server enforce
+  // fenced writes to it.
   // Default: "locks".
   std::string locks_bucket = "locks";
 
