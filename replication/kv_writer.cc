@@ -235,6 +235,11 @@ Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::
   // Each round sees the lock record one renewal further; a holder renews
   // every lease/3, so a few rounds always suffice unless the lock is lost.
   constexpr int kRounds = 64;
+  // Whether the replica has caught up with the lock's record as the server
+  // had it after this call began: only then does a record without our
+  // token prove the lock lost. Before, the replica may simply not have seen
+  // the acquisition yet (a process that just started, say).
+  bool caught_up = false;
   for (int round = 0; round < kRounds; ++round) {
     auto record = replica_->GetEntry(fence.lock);
     if (!record.ok() && !record.status().IsNotFound()) return record.status();
@@ -242,7 +247,10 @@ Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::
     if (Status s = engine::CheckFenceRecord(fence, record.ok(), revision,
                                             record.ok() ? std::string_view(record->value) : "");
         !s.ok()) {
-      return s;
+      if (!s.IsLockLost() || caught_up) return s;
+      caught_up = true;
+      if (Status c = CatchUpKey(fence.lock, deadline); !c.ok()) return c;
+      continue;
     }
     const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
@@ -254,6 +262,7 @@ Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::
                         ? loop_->WaitApplied(written.status().revision(), deadline)
                         : CatchUpKey(fence.lock, deadline);
     if (!caught.ok()) return caught;
+    caught_up = true;
   }
   return Status::Timeout("fenced write of key '" + std::string(key) + "' of bucket '" + bucket_ +
                          "': the record of lock '" + fence.lock +

@@ -933,6 +933,18 @@ TEST_F(cli, TtlExpiresTheEntryAndTtlsItCannotTakeExitSeven) {
   EXPECT_TRUE(FailsWith(2, Cli({"get", "x"}))) << "a refused write wrote something";
 }
 
+TEST_F(cli, BadFencesAreRefusedAndAStaleOneExitsNine) {
+  for (const char* bad : {"L", "L:", ":5", "L:x", "L:0"}) {
+    RunResult r = Cli({"put", "k", "v", "--fence", bad});
+    EXPECT_TRUE(FailsWith(7, r)) << bad << ": " << r;
+  }
+  EXPECT_TRUE(FailsWith(1, Cli({"get", "k", "--fence", "L:5"})));
+  // No lock L was ever taken: its token 5 is stale.
+  RunResult stale = Cli({"put", "k", "v", "--fence", "L:5"});
+  EXPECT_TRUE(FailsWith(9, stale)) << stale;
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "k"})));
+}
+
 TEST_F(cli, EntryPrintsTextAndJson) {
   Put("other", "x");
   const uint64_t rev = Put("k", "hello");
@@ -1493,6 +1505,38 @@ TEST_F(cli_nats, TtlNeedsABucketCreatedWithLimitMarkers) {
   // The bucket exists without markers: asking for them is refused.
   RunResult asked = On("a", {"put", "j", "v", "--limit-marker-ttl", "5s"});
   EXPECT_TRUE(FailsWith(7, asked)) << asked;
+}
+
+// A lock kept in the data's bucket fences the writes of its CMD: the CMD
+// gets the lock's name, bucket and token, and its fenced put is stored; the
+// same fence after the lock was released exits 9 with nothing written.
+TEST_F(cli_nats, FenceFromLockEnvironmentWritesAndAStaleOneExitsNine) {
+  const std::string url = server_.url();
+  // The bucket exists first, so that the lock does not create it.
+  ASSERT_EQ(On("b", {"--bucket", "jobs", "put", "seed", "x"}).exit_code, 0);
+  const std::string write =
+      "\"$0\" --db " + dir_.Sub("b") + " --nats " + url +
+      " --bucket jobs --locks-bucket \"$REVKV_LOCKS_BUCKET\" put job.1 mine"
+      " --fence \"$REVKV_LOCK_NAME:$REVKV_FENCING_TOKEN\"" +
+      " && echo \"$REVKV_LOCK_NAME $REVKV_LOCKS_BUCKET $REVKV_FENCING_TOKEN\"";
+  RunResult locked = On("a", {"--locks-bucket", "jobs", "lock", "lock.L", "--lease", "5s",
+                              "--timeout", "5s", "--", "sh", "-c", write, kCli});
+  ASSERT_EQ(locked.exit_code, 0) << locked;
+  const auto words = Lines(locked.out);
+  ASSERT_EQ(words.size(), 2u) << locked;  // the put's revision, then the environment
+  const std::string env = words[1];
+  ASSERT_TRUE(env.starts_with("lock.L jobs ")) << env;
+  const std::string token = env.substr(std::string("lock.L jobs ").size());
+  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine");
+
+  RunResult stale = On("b", {"--bucket", "jobs", "--locks-bucket", "jobs", "put", "job.1",
+                             "late", "--fence", "lock.L:" + token});
+  EXPECT_TRUE(FailsWith(9, stale)) << stale;
+  EXPECT_NE(stale.err.find("LockLost"), std::string::npos) << stale;
+  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine");
+  // In another bucket than its lock's, a fence is refused.
+  RunResult elsewhere = On("b", {"put", "job.1", "x", "--fence", "lock.L:" + token});
+  EXPECT_TRUE(FailsWith(7, elsewhere)) << elsewhere;
 }
 
 TEST_F(cli_nats, StaleUpdateAcrossReplicasConflicts) {

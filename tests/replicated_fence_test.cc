@@ -214,6 +214,35 @@ TEST_F(replicated_fence, RecordRewrittenUnderTheWriterIsRetriedOrLockLostByToken
   natsConnection_Destroy(nc);
 }
 
+// A writer whose replica has not yet seen the acquisition (another process
+// took the lock and passed the token on) is not told LockLost: it catches up
+// with the lock's record on the server first, then writes.
+TEST_F(replicated_fence, ReplicaThatHasNotSeenTheAcquisitionYetCatchesUpAndWrites) {
+  if (!ServerHasFence()) GTEST_FAIL() << "runs on 2.11+ only (see CMakeLists.txt)";
+  TempDir da, db;
+  auto a = OpenEngine(da);
+  auto b = OpenEngine(db);
+  ASSERT_TRUE(a && b);
+  auto ja = a->OpenBucket("jobs");
+  auto jb = b->OpenBucket("jobs");
+  ASSERT_TRUE(ja.ok() && jb.ok());
+  auto* replicated = dynamic_cast<replication::ReplicatedBucket*>(jb->get());
+  ASSERT_NE(replicated, nullptr);
+  Result<std::unique_ptr<Lock>> held = Status::Unavailable("not run");
+  Result<uint64_t> written = Status::Unavailable("not run");
+  std::thread writer;
+  replicated->replica()->RunWithWritesHeld([&](uint64_t) {
+    held = a->Acquire("lock.L", 10s, 5s);
+    ASSERT_TRUE(held.ok()) << held.status().ToString();
+    writer = std::thread([&] { written = (*jb)->Put("job.1", "b", Fenced(**held)); });
+    std::this_thread::sleep_for(100ms);  // B's replica cannot apply the lock's record yet
+  });
+  if (writer.joinable()) writer.join();
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  ASSERT_TRUE((*ja)->Sync(5s).ok());
+  EXPECT_EQ(*(*ja)->Get("job.1"), "b");
+}
+
 // What the fence rests on, asked of the server with raw nats.c: a publish
 // whose lock record has moved past the expected sequence is refused (10071,
 // naming the record's sequence), and the stored fenced writes carry the

@@ -44,7 +44,7 @@ enum ExitCode : int {
   kExitTimeout = 5,
   kExitUnavailable = 6,
   kExitInvalidArgument = 7,
-  kExitLockLost = 9,     // lock: the lease was lost while CMD ran
+  kExitLockLost = 9,     // the lease was lost while CMD ran, or a fenced write's lock
   kExitCannotRun = 127,  // lock: CMD could not be started
 };
 
@@ -76,6 +76,12 @@ constexpr std::string_view kUsage =
     "  --history N      revisions kept per key (1..64), applied when the bucket is created\n"
     "  --sync           fsync every write before it returns\n"
     "  --revision N     delete/purge: only if KEY's latest revision is N\n"
+    "  --fence NAME:TOKEN\n"
+    "                   writes: only while TOKEN is lock NAME's fencing token (in\n"
+    "                   --locks-bucket); else exit 9 and nothing is written\n"
+    "  --locks-bucket NAME\n"
+    "                   the bucket that holds lock records (default: locks); with\n"
+    "                   --nats, fencing needs the lock in the written bucket\n"
     "  --ttl DUR        put/create/update: the entry expires after DUR (whole\n"
     "                   seconds, at least 1s); put and update need history 1\n"
     "  --lease DUR      lock: the lease, renewed while CMD runs (default: 30s)\n"
@@ -117,15 +123,16 @@ constexpr std::string_view kUsage =
     "\n"
     "lock waits until it can open the store and acquire NAME (a name follows the key\n"
     "rules), then runs CMD, searched for in PATH, with REVKV_FENCING_TOKEN set to the\n"
-    "lock's fencing token, and releases the lock when CMD exits. SIGINT, SIGTERM and\n"
-    "SIGHUP are passed on to CMD. If the lease is lost while CMD runs, CMD is sent\n"
+    "lock's fencing token (REVKV_LOCK_NAME and REVKV_LOCKS_BUCKET name the lock), and\n"
+    "releases the lock when CMD exits. SIGINT, SIGTERM and SIGHUP are passed on to\n"
+    "CMD. If the lease is lost while CMD runs, CMD is sent\n"
     "SIGTERM (SIGKILL 5s later) and lock exits 9. With --nats the lock lives in the\n"
     "server's locks bucket, so processes with their own DIR on any machine exclude\n"
     "each other.\n"
     "\n"
     "Exit codes: 0 ok, 1 usage or other error, 2 not found, 3 exists, 4 conflict,\n"
     "5 timeout, 6 unavailable (store held by another process, or NATS unreachable),\n"
-    "7 invalid argument.\n"
+    "7 invalid argument, 9 lock lost (a --fence whose token is stale).\n"
     "lock exits with CMD's status (128+N if CMD was killed by signal N), or 5 if the\n"
     "store or the lock was not free within --timeout, 9 if the lease was lost, 127 if\n"
     "CMD could not be started.\n";
@@ -184,6 +191,8 @@ int ExitCodeFor(revkv::Code code) {
       return kExitUnavailable;
     case revkv::Code::kInvalidArgument:
       return kExitInvalidArgument;
+    case revkv::Code::kLockLost:
+      return kExitLockLost;
     default:
       return kExitError;
   }
@@ -217,6 +226,8 @@ struct Args {
   std::optional<std::string> timeout;        // raw text of --timeout
   std::optional<std::string> ttl;            // raw text of --ttl
   std::optional<std::string> limit_marker_ttl;  // raw text of --limit-marker-ttl
+  std::optional<std::string> locks_bucket;      // --locks-bucket
+  std::optional<std::string> fence;             // raw text of --fence NAME:TOKEN
   std::vector<std::string> positional;       // COMMAND and its arguments
   // Where the first "--" stood: the number of positional arguments before it.
   std::optional<size_t> separator;
@@ -295,6 +306,10 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       target = &args->ttl;
     } else if (name == "limit-marker-ttl") {
       target = &args->limit_marker_ttl;
+    } else if (name == "locks-bucket") {
+      target = &args->locks_bucket;
+    } else if (name == "fence") {
+      target = &args->fence;
     } else {
       note("unknown flag " + Quote(arg.substr(0, eq)));
       continue;
@@ -846,6 +861,7 @@ int RunLock(const Args& args, const revkv::NatsOptions& nats, const std::string&
   options.sync = args.sync;
   options.create_if_missing = true;
   options.nats = nats;  // with --nats the lock is shared with every process on the server
+  if (args.locks_bucket) options.locks_bucket = *args.locks_bucket;
   std::unique_ptr<revkv::Engine> engine;
   while (true) {
     auto opened = revkv::Engine::Open(options);
@@ -918,11 +934,18 @@ int RunLock(const Args& args, const revkv::NatsOptions& nats, const std::string&
   // CMD's environment: ours, with REVKV_FENCING_TOKEN set (built by hand:
   // setenv is not safe with the engine's threads running).
   constexpr std::string_view kTokenVar = "REVKV_FENCING_TOKEN=";
+  constexpr std::string_view kNameVar = "REVKV_LOCK_NAME=";
+  constexpr std::string_view kBucketVar = "REVKV_LOCKS_BUCKET=";
   std::vector<std::string> env_storage;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (!std::string_view(*e).starts_with(kTokenVar)) env_storage.emplace_back(*e);
+    const std::string_view var(*e);
+    if (!var.starts_with(kTokenVar) && !var.starts_with(kNameVar) && !var.starts_with(kBucketVar)) {
+      env_storage.emplace_back(*e);
+    }
   }
   env_storage.push_back(std::string(kTokenVar) + std::to_string(lock->fencing_token()));
+  env_storage.push_back(std::string(kNameVar) + lock->name());
+  env_storage.push_back(std::string(kBucketVar) + options.locks_bucket);
   std::vector<char*> envp;
   for (std::string& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -1078,6 +1101,8 @@ int Run(int argc, char** argv) {
   if (args.ttl && command != "put" && command != "create" && command != "update") {
     return UsageError("--ttl applies only to put, create and update");
   }
+  if (args.fence && !spec->writes) return UsageError("--fence applies only to writes");
+  if (args.fence && command == "lock") return UsageError("--fence does not apply to lock");
 
   const bool replicated = !args.nats.empty();
   if (!replicated) {
@@ -1135,6 +1160,20 @@ int Run(int argc, char** argv) {
     return std::chrono::duration_cast<std::chrono::seconds>(*d);
   };
   revkv::WriteOptions write_options;
+  if (args.fence) {
+    // NAME:TOKEN, the token being the last ':'-separated field.
+    const size_t colon = args.fence->rfind(':');
+    const auto token = colon == std::string::npos
+                           ? std::nullopt
+                           : ParseUint64(std::string_view(*args.fence).substr(colon + 1));
+    if (!token || colon == 0 || *token == 0) {
+      return Fail(kExitInvalidArgument,
+                  "InvalidArgument: --fence " + Quote(*args.fence) +
+                      " is not NAME:TOKEN; give the lock's name and its fencing token, e.g. "
+                      "lock.jobs:42 (revkv lock passes REVKV_LOCK_NAME and REVKV_FENCING_TOKEN)");
+    }
+    write_options.fence = revkv::Fence{args.fence->substr(0, colon), *token};
+  }
   if (args.ttl) {
     auto ttl = parse_ttl(*args.ttl);
     if (!ttl) {
@@ -1222,6 +1261,7 @@ int Run(int argc, char** argv) {
   options.path = *args.db;
   options.sync = args.sync;
   options.nats = nats_options;
+  if (args.locks_bucket) options.locks_bucket = *args.locks_bucket;
   // Reading must not leave a new store behind a mistyped --db. With --nats
   // the directory is a replica, which a read may create and fill from the
   // server.
@@ -1332,8 +1372,10 @@ int Run(int argc, char** argv) {
   if (command == "update") {
     return print_revision(bucket.Update(key, value, *expected_revision, write_options));
   }
-  if (command == "delete") return print_revision(bucket.Delete(key, expected_revision));
-  if (command == "purge") return print_revision(bucket.Purge(key, expected_revision));
+  if (command == "delete") {
+    return print_revision(bucket.Delete(key, expected_revision, write_options));
+  }
+  if (command == "purge") return print_revision(bucket.Purge(key, expected_revision, write_options));
   if (command == "get") {
     auto got = bucket.Get(key);
     if (!got.ok()) return FailStatus(got.status());
