@@ -218,7 +218,10 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   // A fenced write holds the locks bucket's write lock across the check and
   // its own commit, so no takeover can slip in between: the two act as one
   // atomic step. Lock order: locks bucket, then this bucket.
-  if (name_ == core_->options.locks_bucket) {
+  const std::string& locks_bucket = options.fence->locks_bucket.empty()
+                                        ? core_->options.locks_bucket
+                                        : options.fence->locks_bucket;
+  if (name_ == locks_bucket) {
     // The lock lives in this very bucket (data and locks share a key space,
     // e.g. under a "lock." prefix): one mutex covers check and commit.
     if (key == options.fence->lock) {
@@ -235,7 +238,7 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
     return Status::Unavailable("the engine of bucket '" + name_ +
                                "' is closed; fenced writes need its locks bucket");
   }
-  auto locks = registry->Open(core_->options.locks_bucket, {});
+  auto locks = registry->Open(locks_bucket, {});
   if (!locks.ok()) return locks.status();
   std::lock_guard<std::mutex> locks_lock((*locks)->write_mu_);
   if (Status s = (*locks)->CheckFenceLocked(*options.fence); !s.ok()) return s;

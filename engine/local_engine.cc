@@ -208,25 +208,27 @@ std::vector<std::string> LocalEngine::ListBuckets() { return registry_->List(); 
 
 LocalEngine::~LocalEngine() = default;
 
-Result<std::shared_ptr<LockManager>> LocalEngine::Locks() {
+Result<std::shared_ptr<LockManager>> LocalEngine::Locks(const std::string& bucket_name) {
+  const std::string& name = bucket_name.empty() ? core_->options.locks_bucket : bucket_name;
   std::lock_guard<std::mutex> lock(locks_mu_);
-  if (locks_) return locks_;
+  if (auto it = locks_.find(name); it != locks_.end()) return it->second;
   if (!core_->follower_dir.empty()) {
     return Status::InvalidArgument("a read-only follower engine cannot take locks; use the engine "
                                    "that holds the store");
   }
-  auto bucket = registry_->Open(core_->options.locks_bucket, {});
+  auto bucket = registry_->Open(name, {});
   if (!bucket.ok()) return bucket.status();
   auto local = std::dynamic_pointer_cast<LocalBucket>(*bucket);
-  locks_ = LockManager::Create(local, local);
-  return locks_;
+  auto manager = LockManager::Create(local, local);
+  locks_.emplace(name, manager);
+  return manager;
 }
 
 Result<std::unique_ptr<Lock>> LocalEngine::Acquire(std::string_view name,
                                                    std::chrono::milliseconds lease,
                                                    std::chrono::milliseconds timeout,
                                                    const LockOptions& options) {
-  auto locks = Locks();
+  auto locks = Locks(options.locks_bucket);
   if (!locks.ok()) return locks.status();
   return (*locks)->Acquire(name, lease, timeout, options);
 }
@@ -234,7 +236,7 @@ Result<std::unique_ptr<Lock>> LocalEngine::Acquire(std::string_view name,
 Result<std::unique_ptr<Lock>> LocalEngine::TryAcquire(std::string_view name,
                                                       std::chrono::milliseconds lease,
                                                       const LockOptions& options) {
-  auto locks = Locks();
+  auto locks = Locks(options.locks_bucket);
   if (!locks.ok()) return locks.status();
   return (*locks)->Acquire(name, lease, std::nullopt, options);
 }

@@ -4,6 +4,7 @@
 #ifndef REVKV_ENGINE_LOCAL_ENGINE_H_
 #define REVKV_ENGINE_LOCAL_ENGINE_H_
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,14 +38,15 @@ class LocalEngine final : public Engine {
   LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry)
       : core_(std::move(core)), registry_(std::move(registry)) {}
 
-  // The lock manager, created with the locks bucket on first use.
-  Result<std::shared_ptr<LockManager>> Locks();
+  // The lock manager of locks bucket `bucket` (empty: Options::locks_bucket),
+  // created with the bucket on first use.
+  Result<std::shared_ptr<LockManager>> Locks(const std::string& bucket);
 
   const std::shared_ptr<StoreCore> core_;
   const std::shared_ptr<BucketRegistry> registry_;
 
   std::mutex locks_mu_;
-  std::shared_ptr<LockManager> locks_;  // GUARDED_BY(locks_mu_)
+  std::map<std::string, std::shared_ptr<LockManager>> locks_;  // GUARDED_BY(locks_mu_)
 };
 
 }  // namespace revkv::engine

@@ -37,6 +37,9 @@ class LocalLock final : public Lock {
 
   const std::string& name() const override { return held_->name; }
   uint64_t fencing_token() const override { return held_->token; }
+  Fence fence() const override {
+    return Fence{held_->name, held_->token, manager_->bucket_name()};
+  }
 
   bool lost() const override {
     if (held_->lost.load()) return true;

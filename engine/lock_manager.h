@@ -52,6 +52,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
                                              uint32_t max_handoffs = 0, bool record_ttl = false);
   static constexpr int kRecordTtlLeases = 3;
   ~LockManager();
+  // The bucket that holds this manager's lock records.
+  const std::string& bucket_name() const { return store_->name(); }
   LockManager(const LockManager&) = delete;
   LockManager& operator=(const LockManager&) = delete;
 

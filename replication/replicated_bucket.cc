@@ -31,13 +31,15 @@ ReplicatedBucket::~ReplicatedBucket() = default;
 Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
                                     engine::TtlWrite write) const {
   if (options.fence) {
-    if (name() != locks_bucket_) {
+    const std::string& locks_bucket =
+        options.fence->locks_bucket.empty() ? locks_bucket_ : options.fence->locks_bucket;
+    if (name() != locks_bucket) {
       return Status::InvalidArgument(
           "a fence on replicated bucket '" + name() + "' needs its lock in the same bucket, and "
-          "lock '" + options.fence->lock + "' lives in bucket '" + locks_bucket_ +
-          "': the server checks a fence only within one stream; set Options::locks_bucket to '" +
-          name() + "' (name locks with a prefix such as 'lock.'), or write with "
-          "Update(revision)");
+          "lock '" + options.fence->lock + "' lives in bucket '" + locks_bucket +
+          "': the server checks a fence only within one stream; acquire the lock with "
+          "LockOptions::locks_bucket = '" + name() + "' (name locks with a prefix such as "
+          "'lock.'), or write with Update(revision)");
     }
     if (cas) {
       return Status::InvalidArgument(

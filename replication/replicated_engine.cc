@@ -102,39 +102,48 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
 }
 
 Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
-    std::chrono::milliseconds lease) {
+    std::chrono::milliseconds lease, const std::string& bucket_name) {
+  const std::string& name = bucket_name.empty() ? locks_bucket_ : bucket_name;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!locks_) {
+  Locking& locking = locks_[name];
+  if (!locking.manager) {
     // Created with limit markers where the server has them: lock records
     // then carry a TTL of a few leases, so an abandoned lock disappears on
-    // the server and its marker wakes the waiters.
-    auto bucket = OpenReplicatedLocked(locks_bucket_, {}, locks_max_age_, kLocksMarkerTtl);
-    if (!bucket.ok()) return bucket.status();
+    // the server and its marker wakes the waiters. Only the engine's own
+    // locks bucket gets locks_max_age; another bucket is a data bucket.
+    auto bucket = OpenReplicatedLocked(
+        name, {}, name == locks_bucket_ ? std::chrono::nanoseconds(locks_max_age_)
+                                        : std::chrono::nanoseconds(0),
+        kLocksMarkerTtl);
+    if (!bucket.ok()) {
+      locks_.erase(name);
+      return bucket.status();
+    }
     // (A TTL on a record's Update needs history 1: see engine/expiry.h.)
     const bool record_ttl = (*bucket)->allow_msg_ttl() && (*bucket)->history() == 1 &&
                             conn_->Require(Feature::kMessageTtl, "").ok();
     // Waiters in other processes cannot be handed a lock: after a few
     // hand-offs inside this process, a release is a real one, so that they
     // get their turn.
-    locks_ = engine::LockManager::Create(*bucket, (*bucket)->replica(), kMaxLockHandOffs,
-                                         record_ttl);
-    locks_bucket_max_age_ = (*bucket)->max_age();
+    locking.manager = engine::LockManager::Create(*bucket, (*bucket)->replica(),
+                                                  kMaxLockHandOffs, record_ttl);
+    locking.max_age = (*bucket)->max_age();
   }
-  if (locks_bucket_max_age_.count() > 0 && lease >= locks_bucket_max_age_) {
+  if (locking.max_age.count() > 0 && lease >= locking.max_age) {
     return Status::InvalidArgument(
         "lease of " + std::to_string(lease.count()) + " ms is not shorter than the max_age of " +
-        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(locks_bucket_max_age_).count()) +
-        " s of locks bucket '" + locks_bucket_ + "', which would expire the record of a held lock; "
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(locking.max_age).count()) +
+        " s of locks bucket '" + name + "', which would expire the record of a held lock; "
         "give a shorter lease");
   }
-  return locks_;
+  return locking.manager;
 }
 
 Result<std::unique_ptr<Lock>> ReplicatedEngine::Acquire(std::string_view name,
                                                         std::chrono::milliseconds lease,
                                                         std::chrono::milliseconds timeout,
                                                         const LockOptions& options) {
-  auto locks = Locks(lease);
+  auto locks = Locks(lease, options.locks_bucket);
   if (!locks.ok()) return locks.status();
   return (*locks)->Acquire(name, lease, timeout, options);
 }
@@ -142,7 +151,7 @@ Result<std::unique_ptr<Lock>> ReplicatedEngine::Acquire(std::string_view name,
 Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view name,
                                                            std::chrono::milliseconds lease,
                                                            const LockOptions& options) {
-  auto locks = Locks(lease);
+  auto locks = Locks(lease, options.locks_bucket);
   if (!locks.ok()) return locks.status();
   return (*locks)->Acquire(name, lease, std::nullopt, options);
 }

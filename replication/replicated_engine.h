@@ -46,8 +46,10 @@ class ReplicatedEngine final : public Engine {
       const std::string& name, const BucketOptions& options,
       std::chrono::nanoseconds max_age_if_created,
       std::chrono::seconds markers_if_created = std::chrono::seconds(0));
-  // The lock manager over the replicated locks bucket, made on first use.
-  Result<std::shared_ptr<engine::LockManager>> Locks(std::chrono::milliseconds lease);
+  // The lock manager over replicated locks bucket `bucket` (empty:
+  // Options::locks_bucket), made on first use.
+  Result<std::shared_ptr<engine::LockManager>> Locks(std::chrono::milliseconds lease,
+                                                     const std::string& bucket);
 
   // Constant after construction. The connection outlives the buckets it
   // serves: buckets hold it too.
@@ -59,8 +61,11 @@ class ReplicatedEngine final : public Engine {
 
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<ReplicatedBucket>, std::less<>> buckets_;  // GUARDED_BY(mu_)
-  std::shared_ptr<engine::LockManager> locks_;  // GUARDED_BY(mu_)
-  std::chrono::nanoseconds locks_bucket_max_age_{0};  // GUARDED_BY(mu_)
+  struct Locking {
+    std::shared_ptr<engine::LockManager> manager;
+    std::chrono::nanoseconds max_age{0};  // the bucket's, when bound
+  };
+  std::map<std::string, Locking, std::less<>> locks_;  // GUARDED_BY(mu_), by bucket
 };
 
 }  // namespace revkv::replication

@@ -818,6 +818,37 @@ TEST(lock_custom_bucket, LocksLiveInTheConfiguredBucket) {
   EXPECT_TRUE((*plain)->Put("x", "y", w).ok());
 }
 
+TEST(lock_custom_bucket, LockOptionsPutOneLockInTheBucketOfItsData) {
+  TempDir dir;
+  auto engine = Engine::Open({.path = dir.path()});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  auto jobs = (*engine)->OpenBucket("jobs");
+  auto other = (*engine)->OpenBucket("other");
+  auto locks = (*engine)->OpenBucket("locks");
+  ASSERT_TRUE(jobs.ok() && other.ok() && locks.ok());
+  auto lock = (*engine)->Acquire("lock.a", 2s, 1s, {.locks_bucket = "jobs"});
+  ASSERT_TRUE(lock.ok()) << lock.status().ToString();
+  const Fence fence = (*lock)->fence();
+  EXPECT_EQ(fence.lock, "lock.a");
+  EXPECT_EQ(fence.token, (*lock)->fencing_token());
+  EXPECT_EQ(fence.locks_bucket, "jobs");
+  EXPECT_TRUE((*jobs)->GetEntry("lock.a").ok());
+  EXPECT_TRUE((*locks)->GetEntry("lock.a").status().IsNotFound());
+  // The same name in the default locks bucket is another lock.
+  auto same_name = (*engine)->TryAcquire("lock.a", 2s);
+  ASSERT_TRUE(same_name.ok()) << same_name.status().ToString();
+  EXPECT_TRUE((*jobs)->Put("job.1", "v", {.fence = fence}).ok());
+  EXPECT_TRUE((*other)->Put("job.1", "v", {.fence = fence}).ok());  // checked in "jobs"
+  EXPECT_EQ((*engine)->TryAcquire("lock.a", 2s, {.locks_bucket = "jobs"}).status().code(),
+            Code::kBusy);
+  ASSERT_TRUE((*lock)->Release().ok());
+  auto stale = (*jobs)->Put("job.1", "late", {.fence = fence});
+  EXPECT_TRUE(stale.status().IsLockLost()) << stale.status().ToString();
+  EXPECT_EQ(ValueOf(**jobs, "job.1"), "v");
+  auto bad = (*engine)->Acquire("x", 2s, 1s, {.locks_bucket = "no such"});
+  EXPECT_TRUE(bad.status().IsInvalidArgument()) << bad.status().ToString();
+}
+
 TEST_F(lock_test, BadArgumentsAreInvalidArgument) {
   for (const char* name : {"", "a..b", ".a", "a.", "a b", "a*"}) {
     EXPECT_TRUE(engine_->Acquire(name, 1s, 1s).status().IsInvalidArgument()) << "'" << name << "'";

@@ -243,6 +243,31 @@ TEST_F(replicated_fence, ReplicaThatHasNotSeenTheAcquisitionYetCatchesUpAndWrite
   EXPECT_EQ(*(*ja)->Get("job.1"), "b");
 }
 
+// A lock kept in its data's bucket through LockOptions, on an engine whose
+// other locks live in the default bucket: its fence() writes, is refused
+// for another bucket, and excludes another engine's holder.
+TEST_F(replicated_fence, LockOptionsPutOneLockInTheBucketOfItsData) {
+  if (!ServerHasFence()) GTEST_FAIL() << "runs on 2.11+ only (see CMakeLists.txt)";
+  TempDir da, db;
+  auto a = OpenEngine(da, "locks");
+  auto b = OpenEngine(db, "locks");
+  ASSERT_TRUE(a && b);
+  auto jobs = a->OpenBucket("jobs");
+  auto other = a->OpenBucket("other");
+  ASSERT_TRUE(jobs.ok() && other.ok());
+  auto held = a->Acquire("lock.L", 5s, 5s, {.locks_bucket = "jobs"});
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ((*held)->fence().locks_bucket, "jobs");
+  auto put = (*jobs)->Put("job.1", "a", {.fence = (*held)->fence()});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  auto elsewhere = (*other)->Put("job.1", "a", {.fence = (*held)->fence()});
+  EXPECT_TRUE(elsewhere.status().IsInvalidArgument()) << elsewhere.status().ToString();
+  EXPECT_NE(elsewhere.status().ToString().find("'jobs'"), std::string::npos);
+  EXPECT_EQ(b->TryAcquire("lock.L", 5s, {.locks_bucket = "jobs"}).status().code(), Code::kBusy);
+  auto default_bucket = b->TryAcquire("lock.L", 5s);  // a different lock: bucket "locks"
+  EXPECT_TRUE(default_bucket.ok()) << default_bucket.status().ToString();
+}
+
 // What the fence rests on, asked of the server with raw nats.c: a publish
 // whose lock record has moved past the expected sequence is refused (10071,
 // naming the record's sequence), and the stored fenced writes carry the

@@ -3,11 +3,11 @@
 //   auto lock = engine->Acquire("jobs.scheduler", std::chrono::seconds(10),
 //                               std::chrono::seconds(30));
 //   if (!lock.ok()) { ... Timeout ... }
-//   uint64_t token = (*lock)->fencing_token();
-//   bucket->Put("job.42", "v", {.fence = revkv::Fence{"jobs.scheduler", token}});
+//   bucket->Put("job.42", "v", {.fence = (*lock)->fence()});
 //   // The destructor releases the lock.
 //
-// A lock is a record in the engine's locks bucket (Options::locks_bucket),
+// A lock is a record in a locks bucket (LockOptions::locks_bucket, by
+// default the engine's Options::locks_bucket),
 // keyed by the lock's name, which follows the key rules. Acquiring it is a
 // Create; the fencing token is the revision of that write, so tokens are
 // strictly increasing across acquisitions. The holder renews the lease with
@@ -24,8 +24,8 @@
 // On an engine with NATS the locks bucket is replicated, so the lock is
 // shared by every process on the server, and the revisions are stream
 // sequences. Keep the lock in the bucket of the data it guards
-// (Options::locks_bucket = that bucket; name locks with a prefix such as
-// "lock.", since they share its keys) and fence the writes: on nats-server
+// (LockOptions::locks_bucket, or Options::locks_bucket for every lock; name
+// locks with a prefix such as "lock.", since they share its keys) and fence the writes: on nats-server
 // 2.11+ a fenced Put, Delete or Purge is one publish that the server stores
 // only while the lock's record still carries the writer's token, so a
 // holder that lost the lock without knowing it writes nothing (LockLost).
@@ -44,6 +44,7 @@
 #include <functional>
 #include <string>
 
+#include "revkv/options.h"
 #include "revkv/status.h"
 
 namespace revkv {
@@ -60,6 +61,10 @@ class Lock {
   // every earlier acquisition's. Pass it in a Fence to make writes safe
   // against a holder that lost the lock without knowing it yet.
   virtual uint64_t fencing_token() const = 0;
+
+  // The fence for writes made under this lock: its name, token and bucket.
+  //   bucket->Put("job.42", "v", {.fence = lock->fence()});
+  virtual Fence fence() const = 0;
 
   // True once the lock is known lost: a renewal found another holder, or
   // lease - margin passed without a successful renewal, or Release() ran.

@@ -198,6 +198,9 @@ struct BucketOptions {
 struct Fence {
   std::string lock{};
   uint64_t token = 0;
+  // The bucket that holds the lock's record; empty: Options::locks_bucket.
+  // Lock::fence() fills all three.
+  std::string locks_bucket{};
 };
 
 struct WriteOptions {
@@ -240,6 +243,13 @@ struct LockOptions {
   // successful renewal. 0 means lease / 5.
   // Default: 0.
   std::chrono::milliseconds margin{0};
+
+  // The bucket that holds this lock's record; empty: Options::locks_bucket.
+  // Keeping a lock in the bucket of the data it guards lets a replicated
+  // bucket's server enforce fenced writes (see lock.h). Locks and data then
+  // share the bucket's keys: name locks with a prefix such as "lock.".
+  // Default: empty.
+  std::string locks_bucket{};
 };
 
 // How UpdateWithRetry retries after a conflict.
