@@ -221,6 +221,16 @@ std::string NatsServer::Version(const std::string& binary) {
   return out;
 }
 
+bool NatsServer::VersionAtLeast(int want_major, int want_minor) {
+  const std::string line = Version();
+  const auto v = line.find(" v");
+  int major = 0, minor = 0;
+  if (v == std::string::npos || std::sscanf(line.c_str() + v + 2, "%d.%d", &major, &minor) != 2) {
+    return false;
+  }
+  return major > want_major || (major == want_major && minor >= want_minor);
+}
+
 std::string NatsServer::Log() const { return ReadFile(dir_.Sub("server.log")); }
 
 bool NatsServer::Start() {

@@ -79,6 +79,8 @@ class NatsServer {
   // ("nats-server: v2.15.1").
   static std::string Binary();
   static std::string Version(const std::string& binary = Binary());
+  // Whether the server of this run is `major`.`minor` or newer.
+  static bool VersionAtLeast(int major, int minor);
 
  private:
   void Reap(int signal, int grace_ms);

@@ -30,15 +30,7 @@ using namespace std::chrono_literals;
 using testing::NatsServer;
 using testing::TempDir;
 
-bool ServerHasFence() {
-  const std::string line = NatsServer::Version();
-  const auto v = line.find(" v");
-  int major = 0, minor = 0;
-  if (v == std::string::npos || std::sscanf(line.c_str() + v + 2, "%d.%d", &major, &minor) != 2) {
-    return false;
-  }
-  return major > 2 || (major == 2 && minor >= 11);
-}
+bool ServerHasFence() { return NatsServer::VersionAtLeast(2, 11); }
 
 WriteOptions Fenced(const Lock& lock) {
   return WriteOptions{.fence = Fence{lock.name(), lock.fencing_token()}};

@@ -1107,15 +1107,7 @@ std::optional<LastMessage> ServerLastMessage(const std::string& url, const std::
   return out;
 }
 
-bool ServerHasTtl() {
-  const std::string line = NatsServer::Version();
-  const auto v = line.find(" v");
-  int major = 0, minor = 0;
-  if (v == std::string::npos || std::sscanf(line.c_str() + v + 2, "%d.%d", &major, &minor) != 2) {
-    return false;
-  }
-  return major > 2 || (major == 2 && minor >= 11);
-}
+bool ServerHasTtl() { return NatsServer::VersionAtLeast(2, 11); }
 
 // On a server with per-message TTL (2.11+), the locks bucket revkv creates
 // has limit markers and each lock record carries a TTL of three leases: a

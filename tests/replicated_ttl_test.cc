@@ -27,16 +27,7 @@ using Clock = std::chrono::steady_clock;
 using testing::NatsServer;
 using testing::TempDir;
 
-// Whether the server under test has per-message TTL and limit markers
-// (2.11+): the version line reads "nats-server: v2.15.1".
-bool ServerHasTtl() {
-  const std::string line = NatsServer::Version();
-  const auto v = line.find(" v");
-  if (v == std::string::npos) return false;
-  int major = 0, minor = 0;
-  if (std::sscanf(line.c_str() + v + 2, "%d.%d", &major, &minor) != 2) return false;
-  return major > 2 || (major == 2 && minor >= 11);
-}
+bool ServerHasTtl() { return NatsServer::VersionAtLeast(2, 11); }
 
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
