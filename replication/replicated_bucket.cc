@@ -160,6 +160,9 @@ Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
 BucketStatus ReplicatedBucket::GetStatus() {
   BucketStatus out;
   out.replicated = true;
+  out.allows_ttl = allow_msg_ttl_;
+  out.limit_marker_ttl = limit_marker_ttl_;
+  out.max_age = max_age_;
   out.applied = replica_->LastRevision();
   replica_->ReportSkips(&out);  // from the store: known even when the server is not
   auto stream = ReadKvStream(conn_->js(), name(), conn_.get());

@@ -200,6 +200,7 @@ TEST_F(replicated_ttl, MaxAgeWithoutMarkersHidesTheEntryOnTime) {
   ASSERT_TRUE(first.ok()) << "the live entry is in a new watch's initial state";
   ASSERT_TRUE(WaitFor([&] { return (*b)->Get("k").status().IsNotFound(); }, 5s));
   EXPECT_GE(Clock::now() - written, 2s);
+  EXPECT_EQ((*b)->GetStatus().max_age, 2s);
   EXPECT_TRUE((*b)->Keys()->empty());
   EXPECT_TRUE((*b)->GetEntry("k").status().IsNotFound());
   auto late = (*b)->Watch(">", {.start = WatchStart::kLatest});
@@ -263,6 +264,12 @@ TEST_F(replicated_ttl, TtlTheBucketOrTheServerCannotTakeIsInvalidArgument) {
   EXPECT_NE(put.status().ToString().find("limit_marker_ttl"), std::string::npos)
       << put.status().ToString();
   ASSERT_TRUE(marked.ok()) << marked.status().ToString();
+  const BucketStatus with = (*marked)->GetStatus();
+  EXPECT_TRUE(with.allows_ttl);
+  EXPECT_EQ(with.limit_marker_ttl, 5s);
+  const BucketStatus without = (*plain)->GetStatus();
+  EXPECT_FALSE(without.allows_ttl);
+  EXPECT_EQ(without.limit_marker_ttl, 0s);
   // An existing bucket without markers is never given them.
   TempDir dir2;
   auto other = OpenEngine(dir2);

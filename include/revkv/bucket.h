@@ -91,6 +91,12 @@ struct BucketStatus {
   // was skipped; 0 and empty when none was.
   uint64_t first_skipped = 0;
   std::string skipped_reason;
+  // A replicated bucket's expiry settings, as its stream had them when the
+  // bucket was opened: whether entries may carry a TTL (WriteOptions::ttl),
+  // the limit marker TTL (0: no markers) and max_age (0: none).
+  bool allows_ttl = false;
+  std::chrono::nanoseconds limit_marker_ttl{0};
+  std::chrono::nanoseconds max_age{0};
 };
 
 class Bucket {
