@@ -217,7 +217,9 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
 
   // A fenced write holds the locks bucket's write lock across the check and
   // its own commit, so no takeover can slip in between: the two act as one
-  // atomic step. Lock order: locks bucket, then this bucket.
+  // atomic step. Both mutexes are taken together (std::scoped_lock avoids
+  // deadlock): with locks in several buckets, two buckets may fence each
+  // other's writes.
   const std::string& locks_bucket = options.fence->locks_bucket.empty()
                                         ? core_->options.locks_bucket
                                         : options.fence->locks_bucket;
@@ -240,9 +242,8 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   }
   auto locks = registry->Open(locks_bucket, {});
   if (!locks.ok()) return locks.status();
-  std::lock_guard<std::mutex> locks_lock((*locks)->write_mu_);
+  std::scoped_lock both((*locks)->write_mu_, write_mu_);
   if (Status s = (*locks)->CheckFenceLocked(*options.fence); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(write_mu_);
   return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
 }
 

@@ -230,7 +230,7 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   };
   static constexpr size_t kWriteCacheEntries = 1 << 16;
 
-  std::mutex write_mu_;  // serializes commits; taken after the locks bucket's for fenced writes
+  std::mutex write_mu_;  // serializes commits; taken with the locks bucket's for fenced writes
   std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>
       write_cache_;                                 // GUARDED_BY(write_mu_)
   std::map<uint64_t, CommitListener> listeners_;    // GUARDED_BY(write_mu_)
