@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <random>
+#include <thread>
 
 #include "engine/record_codec.h"
 #include "revkv/validation.h"
@@ -550,11 +551,23 @@ Status LockManager::ReleaseLocked(Held* held) {
   return held->release_status;
 }
 
-Result<bool> LockManager::StillHeld(Held* held, Clock::time_point until) {
-  const auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
-  if (left.count() <= 0) return false;
-  if (Status s = store_->Sync(left); !s.ok()) return s;
-  auto entry = store_->GetEntry(held->name);
+Result<bool> LockManager::StillHeld(Held* held, std::optional<uint64_t> at,
+                                    Clock::time_point until) {
+  if (at) {
+    // The conflict named the record's revision: wait for the replica to
+    // apply it, which it usually has, rather than ask the server where the
+    // stream ends. A renewal racing a stream of fenced writes from another
+    // process must not be slower than they are.
+    while (events_->LastRevision() < *at) {
+      if (Clock::now() >= until) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  } else {
+    const auto left = std::chrono::ceil<milliseconds>(until - Clock::now());
+    if (left.count() <= 0) return false;
+    if (Status s = store_->Sync(left); !s.ok()) return s;
+  }
+  auto entry = events_->GetEntry(held->name);
   if (entry.status().IsNotFound()) return false;
   if (!entry.ok()) return entry.status();
   auto record = DecodeLockRecord(entry->value, "lock record '" + held->name + "'");
@@ -568,17 +581,41 @@ Result<bool> LockManager::StillHeld(Held* held, Clock::time_point until) {
 
 Result<uint64_t> LockManager::CasWhileHeld(Held* held, Clock::time_point until,
                                            const std::function<Result<uint64_t>()>& write) {
-  constexpr int kMaxRetries = 8;
+  constexpr int kMaxRetries = 64;  // each bounded by `until` too
   auto r = write();
-  for (int i = 0; i < kMaxRetries && !r.ok() && r.status().IsConflict() &&
-                  !r.status().revision_known();
-       ++i) {
-    auto ours = StillHeld(held, until);
+  for (int i = 0; i < kMaxRetries && !r.ok() && r.status().IsConflict(); ++i) {
+    auto ours = StillHeld(held,
+                          r.status().revision_known() ? std::optional(r.status().revision())
+                                                      : std::nullopt,
+                          until);
     if (!ours.ok()) return ours.status();
     if (!*ours) return r;
     r = write();
   }
   return r;
+}
+
+void LockManager::NoteRecordRewritten(const std::string& name, uint64_t token,
+                                      uint64_t revision, Clock::time_point sent) {
+  std::vector<std::shared_ptr<Held>> matching;
+  {
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    for (const auto& [raw, weak] : held_) {
+      if (raw->name != name || raw->token != token) continue;
+      if (auto h = weak.lock()) matching.push_back(std::move(h));
+    }
+  }
+  for (const auto& h : matching) {
+    std::lock_guard<std::mutex> lock(h->mu);
+    // A lost or released lock stays so; a renewal that has already moved
+    // the record further keeps its revision.
+    if (h->released || h->lost.load() || revision <= h->revision) continue;
+    // Nor is a lease that lost() may already have reported run out brought
+    // back (the timer thread declares it lost).
+    if (Clock::now() >= h->last_renewed.load() + h->lease - h->margin) continue;
+    h->revision = revision;
+    if (sent > h->last_renewed.load()) h->last_renewed = sent;
+  }
 }
 
 void LockManager::MarkLost(Held* held, const Status& why) {

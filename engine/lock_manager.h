@@ -87,6 +87,14 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     Status lost_status;                                         // GUARDED_BY(callbacks_mu)
   };
 
+  // The record of lock `name` now holds `token` at `revision`, written by
+  // a fenced compare-and-swap sent at `sent`: if this manager holds that
+  // lock with that token, the write counts as a renewal from `sent` (a
+  // waiter times the lease from the new revision, which it saw later), and
+  // the next renewal expects `revision`.
+  void NoteRecordRewritten(const std::string& name, uint64_t token, uint64_t revision,
+                           Clock::time_point sent);
+
   // Renews `held` now (callers hold held->mu).
   Status RenewLocked(Held* held);
   // A grant whose write the server confirmed after lease - margin (timed
@@ -103,10 +111,11 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   void Forget(Held* held);
 
   // Runs `write`, a CAS on the lock's record at held->revision (callers hold
-  // held->mu), again while it conflicts without a named revision (a
-  // clustered stream's 10164) and the record, once the store has caught up
-  // by `until`, still holds our token. Only a conflict naming another
-  // revision, or a record with another token, means the lock is lost.
+  // held->mu), again while it conflicts and the record, once the store has
+  // caught up by `until`, still holds our token: a clustered stream's 10164
+  // names no revision, and a fenced compare-and-swap on a replicated bucket
+  // rewrites the record with the same token. Only a record with another
+  // token, or none, means the lock is lost.
   Result<uint64_t> CasWhileHeld(Held* held, Clock::time_point until,
                                 const std::function<Result<uint64_t>()>& write);
 
@@ -140,11 +149,13 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
     Clock::time_point first_seen;
   };
 
-  // Whether the lock's record, after the store has caught up (Sync, bounded
-  // by `until`), still holds `held`'s token; if so, held->revision becomes
-  // the record's revision (a write of ours that was reported as failed may
-  // have landed). Callers hold held->mu.
-  Result<bool> StillHeld(Held* held, Clock::time_point until);
+  // Whether the lock's record, once the store has caught up (bounded by
+  // `until`), still holds `held`'s token; if so, held->revision becomes the
+  // record's revision (a write of ours that was reported as failed may have
+  // landed, or a fenced write rewrote the record). Caught up means: the
+  // replica has applied revision `at`, named by the conflict; without it, a
+  // Sync with the server. Callers hold held->mu.
+  Result<bool> StillHeld(Held* held, std::optional<uint64_t> at, Clock::time_point until);
 
   void OnCommit(const Entry& entry);
   // Wakes the head waiter of lock `name` in this process, if any, to

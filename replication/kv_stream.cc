@@ -73,12 +73,12 @@ Status ApiError(std::string_view reply, const std::string& context) {
                                  std::to_string(ApiErrorCode(reply)) + ")");
 }
 
-// Reads allow_msg_ttl and subject_delete_marker_ttl, which nats.c's stream
-// info does not carry, into `out`.
-Status ReadTtlSettings(const NatsConnection& conn, const std::string& bucket, KvStream* out) {
+// Reads allow_msg_ttl, subject_delete_marker_ttl and allow_atomic, which
+// nats.c's stream info does not carry, into `out`.
+Status ReadNewerSettings(const NatsConnection& conn, const std::string& bucket, KvStream* out) {
   std::string reply;
   const std::string name = StreamName(bucket);
-  const std::string context = "reading the TTL settings of stream " + name;
+  const std::string context = "reading the TTL and batch settings of stream " + name;
   if (Status s = RawApiRequest(conn, "$JS.API.STREAM.INFO." + name, "", context, &reply);
       !s.ok()) {
     return s;
@@ -87,14 +87,17 @@ Status ReadTtlSettings(const NatsConnection& conn, const std::string& bucket, Kv
   out->allow_msg_ttl = JsonField(reply, "allow_msg_ttl").value_or("false") == "true";
   const std::string marker(JsonField(reply, "subject_delete_marker_ttl").value_or("0"));
   out->limit_marker_ttl = std::chrono::nanoseconds(std::atoll(marker.c_str()));
+  out->allow_atomic = JsonField(reply, "allow_atomic").value_or("false") == "true";
   return Status::OK();
 }
 
-// Creates the stream with limit markers through the raw API: the standard
-// KV layout, plus allow_msg_ttl and subject_delete_marker_ttl (as nats.go's
-// LimitMarkerTTL). NotFound-free: an existing stream is Exists.
-Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest& req,
-                              std::chrono::seconds marker_ttl) {
+// Creates the stream through the raw API, for the settings nats.c 3.4.1
+// cannot send: the standard KV layout, plus allow_msg_ttl and
+// subject_delete_marker_ttl when `marker_ttl` is not 0 (as nats.go's
+// LimitMarkerTTL), and allow_atomic (atomic batch publish) when
+// `allow_atomic`. An existing stream is Exists.
+Status CreateRaw(const NatsConnection& conn, const KvStreamRequest& req,
+                 std::chrono::seconds marker_ttl, bool allow_atomic) {
   const std::string name = StreamName(req.bucket);
   const std::string context = "creating stream " + name + " for bucket '" + req.bucket + "'";
   auto ns = [](auto d) {
@@ -108,9 +111,12 @@ Status CreateWithLimitMarkers(const NatsConnection& conn, const KvStreamRequest&
                      ",\"max_msg_size\":" + std::to_string(req.max_value_size.value_or(-1)) +
                      ",\"storage\":\"" + (req.memory_storage.value_or(false) ? "memory" : "file") +
                      "\",\"num_replicas\":" + std::to_string(req.replicas.value_or(1)) +
-                     ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true,"
-                     "\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":" +
-                     ns(marker_ttl) + "}";
+                     ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true";
+  if (marker_ttl.count() > 0) {
+    body += ",\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":" + ns(marker_ttl);
+  }
+  if (allow_atomic) body += ",\"allow_atomic\":true";
+  body += "}";
   std::string reply;
   if (Status s = RawApiRequest(conn, "$JS.API.STREAM.CREATE." + name, body, context, &reply);
       !s.ok()) {
@@ -195,8 +201,15 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
       create_markers = req.limit_marker_ttl_if_created;
     }
   }
-  if (existing.status().IsNotFound() && create_markers.count() > 0) {
-    Status created = CreateWithLimitMarkers(*conn, req, create_markers);
+  // Atomic batches (fenced compare-and-swap writes) where the server has
+  // them; an existing stream keeps its own setting.
+  bool create_atomic = false;
+  if (conn != nullptr && existing.status().IsNotFound()) {
+    auto server = conn->Server();
+    create_atomic = server.ok() && Supports(server->version, Feature::kAtomicBatch);
+  }
+  if (existing.status().IsNotFound() && (create_markers.count() > 0 || create_atomic)) {
+    Status created = CreateRaw(*conn, req, create_markers, create_atomic);
     if (!created.ok() && !created.IsExists()) return created;
     existing = ReadKvStream(js, req.bucket, conn);
   } else if (existing.status().IsNotFound()) {
@@ -241,7 +254,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
   if (conn != nullptr) {
     auto server = conn->Server();
     if (server.ok() && Supports(server->version, Feature::kMessageTtl)) {
-      if (Status s = ReadTtlSettings(*conn, req.bucket, &*existing); !s.ok()) return s;
+      if (Status s = ReadNewerSettings(*conn, req.bucket, &*existing); !s.ok()) return s;
     }
   }
 

@@ -56,9 +56,11 @@ struct KvStream {
   uint64_t last_sequence = 0;
   int64_t last_time_ns = 0;  // the last message's server timestamp (0: empty stream)
   // Read by BindKvStream only (with a connection): whether messages may
-  // carry Nats-TTL, and the limit marker TTL (0: no markers).
+  // carry Nats-TTL, the limit marker TTL (0: no markers), and whether the
+  // stream takes atomic batches (revkv creates it so on 2.12+).
   bool allow_msg_ttl = false;
   std::chrono::nanoseconds limit_marker_ttl{0};
+  bool allow_atomic = false;
 };
 
 // Binds to the bucket's stream, creating it when missing.

@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <random>
 #include <thread>
 
-#include "replication/nats_status.h"
 #include "engine/record_codec.h"
+#include "replication/capabilities.h"
+#include "replication/json_field.h"
+#include "replication/nats_status.h"
 #include "replication/nats_ttl.h"
 #include "revkv/validation.h"
 
@@ -22,6 +26,38 @@ uint64_t SequenceInError() {
   return std::strtoull(at + std::strlen("wrong last sequence: "), nullptr, 10);
 }
 
+// The message of `op` on `subject`, with Nats-TTL when `ttl` is not 0.
+natsStatus BuildMessage(natsMsg** out, const std::string& subject, Operation op,
+                        std::string_view value, std::chrono::seconds ttl) {
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, value.data(),
+                                static_cast<int>(value.size()));
+  if (s == NATS_OK && op == Operation::kDelete) s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+  if (s == NATS_OK && op == Operation::kPurge) {
+    s = natsMsgHeader_Set(msg, "KV-Operation", "PURGE");
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Rollup", "sub");
+  }
+  if (s == NATS_OK && ttl.count() > 0) {
+    s = natsMsgHeader_Set(msg, kNatsTtlHeader, FormatNatsTtl(ttl).c_str());
+  }
+  if (s != NATS_OK) {
+    natsMsg_Destroy(msg);
+    return s;
+  }
+  *out = msg;
+  return NATS_OK;
+}
+
+// A batch id no other batch in flight has (the server allows 64 characters).
+std::string NewBatchId() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  char id[40];
+  std::snprintf(id, sizeof(id), "revkv-%016llx%016llx",
+                static_cast<unsigned long long>(random()),
+                static_cast<unsigned long long>(random()));
+  return id;
+}
+
 }  // namespace
 
 KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
@@ -34,6 +70,27 @@ KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
       replica_(std::move(replica)),
       write_timeout_(write_timeout),
       conn_(conn) {}
+
+Status KvWriter::CheckKeyAndValue(std::string_view key, std::string_view value) const {
+  if (Status s = ValidateKey(key); !s.ok()) return s;
+  if (value.size() > replica_->max_value_size()) {
+    return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
+                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
+                                   std::to_string(replica_->max_value_size()));
+  }
+  return Status::OK();
+}
+
+Status KvWriter::CheckFence(std::string_view key, const Fence& fence) {
+  if (Status s = ValidateKey(fence.lock); !s.ok()) {
+    return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
+  }
+  if (key == fence.lock) {
+    return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
+                                   fence.lock + "'; locks change only through Acquire and Release");
+  }
+  return Status::OK();
+}
 
 Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
   // Only a replica that already holds a newer revision of the key proves the
@@ -53,24 +110,10 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
 Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
                                    Expect expect, uint64_t last_sequence, ms timeout, sec ttl,
                                    const std::string* fence_subject) {
-  if (Status s = ValidateKey(key); !s.ok()) return s;
-  if (value.size() > replica_->max_value_size()) {
-    return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
-                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
-                                   std::to_string(replica_->max_value_size()));
-  }
+  if (Status s = CheckKeyAndValue(key, value); !s.ok()) return s;
   const std::string subject = prefix_ + std::string(key);
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, value.data(),
-                                static_cast<int>(value.size()));
-  if (s == NATS_OK && op == Operation::kDelete) s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
-  if (s == NATS_OK && op == Operation::kPurge) {
-    s = natsMsgHeader_Set(msg, "KV-Operation", "PURGE");
-    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Rollup", "sub");
-  }
-  if (s == NATS_OK && ttl.count() > 0) {
-    s = natsMsgHeader_Set(msg, kNatsTtlHeader, FormatNatsTtl(ttl).c_str());
-  }
+  natsStatus s = BuildMessage(&msg, subject, op, value, ttl);
   if (s == NATS_OK && fence_subject != nullptr) {
     s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence",
                           std::to_string(last_sequence).c_str());
@@ -80,7 +123,7 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
     }
   }
   if (s != NATS_OK) {
-    natsMsg_Destroy(msg);
+    if (msg != nullptr) natsMsg_Destroy(msg);
     return FromNats(s, "building the message for key '" + std::string(key) + "'");
   }
   jsPubOptions po;
@@ -165,7 +208,23 @@ Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,
 
 Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, ms timeout,
                                   sec ttl) {
-  timeout = Effective(timeout);
+  return CreateRounds(key, Effective(timeout), [&](uint64_t tombstone, ms left) {
+    return Publish(Operation::kPut, key, value,
+                   tombstone == 0 ? Expect::kNoMessage : Expect::kLastSequence, tombstone, left,
+                   ttl);
+  });
+}
+
+Result<uint64_t> KvWriter::FencedCreate(std::string_view key, std::string_view value,
+                                        const Fence& fence, ms timeout, sec ttl) {
+  return CreateRounds(key, Effective(timeout), [&](uint64_t tombstone, ms left) {
+    return FencedCas(Operation::kPut, key, value, tombstone, fence, left, ttl);
+  });
+}
+
+Result<uint64_t> KvWriter::CreateRounds(
+    std::string_view key, ms timeout,
+    const std::function<Result<uint64_t>(uint64_t, ms)>& attempt) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Create is a CAS: on "no message" for a key the server has never seen
   // (or no longer holds), on the tombstone's revision for a deleted one;
@@ -185,9 +244,7 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
       return Status::Timeout("creating key '" + std::string(key) + "' of bucket '" + bucket_ +
                              "' took longer than " + std::to_string(timeout.count()) + " ms");
     }
-    auto written = Publish(Operation::kPut, key, value,
-                           tombstone == 0 ? Expect::kNoMessage : Expect::kLastSequence, tombstone,
-                           left, ttl);
+    auto written = attempt(tombstone, left);
     if (written.ok() || !written.status().IsConflict()) return written;
     if (written.status().revision_known()) {
       current = written.status().revision();
@@ -220,41 +277,42 @@ Result<uint64_t> KvWriter::Create(std::string_view key, std::string_view value, 
                         current);
 }
 
+Result<Entry> KvWriter::FenceRecord(const Fence& fence,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    bool* caught_up) {
+  while (true) {
+    auto record = replica_->GetEntry(fence.lock);
+    if (!record.ok() && !record.status().IsNotFound()) return record.status();
+    Status s = engine::CheckFenceRecord(fence, record.ok(), record.ok() ? record->revision : 0,
+                                        record.ok() ? std::string_view(record->value) : "");
+    if (s.ok()) return std::move(*record);
+    // Only a replica that has caught up with the lock's record as the
+    // server had it after the write began proves the lock lost. Before, it
+    // may simply not have seen the acquisition yet (a process that just
+    // started, say).
+    if (!s.IsLockLost() || *caught_up) return s;
+    *caught_up = true;
+    if (Status c = CatchUpKey(fence.lock, deadline); !c.ok()) return c;
+  }
+}
+
 Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::string_view value,
                                        const Fence& fence, ms timeout, sec ttl) {
-  if (Status s = ValidateKey(fence.lock); !s.ok()) {
-    return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
-  }
-  if (key == fence.lock) {
-    return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
-                                   fence.lock + "'; locks change only through Acquire and Release");
-  }
+  if (Status s = CheckFence(key, fence); !s.ok()) return s;
   timeout = Effective(timeout);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const std::string lock_subject = prefix_ + fence.lock;
   // Each round sees the lock record one renewal further; a holder renews
   // every lease/3, so a few rounds always suffice unless the lock is lost.
   constexpr int kRounds = 64;
-  // Whether the replica has caught up with the lock's record as the server
-  // had it after this call began: only then does a record without our
-  // token prove the lock lost. Before, the replica may simply not have seen
-  // the acquisition yet (a process that just started, say).
   bool caught_up = false;
   for (int round = 0; round < kRounds; ++round) {
-    auto record = replica_->GetEntry(fence.lock);
-    if (!record.ok() && !record.status().IsNotFound()) return record.status();
-    const uint64_t revision = record.ok() ? record->revision : 0;
-    if (Status s = engine::CheckFenceRecord(fence, record.ok(), revision,
-                                            record.ok() ? std::string_view(record->value) : "");
-        !s.ok()) {
-      if (!s.IsLockLost() || caught_up) return s;
-      caught_up = true;
-      if (Status c = CatchUpKey(fence.lock, deadline); !c.ok()) return c;
-      continue;
-    }
+    auto record = FenceRecord(fence, deadline, &caught_up);
+    if (!record.ok()) return record.status();
     const auto left = std::chrono::ceil<ms>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    auto written = Publish(op, key, value, Expect::kNothing, revision, left, ttl, &lock_subject);
+    auto written =
+        Publish(op, key, value, Expect::kNothing, record->revision, left, ttl, &lock_subject);
     if (written.ok() || !written.status().IsConflict()) return written;
     // The lock record moved on the server: a renewal of ours, or another
     // holder. Let the replica catch up with it, then look again.
@@ -268,6 +326,201 @@ Result<uint64_t> KvWriter::FencedWrite(Operation op, std::string_view key, std::
                          "': the record of lock '" + fence.lock +
                          "' kept moving for " + std::to_string(timeout.count()) +
                          " ms; nothing was written; try again");
+}
+
+Result<uint64_t> KvWriter::FencedUpdate(Operation op, std::string_view key,
+                                        std::string_view value, uint64_t expected,
+                                        const Fence& fence, ms timeout, sec ttl) {
+  if (Status s = PreCheck(key, expected); !s.ok()) return s;
+  return FencedCas(op, key, value, expected, fence, Effective(timeout), ttl);
+}
+
+Result<uint64_t> KvWriter::FencedCas(Operation op, std::string_view key, std::string_view value,
+                                     uint64_t expected, const Fence& fence, ms timeout,
+                                     sec ttl) {
+  if (Status s = CheckFence(key, fence); !s.ok()) return s;
+  if (Status s = CheckKeyAndValue(key, value); !s.ok()) return s;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  const std::string lock_subject = prefix_ + fence.lock;
+  const std::string subject = prefix_ + std::string(key);
+  const std::string what = "fenced write of key '" + std::string(key) + "' of bucket '" +
+                           bucket_ + "' under lock '" + fence.lock + "'";
+  engine::KeyGate::Pass turn(&fence_gate_, fence.lock);
+  constexpr int kRounds = 64;  // as FencedWrite
+  bool caught_up = false;
+  for (int round = 0; round < kRounds; ++round) {
+    auto record = FenceRecord(fence, deadline, &caught_up);
+    if (!record.ok()) return record.status();
+    // The record is written back as it is, its token made explicit: a
+    // record's token is its own revision until then.
+    auto values = engine::DecodeLockRecord(record->value, "lock record '" + fence.lock + "'");
+    if (!values.ok()) return values.status();
+    values->token = fence.token;
+    const std::string lock_value = engine::EncodeLockRecord(*values);
+    // It keeps its TTL, so that an abandoned lock still expires.
+    const sec lock_ttl =
+        record->ttl_ns > 0 ? std::chrono::ceil<sec>(std::chrono::nanoseconds(record->ttl_ns))
+                           : sec(0);
+    const auto sent = std::chrono::steady_clock::now();
+    const auto left = std::chrono::ceil<ms>(deadline - sent);
+    if (left.count() <= 0) break;
+    auto written = PublishAtomic({{Operation::kPut, lock_subject, lock_value, record->revision,
+                                   lock_ttl},
+                                  {op, subject, value, expected, ttl}},
+                                 what, left);
+    if (written.ok()) {
+      std::shared_ptr<const RewriteObserver> observer;
+      {
+        std::lock_guard<std::mutex> lock(observer_mu_);
+        observer = observer_;
+      }
+      if (observer != nullptr) (*observer)(fence.lock, fence.token, *written - 1, sent);
+      // Read-your-writes, as Publish.
+      loop_->WaitApplied(*written, deadline).ok();
+      return written;
+    }
+    if (!written.status().IsConflict()) return written.status();
+    // One of the two checks failed, and the error does not say which: the
+    // lock's record on the server tells.
+    auto lock_now = ServerRevision(fence.lock, deadline);
+    if (!lock_now.ok()) return lock_now.status();
+    if (*lock_now == 0) {
+      return Status::LockLost("lock '" + fence.lock + "' has no record on the server any more " +
+                              "(released, expired or purged); the " + what + " wrote nothing");
+    }
+    if (*lock_now != record->revision) {
+      // A renewal of ours, or another holder: catch up and look again.
+      if (Status c = loop_->WaitApplied(*lock_now, deadline); !c.ok()) return c;
+      caught_up = true;
+      continue;
+    }
+    // The lock's check passed, so the key's failed.
+    if (written.status().revision_known()) {
+      const uint64_t current = written.status().revision();
+      return Status::Conflict("wrong last revision for key '" + std::string(key) +
+                                  "' of bucket '" + bucket_ + "': expected " +
+                                  std::to_string(expected) + ", current is " +
+                                  std::to_string(current) + "; re-read the key and retry",
+                              current);
+    }
+    // 10164: a write to one of the two subjects was in flight on a
+    // clustered stream; the next round learns how it ended.
+  }
+  return Status::Timeout(what + ": the lock's record or the key kept moving for " +
+                         std::to_string(timeout.count()) + " ms; nothing was written; try again");
+}
+
+void KvWriter::SetRewriteObserver(RewriteObserver observer) {
+  auto shared = std::make_shared<const RewriteObserver>(std::move(observer));
+  std::lock_guard<std::mutex> lock(observer_mu_);
+  observer_ = std::move(shared);
+}
+
+Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
+                                         const std::string& what, ms timeout) {
+  if (conn_ == nullptr) {
+    return Status::InvalidArgument(what + ": an atomic batch needs the bucket's connection");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const uint64_t denials_before = conn_->permission_errors();
+  auto pause = std::chrono::milliseconds(10);
+  while (true) {
+    // A fresh id per attempt: an attempt that stored nothing may leave an
+    // incomplete batch behind on the server, which it abandons by itself.
+    const std::string id = NewBatchId();
+    std::vector<natsMsg*> msgs;
+    struct Destroy {
+      std::vector<natsMsg*>& msgs;
+      ~Destroy() {
+        for (natsMsg* m : msgs) natsMsg_Destroy(m);
+      }
+    } destroy{msgs};
+    natsStatus s = NATS_OK;
+    for (size_t i = 0; i < writes.size() && s == NATS_OK; ++i) {
+      const BatchWrite& w = writes[i];
+      natsMsg* msg = nullptr;
+      s = BuildMessage(&msg, w.subject, w.op, w.value, w.ttl);
+      if (s != NATS_OK) break;
+      msgs.push_back(msg);
+      s = natsMsgHeader_Set(msg, "Nats-Batch-Id", id.c_str());
+      if (s == NATS_OK) {
+        s = natsMsgHeader_Set(msg, "Nats-Batch-Sequence", std::to_string(i + 1).c_str());
+      }
+      if (s == NATS_OK) {
+        s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence",
+                              std::to_string(w.expected_last).c_str());
+      }
+      if (s == NATS_OK && i + 1 == writes.size()) {
+        s = natsMsgHeader_Set(msg, "Nats-Batch-Commit", "1");
+      }
+    }
+    if (s != NATS_OK) return FromNats(s, what + ": building the batch");
+    // All but the last go out without a reply; the commit's reply answers
+    // for the batch (or says why it was refused, nothing stored).
+    for (size_t i = 0; i + 1 < msgs.size() && s == NATS_OK; ++i) {
+      s = natsConnection_PublishMsg(conn_->nc(), msgs[i]);
+    }
+    natsMsg* reply = nullptr;
+    const auto left = std::chrono::ceil<ms>(start + timeout - std::chrono::steady_clock::now());
+    if (s == NATS_OK) {
+      s = natsConnection_RequestMsg(&reply, conn_->nc(), msgs.back(),
+                                    std::max<int64_t>(1, left.count()));
+    }
+    if (s == NATS_NO_RESPONDERS && left > pause * 2) {
+      // No leader took the batch (an election): nothing was stored.
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(250));
+      continue;
+    }
+    if (s != NATS_OK) {
+      if (s == NATS_TIMEOUT &&
+          conn_->PermissionDeniedSince(denials_before, writes.back().subject)) {
+        return Status::PermissionDenied("the server denied publishing to '" +
+                                        writes.back().subject + "'; grant the user publish "
+                                        "rights on bucket '" + bucket_ + "'");
+      }
+      return FromNats(s, what);
+    }
+    const std::string body(natsMsg_GetData(reply) != nullptr ? natsMsg_GetData(reply) : "",
+                           static_cast<size_t>(natsMsg_GetDataLength(reply)));
+    natsMsg_Destroy(reply);
+    if (!JsonField(body, "error")) {
+      const auto seq = JsonField(body, "seq");
+      const auto count = JsonField(body, "count");
+      if (!seq || !count || std::strtoull(std::string(*count).c_str(), nullptr, 10) != writes.size()) {
+        return Status::IOError(what + ": the server's acknowledgement of the batch is not one "
+                               "revkv understands: " + body);
+      }
+      return static_cast<uint64_t>(std::strtoull(std::string(*seq).c_str(), nullptr, 10));
+    }
+    const int code = std::atoi(std::string(JsonField(body, "err_code").value_or("0")).c_str());
+    const std::string description(JsonField(body, "description").value_or("no description"));
+    const std::string said = what + ": the server refused the batch: " + description +
+                             " (JetStream error " + std::to_string(code) + ")";
+    const jsErrCode jerr = static_cast<jsErrCode>(code);
+    if (PublishNotStoredAndRetryable(NATS_ERR, jerr) && left > pause * 2) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(250));
+      continue;
+    }
+    if (jerr == JSStreamWrongLastSequenceErr) {
+      constexpr std::string_view kWrong = "wrong last sequence: ";
+      const size_t at = description.find(kWrong);
+      const uint64_t current =
+          at == std::string::npos
+              ? 0
+              : std::strtoull(description.c_str() + at + kWrong.size(), nullptr, 10);
+      return Status::Conflict(said, current);
+    }
+    if (code == kJsAtomicPublishDisabled) {
+      return Status::InvalidArgument(
+          said + "; stream KV_" + bucket_ + " does not allow atomic batches (allow_atomic), "
+          "which revkv turns on only in buckets it creates on nats-server 2.12+; enable "
+          "allow_atomic on the stream, or write without a fence");
+    }
+    return FromNats(NATS_ERR, said, jerr);
+  }
 }
 
 Result<uint64_t> KvWriter::ServerRevision(std::string_view key,

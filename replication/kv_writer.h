@@ -16,10 +16,14 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "engine/key_gate.h"
 #include "engine/local_bucket.h"
 #include "replication/apply_loop.h"
 #include "replication/nats_connection.h"
@@ -65,6 +69,31 @@ class KvWriter {
   Result<uint64_t> FencedWrite(Operation op, std::string_view key, std::string_view value,
                                const Fence& fence, ms timeout = ms(0), sec ttl = sec(0));
 
+  // A compare-and-swap fenced by the server (nats-server 2.12+, a stream
+  // with allow_atomic): one atomic batch of two messages, the fence's lock
+  // record rewritten unchanged with a CAS on its revision (the token stays),
+  // and the write of `op` on `key` with a CAS on `expected` (0: the server
+  // holds no message of the key). Both land or neither does. A renewal that
+  // moved the record meanwhile is caught up with and the batch retried; a
+  // record with another token, or none, is LockLost. The data's CAS failing
+  // is Conflict as for Update.
+  Result<uint64_t> FencedUpdate(Operation op, std::string_view key, std::string_view value,
+                                uint64_t expected, const Fence& fence, ms timeout = ms(0),
+                                sec ttl = sec(0));
+  // Create, fenced as FencedUpdate.
+  Result<uint64_t> FencedCreate(std::string_view key, std::string_view value, const Fence& fence,
+                                ms timeout = ms(0), sec ttl = sec(0));
+
+  // Told of each record rewrite a fenced compare-and-swap made: the lock,
+  // its token, the record's new revision, and when the batch was sent. For
+  // the lock's holder in this process, that rewrite renews the lock as a
+  // renewal sent then would (a waiter times the lease from the new
+  // revision), so its own renewal need not race the writes.
+  using RewriteObserver = std::function<void(const std::string& lock, uint64_t token,
+                                             uint64_t revision,
+                                             std::chrono::steady_clock::time_point sent)>;
+  void SetRewriteObserver(RewriteObserver observer);
+
   // The key's revision on the server now (its last message's sequence, a
   // tombstone's included), or 0 if the server holds no message of it. One
   // round trip to the stream leader.
@@ -82,9 +111,48 @@ class KvWriter {
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
                            Expect expect, uint64_t last_sequence, ms timeout, sec ttl = sec(0),
                            const std::string* fence_subject = nullptr);
+  // One message of an atomic batch: `op` on `subject`, stored only if the
+  // subject's last message is `expected_last` (0: none) before the batch.
+  struct BatchWrite {
+    Operation op;
+    const std::string& subject;
+    std::string_view value;
+    uint64_t expected_last;
+    sec ttl;
+  };
+  // Publishes `writes` as one atomic batch and returns the last one's
+  // sequence. Conflict (10071) names the current sequence of the first
+  // subject whose check failed, without saying which; 10164 is
+  // ConflictRevisionUnknown; a stream without allow_atomic is
+  // InvalidArgument; otherwise as Publish. `what` names the write in errors.
+  Result<uint64_t> PublishAtomic(const std::vector<BatchWrite>& writes, const std::string& what,
+                                 ms timeout);
+  // FencedUpdate without the replica's pre-check.
+  Result<uint64_t> FencedCas(Operation op, std::string_view key, std::string_view value,
+                             uint64_t expected, const Fence& fence, ms timeout, sec ttl);
+  // The record of the fence's lock as the replica has it, checked against
+  // the fence. A record without the fence's token is LockLost only once the
+  // replica has caught up with the server's (*caught_up), which this may do.
+  Result<Entry> FenceRecord(const Fence& fence, std::chrono::steady_clock::time_point deadline,
+                            bool* caught_up);
+  // Create's rounds (see Create), each a CAS by `attempt` on the tombstone
+  // revision it is given, or on "no message" for 0.
+  Result<uint64_t> CreateRounds(std::string_view key, ms timeout,
+                                const std::function<Result<uint64_t>(uint64_t, ms)>& attempt);
+  // InvalidArgument unless `key` and `value` may be written.
+  Status CheckKeyAndValue(std::string_view key, std::string_view value) const;
+  // InvalidArgument for a fence that names a bad lock or `key` itself.
+  static Status CheckFence(std::string_view key, const Fence& fence);
   ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
   // Conflict at once if the replica proves `expected` stale for `key`.
   Status PreCheck(std::string_view key, uint64_t expected);
+
+  // Fenced compare-and-swap writes of this process under one lock take
+  // turns: each rewrites the lock's record, so together they would only
+  // conflict.
+  engine::KeyGate fence_gate_;
+  std::mutex observer_mu_;
+  std::shared_ptr<const RewriteObserver> observer_;  // GUARDED_BY(observer_mu_)
 
   jsCtx* const js_;
   const std::string bucket_;

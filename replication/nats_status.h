@@ -27,6 +27,9 @@ inline constexpr int kJsExpectedSequenceNotReady = 10163;
 inline constexpr int kJsTooManyRequests = 10167;
 // 10194 (2.12+): "stream is offline: <reason>".
 inline constexpr int kJsStreamOfflineReason = 10194;
+// 10174 (2.12+): "atomic publish is disabled", a batch sent to a stream
+// without allow_atomic. Nothing was stored.
+inline constexpr int kJsAtomicPublishDisabled = 10174;
 
 // Whether a JetStream publish that failed with `s` and `jerr` certainly
 // stored nothing and may be sent again as it is: no server had interest in

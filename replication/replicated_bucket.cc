@@ -41,15 +41,13 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
           "LockOptions::locks_bucket = '" + name() + "' (name locks with a prefix such as "
           "'lock.'), or write with Update(revision)");
     }
-    if (cas) {
-      return Status::InvalidArgument(
-          "a fenced compare-and-swap (Create, Update, UpdateWithRetry, or Delete/Purge with an "
-          "expected revision) on replicated bucket '" + name() + "' is not supported yet: the "
-          "fence and the revision check would need an atomic batch; use a fenced Put, Delete or "
-          "Purge, or Update(revision) without a fence");
-    }
-    if (Status s = conn_->Require(Feature::kSubjectSequenceFence,
-                                  "a fenced write to bucket '" + name() + "'");
+    // A fenced CAS checks the lock and the key in one atomic batch.
+    if (Status s = conn_->Require(
+            cas ? Feature::kAtomicBatch : Feature::kSubjectSequenceFence,
+            std::string(cas ? "a fenced compare-and-swap (Create, Update, UpdateWithRetry, or "
+                              "Delete/Purge with an expected revision)"
+                            : "a fenced write") +
+                " to bucket '" + name() + "'");
         !s.ok()) {
       return s;
     }
@@ -91,6 +89,9 @@ Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view va
 Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,
                                           const WriteOptions& options) {
   if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
+  if (options.fence) {
+    return writer_->FencedCreate(key, value, *options.fence, options.timeout, options.ttl);
+  }
   return writer_->Create(key, value, options.timeout, options.ttl);
 }
 
@@ -98,6 +99,10 @@ Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view
                                           uint64_t expected_revision,
                                           const WriteOptions& options) {
   if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
+  if (options.fence) {
+    return writer_->FencedUpdate(Operation::kPut, key, value, expected_revision, *options.fence,
+                                 options.timeout, options.ttl);
+  }
   return writer_->Update(key, value, expected_revision, options.timeout, options.ttl);
 }
 
@@ -107,6 +112,10 @@ Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
   if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kDelete);
       !s.ok()) {
     return s;
+  }
+  if (options.fence && expected_revision) {
+    return writer_->FencedUpdate(Operation::kDelete, key, {}, *expected_revision, *options.fence,
+                                 options.timeout);
   }
   if (options.fence) {
     return writer_->FencedWrite(Operation::kDelete, key, {}, *options.fence, options.timeout);
@@ -120,6 +129,10 @@ Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
   if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
       !s.ok()) {
     return s;
+  }
+  if (options.fence && expected_revision) {
+    return writer_->FencedUpdate(Operation::kPurge, key, {}, *expected_revision, *options.fence,
+                                 options.timeout, options.ttl);
   }
   if (options.fence) {
     return writer_->FencedWrite(Operation::kPurge, key, {}, *options.fence, options.timeout,

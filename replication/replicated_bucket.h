@@ -73,6 +73,11 @@ class ReplicatedBucket final : public Bucket {
   Status Sync(std::chrono::milliseconds timeout) override;
   BucketStatus GetStatus() override;
 
+  // See KvWriter::SetRewriteObserver: the lock manager whose records live
+  // in this bucket hears of the fenced writes that rewrote them.
+  void SetRewriteObserver(KvWriter::RewriteObserver observer) {
+    writer_->SetRewriteObserver(std::move(observer));
+  }
   // The replica, whose commits (made by the apply loop) show every change.
   const std::shared_ptr<engine::LocalBucket>& replica() const { return replica_; }
   // The stream's max_age when the bucket was bound (0: none).

@@ -127,6 +127,14 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
     // get their turn.
     locking.manager = engine::LockManager::Create(*bucket, (*bucket)->replica(),
                                                   kMaxLockHandOffs, record_ttl);
+    // A fenced compare-and-swap rewrites its lock's record: for a holder of
+    // this engine, that is a renewal.
+    std::weak_ptr<engine::LockManager> manager = locking.manager;
+    (*bucket)->SetRewriteObserver([manager](const std::string& lock, uint64_t token,
+                                            uint64_t revision,
+                                            std::chrono::steady_clock::time_point sent) {
+      if (auto m = manager.lock()) m->NoteRecordRewritten(lock, token, revision, sent);
+    });
     locking.max_age = (*bucket)->max_age();
   }
   if (locking.max_age.count() > 0 && lease >= locking.max_age) {

@@ -1,7 +1,7 @@
 // revkv_lock_child: one process holding or waiting for lease locks through
 // its own replicated engine, driven line by line by replicated_lock_test.
 //
-//   revkv_lock_child DIR NATS_URL LOCKS_MAX_AGE_S
+//   revkv_lock_child DIR NATS_URL LOCKS_MAX_AGE_S [LOCKS_BUCKET]
 //
 // Commands on stdin, one per line; one reply line each on stdout:
 //   acquire NAME LEASE_MS TIMEOUT_MS RENEW  -> "acquired TOKEN T" | "error STATUS"
@@ -9,6 +9,15 @@
 //   lost                                    -> "lost 0" | "lost 1"
 //   renew                                   -> "renewed STATUS"
 //   release                                 -> "released T STATUS"
+//   freeze BUCKET                           -> "frozen REVISION"
+//   fenced BUCKET KEY VALUE REVISION        -> "fenced PUT_STATUS | UPDATE_STATUS"
+// freeze holds BUCKET's replica from applying anything (REVISION is its
+// last) until the next fenced, so that its view of the lock stays what it
+// was. fenced writes VALUE to KEY twice, concurrently, fenced by the held
+// lock: a Put, and an Update expecting REVISION. With the replica frozen,
+// the writer's own check of the lock passes and only the server can refuse
+// them; after 300 ms the replica is let go, and the replies report
+// "OK <revision>" or the status of each.
 // T is the steady clock (CLOCK_MONOTONIC, shared by every process of the
 // machine) in nanoseconds when the call returned. RENEW is 1 for
 // LockOptions::auto_renew, 0 without. The held lock's on_lost callback
@@ -17,13 +26,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 
+#include "replication/replicated_bucket.h"
 #include "revkv/revkv.h"
 
 namespace {
@@ -56,17 +68,64 @@ std::string OneLine(const revkv::Status& s) {
   return text;
 }
 
+std::string Outcome(const revkv::Result<uint64_t>& r) {
+  return r.ok() ? "OK " + std::to_string(*r) : OneLine(r.status());
+}
+
+// A bucket's replica held from applying anything, on its own thread.
+class Freezer {
+ public:
+  // Returns the frozen replica's last revision, or the status why not.
+  revkv::Result<uint64_t> Freeze(revkv::Bucket* bucket) {
+    auto* replicated = dynamic_cast<revkv::replication::ReplicatedBucket*>(bucket);
+    if (replicated == nullptr) return revkv::Status::InvalidArgument("not a replicated bucket");
+    Thaw();
+    std::unique_lock<std::mutex> lock(mu_);
+    frozen_ = false;
+    thaw_ = false;
+    thread_ = std::thread([this, replicated] {
+      replicated->replica()->RunWithWritesHeld([this](uint64_t last) {
+        std::unique_lock<std::mutex> lock(mu_);
+        frozen_ = true;
+        last_ = last;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return thaw_; });
+      });
+    });
+    cv_.wait(lock, [this] { return frozen_; });
+    return last_;
+  }
+  void Thaw() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      thaw_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  ~Freezer() { Thaw(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool frozen_ = false;
+  bool thaw_ = false;
+  uint64_t last_ = 0;
+  std::thread thread_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s DIR NATS_URL LOCKS_MAX_AGE_S\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: %s DIR NATS_URL LOCKS_MAX_AGE_S [LOCKS_BUCKET]\n", argv[0]);
     return 1;
   }
   revkv::Options options;
   options.path = argv[1];
   options.nats.servers = {argv[2]};
   options.locks_max_age = std::chrono::seconds(std::stoll(argv[3]));
+  if (argc == 5) options.locks_bucket = argv[4];
   auto engine = revkv::Engine::Open(options);
   if (!engine.ok()) {
     Say("error " + OneLine(engine.status()));
@@ -75,6 +134,7 @@ int main(int argc, char** argv) {
   Say("ready");
 
   std::unique_ptr<revkv::Lock> lock;
+  Freezer freezer;
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream in(line);
@@ -110,6 +170,35 @@ int main(int argc, char** argv) {
       const revkv::Status s = lock ? lock->Release() : revkv::Status::InvalidArgument("no lock");
       const int64_t t = NowNs();
       Say("released " + std::to_string(t) + " " + OneLine(s));
+    } else if (cmd == "freeze") {
+      std::string bucket_name;
+      in >> bucket_name;
+      auto bucket = (*engine)->OpenBucket(bucket_name);
+      if (!bucket.ok()) {
+        Say("error " + OneLine(bucket.status()));
+        continue;
+      }
+      auto frozen = freezer.Freeze(bucket->get());
+      Say(frozen.ok() ? "frozen " + std::to_string(*frozen) : "error " + OneLine(frozen.status()));
+    } else if (cmd == "fenced") {
+      std::string bucket_name, key, value;
+      uint64_t revision = 0;
+      in >> bucket_name >> key >> value >> revision;
+      auto bucket = (*engine)->OpenBucket(bucket_name);
+      if (!bucket.ok() || !lock) {
+        Say("error " + (lock ? OneLine(bucket.status()) : std::string("no lock")));
+        continue;
+      }
+      const revkv::WriteOptions fenced{.fence = lock->fence()};
+      revkv::Result<uint64_t> put = revkv::Status::Unavailable("not run");
+      revkv::Result<uint64_t> update = revkv::Status::Unavailable("not run");
+      std::thread put_thread([&] { put = (*bucket)->Put(key, value, fenced); });
+      std::thread update_thread([&] { update = (*bucket)->Update(key, value, revision, fenced); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      freezer.Thaw();
+      put_thread.join();
+      update_thread.join();
+      Say("fenced " + Outcome(put) + " | " + Outcome(update));
     } else {
       Say("error unknown command '" + cmd + "'");
     }

@@ -279,8 +279,9 @@ struct Acquired {
 class LockChild {
  public:
   LockChild(const std::string& dir, const std::string& url, const std::string& stderr_path,
-            std::chrono::seconds locks_max_age = std::chrono::hours(24))
-      : proc_({REVKV_LOCK_CHILD, dir, url, std::to_string(locks_max_age.count())}, stderr_path) {}
+            std::chrono::seconds locks_max_age = std::chrono::hours(24),
+            const std::string& locks_bucket = "")
+      : proc_(Args(dir, url, locks_max_age, locks_bucket), stderr_path) {}
 
   // Waits for the engine to open; false (with a test failure) otherwise.
   bool Ready() {
@@ -343,6 +344,15 @@ class LockChild {
   Proc& proc() { return proc_; }
 
  private:
+  static std::vector<std::string> Args(const std::string& dir, const std::string& url,
+                                       std::chrono::seconds locks_max_age,
+                                       const std::string& locks_bucket) {
+    std::vector<std::string> args = {REVKV_LOCK_CHILD, dir, url,
+                                     std::to_string(locks_max_age.count())};
+    if (!locks_bucket.empty()) args.push_back(locks_bucket);
+    return args;
+  }
+
   Proc proc_;
   std::vector<std::string> on_lost_;
 };
@@ -691,6 +701,63 @@ TEST_F(replicated_lock, PausedHolderProcessIsTakenOverAndReportsLostOnResume) {
   EXPECT_FALSE(child_try.ok) << child_try.line;
   EXPECT_NE(child_try.line.find("Busy"), std::string::npos) << child_try.line;
   EXPECT_TRUE((*taken)->Release().ok());
+}
+
+// The fenced recipe against the same pause (nats-server 2.12+): the lock
+// lives in the data's bucket "jobs", and the paused holder, resumed after
+// another process took the lock over and wrote, tries a fenced Put and a
+// fenced Update that expects the key's current revision, so that only the
+// fence can fail it. Its replica was frozen before the pause, so its own
+// look at the lock's record still shows its token and both writes go to
+// the server: the server refuses both, the holder reports LockLost, and
+// the new holder's value stays with no message added.
+TEST_F(replicated_lock, PausedFencedHolderWritesNothingAfterATakeover) {
+  if (!NatsServer::VersionAtLeast(2, 12)) GTEST_FAIL() << "runs on 2.12+ only (CMakeLists.txt)";
+  TempDir child_dir, mine;
+  LockChild child(child_dir.path(), server_.url(), NextStderrPath(), std::chrono::hours(24),
+                  "jobs");
+  ASSERT_TRUE(child.Ready());
+  const Acquired held = child.Acquire("lock.L", 1000, 5000);
+  ASSERT_TRUE(held.ok) << held.line;
+  const std::string frozen = child.Call("freeze jobs");
+  ASSERT_TRUE(frozen.starts_with("frozen ")) << frozen;
+
+  Options o;
+  o.path = mine.path();
+  o.nats.servers = {server_.url()};
+  o.locks_bucket = "jobs";
+  auto engine = Engine::Open(o);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  auto jobs = (*engine)->OpenBucket("jobs");
+  ASSERT_TRUE(jobs.ok()) << jobs.status().ToString();
+  ASSERT_EQ(kill(child.proc().pid(), SIGSTOP), 0);
+  auto taken = (*engine)->Acquire("lock.L", 10s, 20s);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  EXPECT_GT((*taken)->fencing_token(), held.token);
+  auto mine_written = (*jobs)->Put("job.1", "new holder", {.fence = (*taken)->fence()});
+  ASSERT_TRUE(mine_written.ok()) << mine_written.status().ToString();
+  ASSERT_TRUE((*jobs)->Sync(5s).ok());
+  const uint64_t last = (*jobs)->LastRevision();
+
+  ASSERT_EQ(kill(child.proc().pid(), SIGCONT), 0);
+  const std::string fenced =
+      child.Call("fenced jobs job.1 stale " + std::to_string(*mine_written));
+  ASSERT_TRUE(fenced.starts_with("fenced ")) << fenced;
+  const size_t bar = fenced.find(" | ");
+  ASSERT_NE(bar, std::string::npos) << fenced;
+  const std::string put = fenced.substr(7, bar - 7);
+  const std::string update = fenced.substr(bar + 3);
+  EXPECT_TRUE(put.starts_with("LockLost")) << put;
+  EXPECT_TRUE(update.starts_with("LockLost")) << update;
+
+  ASSERT_TRUE((*jobs)->Sync(5s).ok());
+  auto entry = (*jobs)->GetEntry("job.1");
+  ASSERT_TRUE(entry.ok()) << entry.status().ToString();
+  EXPECT_EQ(entry->value, "new holder");
+  EXPECT_EQ(entry->revision, *mine_written);
+  EXPECT_EQ((*jobs)->LastRevision(), last) << "a refused fenced write was stored";
+  EXPECT_FALSE((*taken)->lost());
+  EXPECT_TRUE((*taken)->Renew().ok());
 }
 
 // A holder that stops renewing (auto_renew = false) loses the lock to a
