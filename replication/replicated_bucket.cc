@@ -68,6 +68,19 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
           "per-message TTL, which cannot be turned on safely from here; create the bucket with "
           "BucketOptions::limit_marker_ttl (or allow_msg_ttl on the stream)");
     }
+    // From 2.11.2 the server raises a shorter TTL to the marker TTL when a
+    // subject keeps more than one message, so that no marker is missed: the
+    // entry would live far longer than asked.
+    const auto marker = std::chrono::ceil<std::chrono::seconds>(limit_marker_ttl_);
+    if (history() != 1 && marker.count() > 0 && options.ttl < marker &&
+        conn_->Require(Feature::kTtlLimitMarkers, "").ok()) {
+      return Status::InvalidArgument(
+          "a TTL of " + std::to_string(options.ttl.count()) + " s on bucket '" + name() +
+          "', which keeps " + std::to_string(history()) + " revisions per key and has limit "
+          "markers of " + std::to_string(marker.count()) + " s: the server would raise it to " +
+          std::to_string(marker.count()) + " s (so that no marker is missed); give a TTL of at "
+          "least " + std::to_string(marker.count()) + " s, or use a bucket with history 1");
+    }
   }
   if (cas && replicas_ > 1) {
     return conn_->Require(Feature::kClusteredCas, "bucket '" + name() + "' has " +

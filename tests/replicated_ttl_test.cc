@@ -284,6 +284,18 @@ TEST_F(replicated_ttl, TtlTheBucketOrTheServerCannotTakeIsInvalidArgument) {
   EXPECT_TRUE((*h5)->Put("k", "v", Ttl(5s)).status().IsInvalidArgument());
   EXPECT_TRUE((*h5)->Create("k", "v", Ttl(5s)).ok());
   EXPECT_TRUE((*h5)->Delete("k", std::nullopt, Ttl(5s)).status().IsInvalidArgument());
+  // There, a TTL below the marker TTL would be raised to it by the server
+  // (2.11.2+): refused, and one at the marker TTL is stored as asked.
+  auto shorter = (*h5)->Create("k2", "v", Ttl(2s));
+  EXPECT_TRUE(shorter.status().IsInvalidArgument()) << shorter.status().ToString();
+  EXPECT_NE(shorter.status().ToString().find("raise it to 5 s"), std::string::npos)
+      << shorter.status().ToString();
+  EXPECT_TRUE((*h5)->Get("k2").status().IsNotFound());
+  ASSERT_TRUE((*h5)->Create("k2", "v", Ttl(5s)).ok());
+  EXPECT_EQ((*h5)->GetEntry("k2")->ttl_ns, 5'000'000'000);
+  // With history 1 the server keeps a shorter TTL as it is.
+  ASSERT_TRUE((*marked)->Create("k", "v", Ttl(2s)).ok());
+  EXPECT_EQ((*marked)->GetEntry("k")->ttl_ns, 2'000'000'000);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/record_codec.h"
 #include "tests/campaign/history_line.h"
 #include "tests/nats_server.h"
 #include "tests/tcp_relay.h"
@@ -147,12 +148,60 @@ class Servers {
   std::vector<std::unique_ptr<revkv::testing::TcpRelay>> relays_;
 };
 
-bool CreateBuckets(const std::string& url, int replicas, std::string* error) {
+// The replica's tolerance of clock skew in every worker (NatsOptions::
+// max_clock_skew), which bounds how late it may expire a TTL'd entry.
+constexpr int kClockSkewMs = 500;
+// The keys the workload creates with a TTL (campaign_worker.cc).
+constexpr int kTtlKeys = 3;
+
+// Whether a version such as "nats-server: v2.12.1" is at least major.minor.
+bool AtLeast(const std::string& version, int major, int minor) {
+  const size_t digit = version.find_first_of("0123456789");
+  int ma = 0, mi = 0;
+  if (digit == std::string::npos ||
+      std::sscanf(version.c_str() + digit, "%d.%d", &ma, &mi) != 2) {
+    return false;
+  }
+  return ma > major || (ma == major && mi >= minor);
+}
+
+// The data bucket with history 64, and the locks bucket. From 2.12 the data
+// bucket also takes per-key TTLs, with limit markers of 1 s (the server
+// would raise a shorter TTL to the marker TTL on a bucket with history), and
+// atomic batches (fenced compare-and-swap writes): nats.c 3.4.1 cannot
+// ask for those, so that stream is created with a raw API request.
+bool CreateBuckets(const std::string& url, int replicas, bool newer_features,
+                   std::string* error) {
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
   natsStatus s = revkv::testing::ConnectClient(url, &nc, &js);
   for (const char* name : {kBucket, "locks"}) {
     if (s != NATS_OK) break;
+    if (newer_features && std::strcmp(name, kBucket) == 0) {
+      const std::string body =
+          std::string("{\"name\":\"KV_") + kBucket + "\",\"subjects\":[\"$KV." + kBucket +
+          ".>\"],\"retention\":\"limits\",\"max_consumers\":-1,\"max_msgs\":-1,"
+          "\"max_bytes\":-1,\"discard\":\"new\",\"max_age\":0,\"max_msgs_per_subject\":64,"
+          "\"max_msg_size\":-1,\"storage\":\"file\",\"num_replicas\":" +
+          std::to_string(replicas) +
+          ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true,"
+          "\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":1000000000,"
+          "\"allow_atomic\":true}";
+      natsMsg* reply = nullptr;
+      s = natsConnection_Request(&reply, nc, (std::string("$JS.API.STREAM.CREATE.KV_") + kBucket).c_str(),
+                                 body.data(), static_cast<int>(body.size()), 10000);
+      if (s == NATS_OK &&
+          std::string_view(natsMsg_GetData(reply), natsMsg_GetDataLength(reply)).find("\"error\"") !=
+              std::string_view::npos) {
+        *error = "creating the data bucket: " +
+                 std::string(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+        s = NATS_ERR;
+        break;
+      }
+      natsMsg_Destroy(reply);
+      continue;
+    }
     kvConfig cfg;
     kvConfig_Init(&cfg);
     cfg.Bucket = name;
@@ -163,10 +212,27 @@ bool CreateBuckets(const std::string& url, int replicas, std::string* error) {
     s = js_CreateKeyValue(&kv, js, &cfg);
     kvStore_Destroy(kv);
   }
-  if (s != NATS_OK) *error = std::string("creating the buckets: ") + natsStatus_GetText(s);
+  if (s != NATS_OK && error->empty()) {
+    *error = std::string("creating the buckets: ") + natsStatus_GetText(s);
+  }
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   return s == NATS_OK;
+}
+
+// A message's KV operation: KV-Operation, or a limit marker's reason
+// (nats-server 2.11+: MaxAge and Purge are PURGE, Remove is DEL), as
+// revkv's apply loop reads them; anything else is a PUT.
+std::string OperationOf(natsMsg* msg) {
+  const char* op = nullptr;
+  if (natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op != nullptr) {
+    if (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0) return op;
+  }
+  const char* reason = nullptr;
+  if (natsMsgHeader_Get(msg, "Nats-Marker-Reason", &reason) == NATS_OK && reason != nullptr) {
+    return std::strcmp(reason, "Remove") == 0 ? "DEL" : "PURGE";
+  }
+  return "PUT";
 }
 
 // Writes every message of the bucket's stream, in order, to server.jsonl,
@@ -228,11 +294,8 @@ class Recorder {
     if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) return true;
     if (s != NATS_OK) return false;
     std::string id, token;
-    const char* op = nullptr;
-    std::string kind = "PUT";
-    if (natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op != nullptr) kind = op;
-    if (kind != "DEL" && kind != "PURGE") {
-      kind = "PUT";
+    const std::string kind = OperationOf(msg);
+    if (kind == "PUT") {
       ParseValue(std::string_view(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)), &id, &token);
     }
     *out = "{\"rev\":" + std::to_string(natsMsg_GetSequence(msg)) + ",\"op\":\"" + kind +
@@ -251,14 +314,16 @@ class Recorder {
       const std::string prefix = std::string("$KV.") + kBucket + ".";
       std::string key = natsMsg_GetSubject(msg);
       if (key.compare(0, prefix.size(), prefix) == 0) key = key.substr(prefix.size());
-      const char* op = nullptr;
-      std::string kind = "PUT";
-      if (natsMsgHeader_Get(msg, "KV-Operation", &op) == NATS_OK && op != nullptr) kind = op;
-      if (kind != "DEL" && kind != "PURGE") kind = "PUT";
-      std::string id, token;
-      if (kind == "PUT") {
-        ParseValue(std::string_view(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)), &id,
-                   &token);
+      const std::string kind = OperationOf(msg);
+      std::string id, token, lock_token = "null";
+      const std::string_view value(natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+      if (kind == "PUT" && key.rfind("lock.", 0) == 0) {
+        // A lock's record: its token is its own sequence until a renewal
+        // or a fenced write writes it down.
+        auto record = revkv::engine::DecodeLockRecord(value, "lock record");
+        if (record.ok()) lock_token = std::to_string(record->token != 0 ? record->token : seq);
+      } else if (kind == "PUT") {
+        ParseValue(value, &id, &token);
       }
       const uint64_t last = self->last_.load();
       if (seq > last + 1 && last != 0) {
@@ -269,7 +334,8 @@ class Recorder {
         self->out_.Line("\"seq\":" + std::to_string(seq) + ",\"key\":" + Quote(key) +
                         ",\"op\":\"" + kind + "\",\"value_id\":" +
                         (id.empty() ? "null" : Quote(id)) +
-                        ",\"token\":" + (token.empty() ? "null" : token));
+                        ",\"token\":" + (token.empty() ? "null" : token) +
+                        ",\"lock_token\":" + lock_token);
         self->last_ = seq;
         ++self->count_;
       }
@@ -301,7 +367,8 @@ class Workers {
         "--db", a_.out + "/replica-" + std::to_string(w), "--servers", servers_->ServersFor(w),
         "--keys", std::to_string(a_.keys), "--seed", std::to_string(a_.seed + w),
         "--lease-ms", std::to_string(a_.lease_ms), "--pace-us", std::to_string(a_.pace_us),
-        "--ignore-discovered", servers_->relayed() ? "1" : "0"};
+        "--ignore-discovered", servers_->relayed() ? "1" : "0",
+        "--clock-skew-ms", std::to_string(kClockSkewMs)};
     std::string error;
     pid_t pid = revkv::testing::SpawnTiedToThisProcess(
         args, a_.out + "/worker-" + std::to_string(w) + ".stderr", &error);
@@ -427,7 +494,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "campaign: the servers did not start: %s\n", error.c_str());
     return 2;
   }
-  if (!CreateBuckets(servers.url(0), servers.r3() ? 3 : 1, &error)) {
+  const std::string version = NatsServer::Version(a.server);
+  const bool newer_features = AtLeast(version, 2, 12);
+  if (!CreateBuckets(servers.url(0), servers.r3() ? 3 : 1, newer_features, &error)) {
     std::fprintf(stderr, "campaign: %s\n", error.c_str());
     return 2;
   }
@@ -438,13 +507,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "campaign: the recorder could not subscribe\n");
     return 2;
   }
-  const std::string version = NatsServer::Version(a.server);
   {
     std::ofstream run(a.out + "/run.json");
     run << "{\"topology\":" << Quote(a.topology) << ",\"server\":" << Quote(version)
         << ",\"seconds\":" << a.seconds << ",\"workers\":" << a.workers << ",\"keys\":" << a.keys
         << ",\"seed\":" << a.seed << ",\"lease_ms\":" << a.lease_ms
-        << ",\"margin_ms\":" << a.lease_ms / 5 << "}\n";
+        << ",\"margin_ms\":" << a.lease_ms / 5 << ",\"max_clock_skew_ms\":" << kClockSkewMs
+        << ",\"limit_marker_ttl_ms\":1000"
+        << ",\"ttl\":" << (newer_features ? "true" : "false")
+        << ",\"fence\":" << (newer_features ? "true" : "false") << "}\n";
   }
 
   if (a.faults.count("partition") || a.faults.count("delay")) servers.UseRelays(a.workers);
@@ -549,6 +620,10 @@ int main(int argc, char** argv) {
     if (!servers.node(i).running()) restart(i);
   }
   std::this_thread::sleep_for(2s);
+  // The workers stop creating TTL'd keys first (the marker file), and the
+  // last of those expire, everywhere, before the final states are read.
+  std::ofstream(a.out + "/no-ttl");
+  if (newer_features) std::this_thread::sleep_for(std::chrono::milliseconds(2500 + kClockSkewMs));
   workers.StopAll(120s);
   // The recorder catches up with the stream's last message.
   const auto catch_up = Clock::now() + 30s;
@@ -565,6 +640,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> keys;
     for (int i = 0; i < a.keys; ++i) keys.push_back("c." + std::to_string(i));
     keys.push_back("fenced.0");
+    for (int i = 0; i < kTtlKeys; ++i) keys.push_back("t." + std::to_string(i));
     bool answered = true;
     const auto give_up = Clock::now() + 60s;
     for (const auto& key : keys) {

@@ -9,7 +9,7 @@
 //
 // Usage: revkv_campaign_worker --out DIR --worker W --db DIR --servers URL[,URL...]
 //          [--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P]
-//          [--ignore-discovered 0|1]
+//          [--ignore-discovered 0|1] [--clock-skew-ms MS]
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +41,9 @@ using revkv::campaign::Quote;
 using revkv::campaign::WallNs;
 
 std::atomic<bool> g_stop{false};
+
+constexpr int kTtlKeys = 3;
+constexpr std::chrono::seconds kTtl{1};
 
 void OnTerm(int) { g_stop = true; }
 
@@ -94,13 +97,27 @@ struct Args {
   uint64_t seed = 1;
   int lease_ms = 1500;
   int pace_us = 0;  // a pause between operations, for long runs
+  int clock_skew_ms = 500;  // NatsOptions::max_clock_skew (run.json has it too)
+};
+
+// What the server under the run offers the workload (decided from its
+// version, the same way in every worker).
+struct Features {
+  // Per-key TTL on creates of the "t." keys (2.11+, a bucket with limit
+  // markers: the runner creates it so).
+  bool ttl = false;
+  // The lock "lock.L" kept in the data bucket and its writes fenced by the
+  // server (2.12+ for the compare-and-swap ones); else the lock "L" in the
+  // locks bucket, with writes made only while lost() is false.
+  bool fence = false;
 };
 
 class Worker {
  public:
-  Worker(const Args& args, revkv::Bucket* bucket, revkv::Engine* engine, History* history,
-         int incarnation)
-      : a_(args), bucket_(bucket), engine_(engine), h_(history), inc_(incarnation),
+  Worker(const Args& args, const Features& features, revkv::Bucket* bucket,
+         revkv::Engine* engine, History* history, int incarnation)
+      : a_(args), f_(features), bucket_(bucket), engine_(engine), h_(history),
+        inc_(incarnation),
         rng_(args.seed * 7919 + static_cast<uint64_t>(incarnation)) {}
 
   void Run() {
@@ -164,6 +181,11 @@ class Worker {
   }
 
   void Step() {
+    if (f_.ttl && Pick(10) == 0) {
+      // The runner asks for no more TTL'd creates before the final states.
+      if (Pick(2) == 0 && !std::ifstream(a_.out + "/no-ttl").good()) return CreateWithTtl();
+      return Get(TtlKey());
+    }
     const int dice = Pick(100);
     if (dice < 15) return Put();
     if (dice < 40) return Get();
@@ -203,6 +225,16 @@ class Worker {
   }
 
   void Get() { Read(Key()); }
+  void Get(const std::string& key) { Read(key); }
+
+  // Keys written only by creates with a TTL, so that expiry decides their
+  // state; the watch on "c.>" does not see them.
+  std::string TtlKey() { return "t." + std::to_string(Pick(kTtlKeys)); }
+  void CreateWithTtl() {
+    const std::string id = NextId(), key = TtlKey();
+    Invoke(Common(id, "create", key) + ",\"ttl_ms\":" + std::to_string(kTtl.count() * 1000));
+    WriteDone(id, bucket_->Create(key, Value(id), {.ttl = kTtl}));
+  }
 
   void Cas() {
     const std::string key = Key();
@@ -250,13 +282,19 @@ class Worker {
     }
   }
 
-  // Acquire "L" -> Sync -> read "fenced.0" -> CAS it with the token ->
-  // release.
+  // Acquire the lock -> Sync -> a few writes of "fenced.0" with the token ->
+  // release. Fenced (f_.fence): the lock "lock.L" lives in the data bucket,
+  // the writes alternate between a fenced Put and a fenced CAS, and they
+  // are made whatever lost() says, since the server refuses those of a
+  // holder that lost the lock. Unfenced: the lock "L" in the locks bucket,
+  // CAS writes made only while lost() is false.
   void LockedSection() {
-    const std::string lock_name = "L", key = "fenced.0";
+    const std::string lock_name = f_.fence ? "lock.L" : "L", key = "fenced.0";
     const std::string acq = NextId();
-    Invoke(Common(acq, "acquire", key) + ",\"lock\":\"L\"");
-    auto lock = engine_->Acquire(lock_name, std::chrono::milliseconds(a_.lease_ms), 2s);
+    Invoke(Common(acq, "acquire", key) + ",\"lock\":" + Quote(lock_name));
+    revkv::LockOptions options;
+    if (f_.fence) options.locks_bucket = a_.bucket;
+    auto lock = engine_->Acquire(lock_name, std::chrono::milliseconds(a_.lease_ms), 2s, options);
     if (!lock.ok()) {
       Fail(acq, lock.status());
       return;
@@ -268,28 +306,38 @@ class Worker {
     std::ofstream(holding) << token << "\n";
     const int w = a_.worker, inc = inc_;
     History* h = h_;
-    (*lock)->on_lost([h, w, inc, token](const revkv::Status&) {
+    (*lock)->on_lost([h, w, inc, token, lock_name](const revkv::Status&) {
       h->Line("\"ev\":\"lock_lost\",\"w\":" + std::to_string(w) + ",\"inc\":" +
-              std::to_string(inc) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
+              std::to_string(inc) + ",\"lock\":" + Quote(lock_name) +
+              ",\"token\":" + std::to_string(token));
     });
-    // The section lasts up to about a lease, with a few writes, each made
-    // only while the handle says the lock is held: a holder paused in here
-    // must find out that it lost the lock before it writes again.
+    // The section lasts up to about a lease, with a few writes: a holder
+    // paused in here must not write after it lost the lock, by its own
+    // check of lost() or by the server's fence.
+    const std::string held = ",\"lock\":" + Quote(lock_name) + ",\"token\":" + std::to_string(token);
+    const revkv::WriteOptions fenced{.fence = (*lock)->fence()};
     if (bucket_->Sync(2s).ok()) {
       const int writes = 2 + Pick(4);
       for (int i = 0; i < writes && !g_stop.load(); ++i) {
-        if ((*lock)->lost()) break;
-        auto seen = Read(key);
-        if (!seen || (*lock)->lost()) break;
-        const std::string id = NextId();
-        Invoke(Common(id, "locked_write", key) + ",\"lock\":\"L\",\"token\":" +
-               std::to_string(token) + ",\"exp\":" + std::to_string(seen->revision));
-        WriteDone(id, bucket_->Update(key, Value(id, token), seen->revision));
+        if (!f_.fence && (*lock)->lost()) break;
+        if (f_.fence && Pick(2) == 0) {
+          const std::string id = NextId();
+          Invoke(Common(id, "fenced_put", key) + held);
+          WriteDone(id, bucket_->Put(key, Value(id, token), fenced));
+        } else {
+          auto seen = Read(key);
+          if (!seen || (!f_.fence && (*lock)->lost())) break;
+          const std::string id = NextId();
+          Invoke(Common(id, "locked_write", key) + held + ",\"exp\":" +
+                 std::to_string(seen->revision) + (f_.fence ? ",\"fenced\":true" : ""));
+          WriteDone(id, bucket_->Update(key, Value(id, token), seen->revision,
+                                        f_.fence ? fenced : revkv::WriteOptions{}));
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(Pick(a_.lease_ms / 3 + 1)));
       }
     }
     const std::string rel = NextId();
-    Invoke(Common(rel, "release", key) + ",\"lock\":\"L\",\"token\":" + std::to_string(token));
+    Invoke(Common(rel, "release", key) + held);
     std::remove(holding.c_str());
     revkv::Status released = (*lock)->Release();
     if (released.ok()) {
@@ -328,6 +376,7 @@ class Worker {
   }
 
   const Args& a_;
+  const Features f_;
   revkv::Bucket* bucket_;
   revkv::Engine* engine_;
   History* h_;
@@ -357,6 +406,7 @@ void DumpReplica(revkv::Bucket& bucket, const Args& a) {
   std::vector<std::string> keys;
   for (int i = 0; i < a.keys; ++i) keys.push_back("c." + std::to_string(i));
   keys.push_back("fenced.0");
+  for (int i = 0; i < kTtlKeys; ++i) keys.push_back("t." + std::to_string(i));
   for (const auto& key : keys) {
     auto e = bucket.GetEntry(key);
     std::string entry;
@@ -378,6 +428,13 @@ void DumpReplica(revkv::Bucket& bucket, const Args& a) {
   std::ofstream(a.out + "/final-replica-" + std::to_string(a.worker) + ".json") << out;
 }
 
+// Whether a version such as "2.12.1" is at least major.minor.
+bool AtLeast(const std::string& version, int major, int minor) {
+  int ma = 0, mi = 0;
+  if (std::sscanf(version.c_str(), "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
+
 bool ParseArgs(int argc, char** argv, Args* a) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -389,6 +446,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--seed") a->seed = std::strtoull(v.c_str(), nullptr, 10);
     else if (k == "--lease-ms") a->lease_ms = std::atoi(v.c_str());
     else if (k == "--pace-us") a->pace_us = std::atoi(v.c_str());
+    else if (k == "--clock-skew-ms") a->clock_skew_ms = std::atoi(v.c_str());
     else if (k == "--ignore-discovered") a->ignore_discovered = v == "1";
     else if (k == "--servers") {
       std::stringstream ss(v);
@@ -408,7 +466,7 @@ int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr, "usage: %s --out DIR --worker W --db DIR --servers URL[,URL...] "
                          "[--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P] "
-                         "[--ignore-discovered 0|1]\n", argv[0]);
+                         "[--ignore-discovered 0|1] [--clock-skew-ms MS]\n", argv[0]);
     return 2;
   }
   signal(SIGTERM, OnTerm);
@@ -424,6 +482,7 @@ int main(int argc, char** argv) {
   // Behind relays, the nodes a cluster advertises would bypass them.
   o.nats.ignore_discovered_servers = a.ignore_discovered;
   o.nats.write_timeout = 2s;
+  o.nats.max_clock_skew = std::chrono::milliseconds(a.clock_skew_ms);
   // The server may be down while this worker restarts: keep trying.
   std::unique_ptr<revkv::Engine> engine;
   std::shared_ptr<revkv::Bucket> bucket;
@@ -443,8 +502,18 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(200ms);
   }
   if (!bucket) return 0;
+  // The server's version decides the workload; the server may be down
+  // while this worker starts.
+  revkv::BucketStatus status = bucket->GetStatus();
+  while (status.server_version.empty() && !g_stop.load()) {
+    std::this_thread::sleep_for(200ms);
+    status = bucket->GetStatus();
+  }
+  Features features;
+  features.ttl = status.allows_ttl;
+  features.fence = AtLeast(status.server_version, 2, 12);
   {
-    Worker w(a, bucket.get(), engine.get(), &history, inc);
+    Worker w(a, features, bucket.get(), engine.get(), &history, inc);
     w.Run();
   }
   // Stopped writing. The final state is read only once every worker has

@@ -41,7 +41,12 @@ worker-<W>.jsonl
                   acquire       "lock":L
                   release       "lock":L, "token":T
                   locked_write  "lock":L, "token":T, "exp":E: a CAS write of K made
-                                while holding lock L with token T (value carries T)
+                                while holding lock L with token T (value carries T);
+                                with "fenced":true the server checked the fence
+                  fenced_put    "lock":L, "token":T: a Put of K fenced by lock L's
+                                token T, whose record is the bucket's key L
+                  create        optional "ttl_ms":D: the entry expires D ms after the
+                                server stored it
     completion  {"ev":"ok"|"fail"|"unknown","id":...,"t":...,"wall":...} plus
                   "code": "Conflict"|"Exists"|"NotFound"|"Timeout"|"Unavailable"|
                           "LockLost"|"Busy"|...          on fail/unknown
@@ -62,7 +67,10 @@ worker-<W>.jsonl
     Other "ev" values are ignored.
 server.jsonl
     The server's history of the bucket, recorded live, in stream order:
-        {"seq":S,"key":K,"op":"PUT"|"DEL"|"PURGE","value_id":ID|null,"token":T|null}
+        {"seq":S,"key":K,"op":"PUT"|"DEL"|"PURGE","value_id":ID|null,"token":T|null,
+         "lock_token":T|null}
+    lock_token is the token a lock's record (key "lock.*") holds. A limit marker
+    (expiry) is a PURGE with value_id null.
     value_id is the id of the operation that wrote the message (null for tombstones
     without one and foreign writes, lock records included). Sequences strictly
     increase. Sequences missing between lines hold nothing the checks need (other
@@ -79,8 +87,10 @@ nemesis.jsonl          Faults: {"fault":"kill"|"pause"|"resume"|"server_restart"
                        and {"ev":"paused","w":W,"from_t":...,"to_t":...} intervals.
                        A worker target is W, "W", "worker-W", "wW" or {"worker":W}.
                        Optional: no file means no fault.
-run.json               {"lease_ms":..,"margin_ms":..,"workers":N,...}; needed only
-                       when the history holds lock acquisitions.
+run.json               {"lease_ms":..,"margin_ms":..,"max_clock_skew_ms":..,
+                       "limit_marker_ttl_ms":..,"workers":N,...}; the lease and margin
+                       are needed only when the history holds lock acquisitions, the
+                       skew only with TTL creates.
 
 GUARANTEES (anomaly kinds)
 --------------------------
@@ -106,11 +116,20 @@ lock-overlap        Two sections of one lock (acquire ok to release completion, 
                     for lease - margin in one stretch between its acquire and the later
                     acquire's completion; and no locked_write acknowledged with token T1
                     was written at a revision above a newer acquisition's token T2 > T1.
+fence-violated      Each message of a fenced write (fenced_put, or locked_write with
+                    "fenced") with token T was stored while its lock's record held T: the
+                    last message of the lock's key before it is a record with token T.
+ttl-not-expired     No read invoked once ttl_ms + max_clock_skew_ms (run.json) + 1 s
+                    have passed since a create with a TTL completed returns that create's
+                    entry.
 watch-order         Per watch, revisions strictly increase: no duplicate, no step back.
 watch-missed        Per watch and key matching its filter, the key's last message with
                     seq <= the watch's last revision (watch_end.last_rev, or its last
                     delivered revision) and seq > from_rev was delivered.
-replica-diverged    Each final-replica-W.json equals final-server.json key by key.
+replica-diverged    Each final-replica-W.json equals final-server.json key by key, except
+                    that a replica may keep as a tombstone the key's last message on the
+                    server, a limit marker (PURGE or DEL, value_id null), that expired
+                    there since.
 
 Choices where the format leaves room:
 - A second acknowledged create with no tombstone since the first is reported once, as
@@ -130,6 +149,9 @@ Choices where the format leaves room:
   lasts to the end of the run. server_restart and leader_kill have no duration and
   excuse nothing; nor does a delay..undelay (a slow link), which a holder's
   time-based lease must absorb.
+- A read may miss a revision that a create with a TTL wrote once that TTL has passed
+  since the create was invoked, and the marker of its expiry once the marker TTL has
+  passed too: monotonic-read and read-your-writes excuse it then.
 - Lock records written by the engine carry no op id (value_id null); only ids of the
   write operations above are checked for duplicates and failed writes.
 """
@@ -153,12 +175,14 @@ KINDS = [
     "lock-token-order",
     "stale-token-applied",
     "lock-overlap",
+    "fence-violated",
+    "ttl-not-expired",
     "watch-order",
     "watch-missed",
     "replica-diverged",
 ]
 
-WRITE_OPS = {"put", "cas", "create", "delete", "uwr", "locked_write"}
+WRITE_OPS = {"put", "cas", "create", "delete", "uwr", "locked_write", "fenced_put"}
 CAS_OPS = {"cas", "locked_write"}
 TOMBSTONES = {"DEL", "PURGE"}
 COMPLETIONS = {"ok", "fail", "unknown"}
@@ -248,6 +272,8 @@ class Op:
         self.exp = inv.get("exp")
         self.lock = inv.get("lock")
         self.token = inv.get("token")
+        self.ttl_ms = inv.get("ttl_ms")
+        self.fenced = inv.get("fenced") is True or self.op == "fenced_put"
         self.done = None
 
     @property
@@ -400,6 +426,7 @@ def load_server(run, path):
         last = seq
         m.setdefault("value_id", None)
         m.setdefault("token", None)
+        m.setdefault("lock_token", None)
         run.server.append(m)
 
 
@@ -617,13 +644,36 @@ def reads_by_worker_key(run):
     return reads
 
 
+def may_have_expired(run, rev, key, read):
+    """True if `read` of `key` may rightly not see revision `rev` any more: rev was
+    written by a create with a TTL, and the read was invoked at least that TTL after
+    the create was (the server stamps the entry after the invoke, and expiry counts
+    from that stamp); or rev is the limit marker of such an entry, and the read came
+    at least the TTL plus the marker TTL (run.json's limit_marker_ttl_ms) after it."""
+    msg = run.by_seq.get(rev)
+    if msg is None or msg["key"] != key:
+        return False
+    extra_ms = 0
+    if msg["op"] in TOMBSTONES and msg["value_id"] is None:
+        # A limit marker, written when the entry before it expired, expires in
+        # its turn after the marker TTL.
+        marker_ms = run.conf.get("limit_marker_ttl_ms")
+        msg = run.prev.get(rev)
+        if marker_ms is None or msg is None:
+            return False
+        extra_ms = marker_ms
+    op = run.write_op(msg["value_id"])
+    return (op is not None and op.ttl_ms is not None and
+            read.t_inv >= op.t_inv + (op.ttl_ms + extra_ms) * 1_000_000)
+
+
 def check_monotonic_read(run):
     out = []
     for (w, key), reads in sorted(reads_by_worker_key(run).items(), key=lambda kv: str(kv[0])):
         before = prefix_max(list(reads))
         for _, rev, op in sorted(reads, key=lambda x: x[2].t_inv):
             seen = earlier_max(before, op.t_inv)
-            if seen and rev < seen[0]:
+            if seen and rev < seen[0] and not may_have_expired(run, seen[0], key, op):
                 out.append(anomaly("monotonic-read",
                                    f"worker {w} read {key!r} at revision {rev} ({op.id}) "
                                    f"after reading revision {seen[0]} ({seen[1].id})",
@@ -643,7 +693,7 @@ def check_read_your_writes(run):
             continue
         for _, rev, op in sorted(reads, key=lambda x: x[2].t_inv):
             wrote = earlier_max(writes[(w, key)], op.t_inv)
-            if wrote and rev < wrote[0]:
+            if wrote and rev < wrote[0] and not may_have_expired(run, wrote[0], key, op):
                 out.append(anomaly("read-your-writes",
                                    f"worker {w} read {key!r} at revision {rev} ({op.id}) "
                                    f"after its write {wrote[1]} completed, applied, at "
@@ -852,6 +902,63 @@ def takeover_writes(run, sections):
 # Watches
 
 
+def check_fence_violated(run):
+    """Each message of a fenced write (token T, lock L) was stored while L's record on
+    the server held T: the last message of L's key before it is a record with token T."""
+    out = []
+    current = {}  # lock key -> (lock token or None, message)
+    last_lock_seq = {}  # lock key -> seq of its last message
+    fenced_locks = {op.lock for op in run.ops.values() if op.fenced and op.lock}
+    for m in run.server:
+        if m["key"] in fenced_locks:
+            current[m["key"]] = (m["lock_token"] if m["op"] == "PUT" else None, m)
+            last_lock_seq[m["key"]] = m["seq"]
+            continue
+        op = run.write_op(m["value_id"])
+        if op is None or not op.fenced or op.lock is None:
+            continue
+        if run.gap_between(last_lock_seq.get(op.lock, 0), m["seq"]):
+            run.skipped["fence-violated"] += 1
+            continue
+        token, record = current.get(op.lock, (None, None))
+        if token != op.token:
+            held = (f"record {describe(record)} with token {token}" if record is not None
+                    and token is not None else describe(record) if record is not None
+                    else "no record")
+            out.append(anomaly("fence-violated",
+                               f"{op} fenced with token {op.token} of lock {op.lock!r} was "
+                               f"stored at seq {m['seq']} while the lock's key held {held}",
+                               [op.id] + ([record["value_id"]] if record is not None else [])))
+    return out
+
+
+def check_ttl_not_expired(run):
+    """A read invoked once a TTL'd entry's TTL, plus the replica's clock-skew tolerance
+    and a second of slack for the apply, has passed since its create completed does not
+    return that entry."""
+    out = []
+    skew_ms = run.conf.get("max_clock_skew_ms")
+    ttl_ops = [o for o in run.ops_of("create") if o.ttl_ms is not None]
+    if not ttl_ops:
+        return out
+    if skew_ms is None:
+        raise InputError("run.json with max_clock_skew_ms is needed to judge TTL expiry")
+    for op in run.ops_of("get"):
+        if op.outcome != "ok" or op.done.get("value_id") is None:
+            continue
+        w = run.ops.get(op.done["value_id"])
+        if w is None or w.ttl_ms is None or w.t_done is None or w.outcome != "ok":
+            continue
+        due = w.t_done + (w.ttl_ms + skew_ms + 1000) * 1_000_000
+        if op.t_inv >= due:
+            out.append(anomaly("ttl-not-expired",
+                               f"{op} of {op.key!r} returned revision {op.rev} of {w}, "
+                               f"invoked {(op.t_inv - w.t_done) / 1e6:.0f} ms after that "
+                               f"create with a TTL of {w.ttl_ms} ms completed",
+                               [w.id, op.id]))
+    return out
+
+
 def filter_matches(filt, key):
     f, k = filt.split("."), key.split(".")
     for i, tok in enumerate(f):
@@ -921,6 +1028,16 @@ def entry(e):
     return None if e is None else (e.get("rev"), e.get("op"), e.get("value_id"))
 
 
+def expired_marker(run, key, r):
+    """True if replica entry r of `key` is the limit marker that was the key's last
+    message on the server: markers expire on the server by themselves, and a replica
+    keeps the tombstone."""
+    if r is None or r[1] not in TOMBSTONES or r[2] is not None:
+        return False
+    msgs = run.by_key.get(key)
+    return bool(msgs) and msgs[-1]["seq"] == r[0] and msgs[-1]["op"] == r[1]
+
+
 def check_replica_diverged(run):
     out = []
     if run.final_server is None:
@@ -928,6 +1045,8 @@ def check_replica_diverged(run):
     for w, replica in sorted(run.final_replicas.items()):
         for key in sorted(set(run.final_server) | set(replica)):
             s, r = entry(run.final_server.get(key)), entry(replica.get(key))
+            if s is None and expired_marker(run, key, r):
+                continue
             if s != r:
                 out.append(anomaly("replica-diverged",
                                    f"worker {w}'s replica has {key!r} as "
@@ -949,6 +1068,8 @@ CHECKS = [
     check_lock_token_order,
     check_stale_token_applied,
     check_lock_overlap,
+    check_fence_violated,
+    check_ttl_not_expired,
     check_watch_order,
     check_watch_missed,
     check_replica_diverged,

@@ -30,11 +30,13 @@ class Builder:
         self.server = []
         self.seq = 0
         self.nemesis = []
-        self.conf = {"lease_ms": 300, "margin_ms": 50, "workers": 2}
+        self.conf = {"lease_ms": 300, "margin_ms": 50, "max_clock_skew_ms": 500,
+                     "limit_marker_ttl_ms": 1000, "workers": 2}
         self.inc = defaultdict(lambda: 1)
         self.n = defaultdict(int)
         self.watch_inc = {}
         self.replica_patch = defaultdict(dict)  # worker -> {key: entry or None}
+        self.server_expired = set()  # keys whose last message (a marker) expired
 
     # -- primitives
     def invoke(self, w, op, key, t, **args):
@@ -53,10 +55,12 @@ class Builder:
         self.lines[w].append({"ev": ev, "id": oid, "t": t * MS,
                               "wall": 1_700_000_000_000_000_000 + t * MS, **fields})
 
-    def msg(self, key, op="PUT", value_id=None, token=None, seq=None):
+    def msg(self, key, op="PUT", value_id=None, token=None, seq=None, lock_token=None):
+        """lock_token "own": a lock record whose token is its own sequence."""
         self.seq = seq if seq is not None else self.seq + 1
         self.server.append({"seq": self.seq, "key": key, "op": op,
-                            "value_id": value_id, "token": token})
+                            "value_id": value_id, "token": token,
+                            "lock_token": self.seq if lock_token == "own" else lock_token})
         return self.seq
 
     # -- operations
@@ -102,6 +106,20 @@ class Builder:
         self.complete(w, oid, "ok", t + 5, rev=self.seq)
         return oid
 
+    def record_acquire(self, w, lock, t):
+        """An acknowledged acquire of a lock whose record is the data bucket's key
+        `lock`."""
+        oid = self.invoke(w, "acquire", None, t, lock=lock)
+        token = self.msg(lock, lock_token="own")
+        self.complete(w, oid, "ok", t + 5, rev=token)
+        return oid, token
+
+    def record_release(self, w, lock, token, t):
+        oid = self.invoke(w, "release", None, t, lock=lock, token=token)
+        self.msg(lock, "DEL")
+        self.complete(w, oid, "ok", t + 5)
+        return oid
+
     def lock_lost(self, w, lock, token, t):
         self.lines[w].append({"ev": "lock_lost", "w": w, "inc": self.inc[w],
                               "lock": lock, "token": token, "t": t * MS})
@@ -139,6 +157,12 @@ class Builder:
             final[m["key"]] = {"rev": m["seq"], "op": m["op"], "value_id": m["value_id"]}
         return final
 
+    def write_dir_finals(self):
+        """final-server.json's content, and each replica's starting point."""
+        final = self.final_server()
+        server = {k: v for k, v in final.items() if k not in self.server_expired}
+        return server, final
+
     def write_dir(self, path):
         def dump_lines(name, items):
             with open(os.path.join(path, name), "w") as f:
@@ -149,9 +173,9 @@ class Builder:
             dump_lines(f"worker-{w}.jsonl", items)
         dump_lines("server.jsonl", self.server)
         dump_lines("nemesis.jsonl", self.nemesis)
-        final = self.final_server()
+        server, final = self.write_dir_finals()
         with open(os.path.join(path, "final-server.json"), "w") as f:
-            json.dump(final, f)
+            json.dump(server, f)
         for w in self.lines:
             replica = copy.deepcopy(final)
             for key, e in self.replica_patch[w].items():
@@ -215,8 +239,35 @@ def clean_history():
     b.watch_end("wa", b.seq, 990)
     for i, s in enumerate((s_ka1, s_kb1, s_del, s_ka2, s_kb2)):
         b.deliver("wb", s, 11 + 20 * i)  # killed at 900: no watch_end
+    # Fenced writes under the lock "lock.F", whose record is a key of the data
+    # bucket: a fenced Put, then a fenced CAS (its batch rewrites the record first);
+    # after w2 took the lock over, w1's fenced Put is refused.
+    _, tf = b.record_acquire(1, "lock.F", 1100)
+    _, s_g1 = b.write(1, "fenced_put", "g.1", 1110, lock="lock.F", token=tf)
+    b.msg("lock.F", lock_token=tf)
+    _, s_g2 = b.write(1, "locked_write", "g.1", 1120, lock="lock.F", token=tf, exp=s_g1,
+                      fenced=True)
+    b.record_release(1, "lock.F", tf, 1130)
+    _, tg = b.record_acquire(2, "lock.F", 1140)
+    b.fail(1, "fenced_put", "g.1", 1150, "LockLost", lock="lock.F", token=tf)
+    _, s_g3 = b.write(2, "fenced_put", "g.1", 1160, lock="lock.F", token=tg)
+    b.record_release(2, "lock.F", tg, 1170)
+    # A create with a TTL of 1 s: read within it, missed once expired (before the
+    # marker, and at the marker), then created again over the marker.
+    tt, s_tt = b.write(2, "create", "t.0", 1200, ttl_ms=1000)
+    b.get(2, "t.0", 1300, rev=s_tt, value_id=tt)
+    b.get(2, "t.0", 2300, rev=0, notfound=True)
+    s_marker = b.msg("t.0", "PURGE")
+    b.get(2, "t.0", 2400, rev=s_marker, notfound=True)
+    b.get(2, "t.0", 3300, rev=0, notfound=True)  # the marker expired too
+    b.write(1, "create", "t.0", 3400, ttl_ms=1000)
+    # t.1 expired too, and its marker has expired on the server since: the
+    # replicas keep the marker's tombstone.
+    b.write(2, "create", "t.1", 3500, ttl_ms=1000)
+    b.msg("t.1", "PURGE")
+    b.server_expired.add("t.1")
     b.marks = dict(t1=t1, t2=t2, t3=t3, s_c3=s_c3, s_kb1=s_kb1, s_kb2=s_kb2,
-                   s_ka2=s_ka2, s_f4=s_f4, s_c2=s_c2)
+                   s_ka2=s_ka2, s_f4=s_f4, s_c2=s_c2, tf=tf, tg=tg, s_g3=s_g3)
     return b
 
 
@@ -509,11 +560,54 @@ class PlantedAnomalies(CheckerTest):
         w[:] = [e for e in w if not (e.get("ev") == "watch" and e["rev"] == b.marks["s_ka2"])]
         self.assertOnly(b, "watch-missed")
 
+    # fence-violated
+    def test_fenced_put_stored_after_another_holder_took_the_lock(self):
+        b = clean_history()
+        _, t4 = b.record_acquire(2, "lock.F", 3000)
+        b.write(1, "fenced_put", "g.2", 3010, lock="lock.F", token=b.marks["tf"])
+        self.assertOnly(b, "fence-violated")
+
+    def test_fenced_cas_stored_after_the_lock_was_released(self):
+        b = clean_history()
+        _, t4 = b.record_acquire(2, "lock.F", 3000)
+        b.record_release(2, "lock.F", t4, 3010)
+        b.write(2, "locked_write", "g.2", 3020, lock="lock.F", token=t4, exp=0, fenced=True)
+        self.assertOnly(b, "fence-violated")
+
+    # ttl-not-expired
+    def test_read_returns_an_entry_long_past_its_ttl(self):
+        b = clean_history()
+        tt, s_tt = b.write(2, "create", "t.2", 3000, ttl_ms=1000)
+        b.get(1, "t.2", 3005 + 1000 + 500 + 1000 + 1, rev=s_tt, value_id=tt)
+        self.assertOnly(b, "ttl-not-expired")
+
+    def test_marker_missed_before_it_could_expire_is_a_step_back(self):
+        b = clean_history()
+        tt, s_tt = b.write(2, "create", "t.2", 5000, ttl_ms=1000)
+        s_marker = b.msg("t.2", "PURGE")
+        b.get(1, "t.2", 6100, rev=s_marker, notfound=True)
+        b.get(1, "t.2", 6500, rev=0, notfound=True)  # before 5000 + 1000 + 1000
+        self.assertOnly(b, "monotonic-read")
+
+    def test_entry_missed_before_its_ttl_passed_is_still_a_step_back(self):
+        b = clean_history()
+        tt, s_tt = b.write(2, "create", "t.2", 3000, ttl_ms=1000)
+        b.get(1, "t.2", 3100, rev=s_tt, value_id=tt)
+        b.get(1, "t.2", 3500, rev=0, notfound=True)
+        self.assertOnly(b, "monotonic-read")
+
     # 13. replica-diverged
     def test_replica_behind_the_server(self):
         b = clean_history()
         b.replica_patch[2]["k.b"] = {"rev": b.marks["s_kb2"], "op": "PUT",
                                      "value_id": "1-1-12"}
+        self.assertOnly(b, "replica-diverged")
+
+    def test_replica_keeps_a_tombstone_the_server_never_had_last(self):
+        b = clean_history()
+        b.server_expired.add("k.b")  # a live value, gone from the server's final state
+        b.replica_patch[1]["k.b"] = {"rev": b.marks["s_kb2"] + 1000, "op": "PURGE",
+                                     "value_id": None}
         self.assertOnly(b, "replica-diverged")
 
     def test_replica_missing_a_key(self):
