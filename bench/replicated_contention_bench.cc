@@ -19,6 +19,18 @@
 //         retries are this strategy's conflicts. The re-read must then show
 //         exactly the revision the server named, or the case fails: a newer
 //         one would mean that someone wrote while the lock was held.
+//   fenced  the lock kept in the counter's own bucket (LockOptions::
+//         locks_bucket, lock "lock.<key>"): Acquire, GetEntry(key), then a
+//         Put(key, value + 1) fenced by the lock (one publish that the server
+//         stores only while the lock's record is the holder's, nats-server
+//         2.11+), Release(). With the lock in the same stream, every earlier
+//         holder's write precedes the acquisition: once the replica has
+//         applied revision fencing_token() the read is current. A replica
+//         behind it is Synced first (counted as a conflict); a lost update
+//         would fail the case.
+//   fenced_cas  the same with Update(key, value + 1, revision) fenced: one
+//         atomic batch (2.12+) that checks the lock's record and the key's
+//         revision together.
 //   raw   nats.c directly, no revkv: per engine its own natsConnection and
 //         kvStore; kvStore_Get, then kvStore_Update(revision), again at once
 //         on "wrong last sequence" (the seed's "Option 2").
@@ -115,11 +127,14 @@ constexpr std::chrono::milliseconds kSyncTimeout{10000};
 constexpr int kMaxRetriesPerOp = 100000;  // a livelock guard, never expected
 constexpr int kEngineCounts[] = {1, 2, 4, 8};
 
-enum class Strategy { kOcc, kLock, kRaw };
+enum class Strategy { kOcc, kLock, kFenced, kFencedCas, kRaw };
 enum class Workload { kHot, kZipf };
 
-constexpr Strategy kStrategies[] = {Strategy::kOcc, Strategy::kLock, Strategy::kRaw};
+constexpr Strategy kStrategies[] = {Strategy::kOcc, Strategy::kLock, Strategy::kFenced,
+                                    Strategy::kFencedCas, Strategy::kRaw};
 constexpr Workload kWorkloads[] = {Workload::kHot, Workload::kZipf};
+
+bool Fenced(Strategy s) { return s == Strategy::kFenced || s == Strategy::kFencedCas; }
 
 const char* StrategyName(Strategy s) {
   switch (s) {
@@ -127,6 +142,10 @@ const char* StrategyName(Strategy s) {
       return "occ";
     case Strategy::kLock:
       return "lock";
+    case Strategy::kFenced:
+      return "fenced";
+    case Strategy::kFencedCas:
+      return "fenced_cas";
     case Strategy::kRaw:
       return "raw";
   }
@@ -364,7 +383,9 @@ Family* FamilyFor(Strategy s, Workload w, std::string* err) {
   for (size_t i = 0; i < NumKeys(w); ++i) {
     std::snprintf(buf, sizeof(buf), "c.%05zu", i);
     f->keys.emplace_back(buf);
-    f->lock_names.push_back("ctr." + name + "." + f->keys.back());
+    // A fenced lock lives in the counter's bucket, next to its key.
+    f->lock_names.push_back(Fenced(s) ? "lock." + f->keys.back()
+                                      : "ctr." + name + "." + f->keys.back());
   }
   std::string e = SetupFamily(f.get(), world.server.url());
   if (!e.empty()) {
@@ -458,8 +479,8 @@ class Worker {
     const std::string warm = "warm." + std::to_string(index_);
     auto put = bucket_->Put(warm, "w");
     if (!put.ok()) return "warm-up Put: " + put.status().ToString();
-    if (f_.strategy == Strategy::kLock) {
-      auto lock = engine_->Acquire(warm, kLease, kAcquireTimeout);
+    if (f_.strategy != Strategy::kOcc) {
+      auto lock = engine_->Acquire(warm + ".lock", kLease, kAcquireTimeout, LockOptions());
       if (!lock.ok()) return "warm-up Acquire: " + lock.status().ToString();
       revkv::Status released = (*lock)->Release();
       if (!released.ok()) return "warm-up Release: " + released.ToString();
@@ -480,7 +501,11 @@ class Worker {
           ok = Occ(i, err);
           break;
         case Strategy::kLock:
+        case Strategy::kFencedCas:
           ok = LockReadWrite(i, err);
+          break;
+        case Strategy::kFenced:
+          ok = LockFencedPut(i, err);
           break;
         case Strategy::kRaw:
           ok = Raw(i, err);
@@ -532,7 +557,7 @@ class Worker {
     const std::string& key = f_.keys[i];
     const std::string& lock_name = f_.lock_names[i];
     const Clock::time_point t0 = Clock::now();
-    auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout);
+    auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout, LockOptions());
     lock_wait_ns_.push_back(NsBetween(t0, Clock::now()));
     if (!lock.ok()) {
       *err = "Acquire(" + lock_name + "): " + lock.status().ToString();
@@ -559,7 +584,10 @@ class Worker {
         *err = "GetEntry(" + key + "): unparsable counter";
         return false;
       }
-      auto w = bucket_->Update(key, EncodeCounter(*n + 1), entry->revision);
+      auto w = bucket_->Update(key, EncodeCounter(*n + 1), entry->revision,
+                               f_.strategy == Strategy::kFencedCas
+                                   ? revkv::WriteOptions{.fence = (*lock)->fence()}
+                                   : revkv::WriteOptions{});
       if (w.ok()) break;
       if (!w.status().IsConflict() || attempt >= kMaxRetriesPerOp) {
         *err = "Update(" + key + ") under lock " + lock_name + ": " + w.status().ToString();
@@ -583,6 +611,54 @@ class Worker {
       return false;
     }
     return true;
+  }
+
+  bool LockFencedPut(size_t i, std::string* err) {
+    const std::string& key = f_.keys[i];
+    const std::string& lock_name = f_.lock_names[i];
+    const Clock::time_point t0 = Clock::now();
+    auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout, LockOptions());
+    lock_wait_ns_.push_back(NsBetween(t0, Clock::now()));
+    if (!lock.ok()) {
+      *err = "Acquire(" + lock_name + "): " + lock.status().ToString();
+      return false;
+    }
+    // Every earlier holder's write precedes the acquisition in the stream.
+    if (bucket_->LastRevision() < (*lock)->fencing_token()) {
+      ++conflicts_;
+      revkv::Status synced = bucket_->Sync(kSyncTimeout);
+      if (!synced.ok()) {
+        *err = "Sync(" + f_.bucket + ") under lock: " + synced.ToString();
+        return false;
+      }
+    }
+    auto entry = bucket_->GetEntry(key);
+    std::optional<uint64_t> n;
+    if (entry.ok()) n = DecodeCounter(entry->value);
+    if (!n) {
+      *err = "GetEntry(" + key + ") under lock: " +
+             (entry.ok() ? std::string("unparsable counter") : entry.status().ToString());
+      return false;
+    }
+    auto w = bucket_->Put(key, EncodeCounter(*n + 1), {.fence = (*lock)->fence()});
+    if (!w.ok()) {
+      *err = "fenced Put(" + key + ") under lock " + lock_name + ": " + w.status().ToString();
+      return false;
+    }
+    revkv::Status released = (*lock)->Release();
+    if (!released.ok()) {
+      ++done_;  // the increment is written: count it before failing the case
+      *err = "Release(" + lock_name + "): " + released.ToString();
+      return false;
+    }
+    return true;
+  }
+
+  // The fenced strategies keep each lock in the counter's bucket.
+  revkv::LockOptions LockOptions() const {
+    revkv::LockOptions o;
+    if (Fenced(f_.strategy)) o.locks_bucket = f_.bucket;
+    return o;
   }
 
   bool Raw(size_t i, std::string* err) {

@@ -44,10 +44,12 @@ import gbench_json  # noqa: E402
 
 ENGINES = [1, 2, 4, 8]
 WORKLOADS = ["hot", "zipf"]
-STRATEGIES = ["occ", "lock", "raw"]
+STRATEGIES = ["occ", "lock", "fenced", "fenced_cas", "raw"]
 STRATEGY_LABELS = {
     "occ": "occ (UpdateWithRetry)",
     "lock": "lock → read → write → release",
+    "fenced": "lock in the bucket → read → fenced Put → release",
+    "fenced_cas": "lock in the bucket → read → fenced CAS → release",
     "raw": "raw nats.c Get + Update",
 }
 METRICS = ["ops_per_s", "conflicts_per_op", "p50_us", "p99_us", "lock_wait_p50_us",
@@ -148,7 +150,7 @@ def table(cases):
                     local.fmt_num(v.get("conflicts_per_op"), 2),
                     local.fmt_num(v.get("p50_us"), 0),
                     local.fmt_num(v.get("p99_us"), 0),
-                    local.fmt_num(v.get("lock_wait_p50_us"), 0) if s == "lock" else "—",
+                    local.fmt_num(v.get("lock_wait_p50_us"), 0) if s in ("lock", "fenced", "fenced_cas") else "—",
                     cpu(v),
                     cpu_per_op(v),
                 ]) + " |")

@@ -1508,32 +1508,41 @@ TEST_F(cli_nats, TtlNeedsABucketCreatedWithLimitMarkers) {
 }
 
 // A lock kept in the data's bucket fences the writes of its CMD: the CMD
-// gets the lock's name, bucket and token, and its fenced put is stored; the
-// same fence after the lock was released exits 9 with nothing written.
+// gets the lock's name, bucket and token, and its fenced put, update (one
+// atomic batch with the lock's record, which the holding process keeps
+// renewing) and create are stored; the same fence after the lock was
+// released exits 9 with nothing written.
 TEST_F(cli_nats, FenceFromLockEnvironmentWritesAndAStaleOneExitsNine) {
   const std::string url = server_.url();
   // The bucket exists first, so that the lock does not create it.
   ASSERT_EQ(On("b", {"--bucket", "jobs", "put", "seed", "x"}).exit_code, 0);
+  const std::string cli = "\"$0\" --db " + dir_.Sub("b") + " --nats " + url +
+                          " --bucket jobs --locks-bucket \"$REVKV_LOCKS_BUCKET\" ";
+  const std::string fence = " --fence \"$REVKV_LOCK_NAME:$REVKV_FENCING_TOKEN\"";
   const std::string write =
-      "\"$0\" --db " + dir_.Sub("b") + " --nats " + url +
-      " --bucket jobs --locks-bucket \"$REVKV_LOCKS_BUCKET\" put job.1 mine"
-      " --fence \"$REVKV_LOCK_NAME:$REVKV_FENCING_TOKEN\"" +
-      " && echo \"$REVKV_LOCK_NAME $REVKV_LOCKS_BUCKET $REVKV_FENCING_TOKEN\"";
-  RunResult locked = On("a", {"--locks-bucket", "jobs", "lock", "lock.L", "--lease", "5s",
+      "rev=$(" + cli + "put job.1 mine" + fence + ") && " + cli + "update job.1 mine2 \"$rev\"" +
+      fence + " >/dev/null && sleep 1 && " + cli + "create job.2 new" + fence +
+      " >/dev/null && echo \"$REVKV_LOCK_NAME $REVKV_LOCKS_BUCKET $REVKV_FENCING_TOKEN\"";
+  RunResult locked = On("a", {"--locks-bucket", "jobs", "lock", "lock.L", "--lease", "1500ms",
                               "--timeout", "5s", "--", "sh", "-c", write, kCli});
   ASSERT_EQ(locked.exit_code, 0) << locked;
   const auto words = Lines(locked.out);
-  ASSERT_EQ(words.size(), 2u) << locked;  // the put's revision, then the environment
-  const std::string env = words[1];
+  ASSERT_EQ(words.size(), 1u) << locked;  // the environment
+  const std::string env = words[0];
   ASSERT_TRUE(env.starts_with("lock.L jobs ")) << env;
   const std::string token = env.substr(std::string("lock.L jobs ").size());
-  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine");
+  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine2");
+  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.2"}).out, "new");
 
   RunResult stale = On("b", {"--bucket", "jobs", "--locks-bucket", "jobs", "put", "job.1",
                              "late", "--fence", "lock.L:" + token});
   EXPECT_TRUE(FailsWith(9, stale)) << stale;
   EXPECT_NE(stale.err.find("LockLost"), std::string::npos) << stale;
-  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine");
+  RunResult stale_create = On("b", {"--bucket", "jobs", "--locks-bucket", "jobs", "create",
+                                    "job.3", "late", "--fence", "lock.L:" + token});
+  EXPECT_TRUE(FailsWith(9, stale_create)) << stale_create;
+  EXPECT_EQ(On("b", {"--bucket", "jobs", "get", "job.1"}).out, "mine2");
+  EXPECT_TRUE(FailsWith(2, On("b", {"--bucket", "jobs", "get", "job.3"})));
   // In another bucket than its lock's, a fence is refused.
   RunResult elsewhere = On("b", {"put", "job.1", "x", "--fence", "lock.L:" + token});
   EXPECT_TRUE(FailsWith(7, elsewhere)) << elsewhere;

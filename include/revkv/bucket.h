@@ -132,9 +132,11 @@ class Bucket {
   // commits only if the fence's token is the lock's current fencing token;
   // otherwise it returns LockLost and writes nothing. A fenced write to the
   // lock's own record is InvalidArgument. On a replicated bucket the lock
-  // must live in this bucket (Options::locks_bucket), the server must be
-  // 2.11+, and only Put, Delete and Purge without an expected revision can
-  // be fenced; the rest is InvalidArgument.
+  // must live in this bucket (LockOptions::locks_bucket or
+  // Options::locks_bucket) and the server must be 2.11+ for a fenced Put,
+  // Delete or Purge, 2.12+ for a fenced compare-and-swap (Create, Update,
+  // UpdateWithRetry, or an expected revision: one atomic batch with the
+  // lock's record); otherwise InvalidArgument.
   virtual Result<uint64_t> Put(std::string_view key, std::string_view value,
                                const WriteOptions& options = {}) = 0;
 

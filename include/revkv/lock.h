@@ -29,12 +29,15 @@
 // 2.11+ a fenced Put, Delete or Purge is one publish that the server stores
 // only while the lock's record still carries the writer's token, so a
 // holder that lost the lock without knowing it writes nothing (LockLost).
-// A fenced compare-and-swap (Create, Update, or an expected revision) is not
-// supported on a replicated bucket yet; under the lock, write those with
-// Update(revision) so that a stale read conflicts instead of overwriting.
-// With the lock in another bucket, acquiring it does not bring the data
-// bucket's replica up to date with the previous holder's writes: call
-// bucket->Sync() after Acquire before reading.
+// A fenced compare-and-swap (Create, Update, UpdateWithRetry, or an expected
+// revision) needs nats-server 2.12+: one atomic batch rewrites the lock's
+// record with the token and makes the write, both or neither. With the lock
+// in the data's bucket, the acquisition follows every earlier holder's
+// write in the stream: once bucket->LastRevision() >= fencing_token() (or
+// after Sync), a read under the lock is current. With the lock in another
+// bucket, acquiring it does not bring the data bucket's replica up to date
+// with the previous holder's writes: call bucket->Sync() after Acquire
+// before reading.
 
 #ifndef REVKV_LOCK_H_
 #define REVKV_LOCK_H_
