@@ -553,16 +553,23 @@ class Worker {
     return true;
   }
 
-  bool LockReadWrite(size_t i, std::string* err) {
-    const std::string& key = f_.keys[i];
-    const std::string& lock_name = f_.lock_names[i];
+  // Acquires `lock_name`, timing the wait; nullptr with *err on failure.
+  std::unique_ptr<revkv::Lock> TimedAcquire(const std::string& lock_name, std::string* err) {
     const Clock::time_point t0 = Clock::now();
     auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout, LockOptions());
     lock_wait_ns_.push_back(NsBetween(t0, Clock::now()));
     if (!lock.ok()) {
       *err = "Acquire(" + lock_name + "): " + lock.status().ToString();
-      return false;
+      return nullptr;
     }
+    return std::move(*lock);
+  }
+
+  bool LockReadWrite(size_t i, std::string* err) {
+    const std::string& key = f_.keys[i];
+    const std::string& lock_name = f_.lock_names[i];
+    auto lock = TimedAcquire(lock_name, err);
+    if (lock == nullptr) return false;
     // On an error below, the handle's destructor releases the lock.
     uint64_t conflict_revision = 0;
     for (int attempt = 0;; ++attempt) {
@@ -586,7 +593,7 @@ class Worker {
       }
       auto w = bucket_->Update(key, EncodeCounter(*n + 1), entry->revision,
                                f_.strategy == Strategy::kFencedCas
-                                   ? revkv::WriteOptions{.fence = (*lock)->fence()}
+                                   ? revkv::WriteOptions{.fence = lock->fence()}
                                    : revkv::WriteOptions{});
       if (w.ok()) break;
       if (!w.status().IsConflict() || attempt >= kMaxRetriesPerOp) {
@@ -603,7 +610,7 @@ class Worker {
         return false;
       }
     }
-    revkv::Status released = (*lock)->Release();
+    revkv::Status released = lock->Release();
     if (!released.ok()) {
       // The increment is written: count it before failing the case.
       ++done_;
@@ -616,15 +623,10 @@ class Worker {
   bool LockFencedPut(size_t i, std::string* err) {
     const std::string& key = f_.keys[i];
     const std::string& lock_name = f_.lock_names[i];
-    const Clock::time_point t0 = Clock::now();
-    auto lock = engine_->Acquire(lock_name, kLease, kAcquireTimeout, LockOptions());
-    lock_wait_ns_.push_back(NsBetween(t0, Clock::now()));
-    if (!lock.ok()) {
-      *err = "Acquire(" + lock_name + "): " + lock.status().ToString();
-      return false;
-    }
+    auto lock = TimedAcquire(lock_name, err);
+    if (lock == nullptr) return false;
     // Every earlier holder's write precedes the acquisition in the stream.
-    if (bucket_->LastRevision() < (*lock)->fencing_token()) {
+    if (bucket_->LastRevision() < lock->fencing_token()) {
       ++conflicts_;
       revkv::Status synced = bucket_->Sync(kSyncTimeout);
       if (!synced.ok()) {
@@ -640,12 +642,12 @@ class Worker {
              (entry.ok() ? std::string("unparsable counter") : entry.status().ToString());
       return false;
     }
-    auto w = bucket_->Put(key, EncodeCounter(*n + 1), {.fence = (*lock)->fence()});
+    auto w = bucket_->Put(key, EncodeCounter(*n + 1), {.fence = lock->fence()});
     if (!w.ok()) {
       *err = "fenced Put(" + key + ") under lock " + lock_name + ": " + w.status().ToString();
       return false;
     }
-    revkv::Status released = (*lock)->Release();
+    revkv::Status released = lock->Release();
     if (!released.ok()) {
       ++done_;  // the increment is written: count it before failing the case
       *err = "Release(" + lock_name + "): " + released.ToString();
