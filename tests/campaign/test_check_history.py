@@ -408,6 +408,26 @@ class CleanHistory(CheckerTest):
         self.assertIn("cas-chain: 1 check(s) skipped", text)
         self.assertIn("ack-missing: 1 check(s) skipped", text)
 
+    def test_expiry_of_entries_and_markers_the_recorder_missed_is_judged_or_skipped(self):
+        b = clean_history()
+        # w2's own TTL'd create, stored in a gap: its expiry is judged from the
+        # create itself; a marker in a gap cannot be judged, and is skipped.
+        b.seq += 1
+        b.server.append({"gap_from": b.seq, "gap_to": b.seq + 1})
+        oid = b.invoke(2, "create", "t.5", 5000, ttl_ms=1000)
+        b.complete(2, oid, "ok", 5005, rev=b.seq, applied=True)
+        b.get(2, "t.5", 5100, rev=0, notfound=True)  # before the TTL: a step back
+        b.get(2, "t.5", 7000, rev=0, notfound=True)  # after it: expired
+        b.seq += 1
+        b.get(1, "t.5", 7100, rev=b.seq, notfound=True)  # the marker, in the gap
+        b.get(1, "t.5", 9000, rev=0, notfound=True)
+        v = self.verdict(b)
+        ryw = [a for a in v["anomalies"] if a["kind"] == "read-your-writes"]
+        self.assertEqual({a["kind"] for a in v["anomalies"]}, {"read-your-writes"})
+        self.assertEqual(len(ryw), 1, ryw)
+        self.assertIn("2-2-", ryw[0]["ops"][1])
+        self.assertIn("monotonic-read: 1 check(s) skipped", " ".join(v["warnings"]))
+
     def test_filters(self):
         m = check_history.filter_matches
         self.assertTrue(m("c.*", "c.1"))
