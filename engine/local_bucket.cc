@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <thread>
 #include <string>
 #include <vector>
@@ -163,23 +164,24 @@ Result<Entry> LocalBucket::GetEntry(std::string_view key) {
 
 Result<uint64_t> LocalBucket::Put(std::string_view key, std::string_view value,
                                   const WriteOptions& options) {
-  return Commit(Operation::kPut, key, value, Precondition::kNone, 0, options);
+  return CommitWrite(Operation::kPut, key, value, Precondition::kNone, 0, options);
 }
 
 Result<uint64_t> LocalBucket::Create(std::string_view key, std::string_view value,
                                      const WriteOptions& options) {
-  return Commit(Operation::kPut, key, value, Precondition::kAbsentOrTombstone, 0, options);
+  return CommitWrite(Operation::kPut, key, value, Precondition::kAbsentOrTombstone, 0, options);
 }
 
 Result<uint64_t> LocalBucket::Update(std::string_view key, std::string_view value,
                                      uint64_t expected_revision, const WriteOptions& options) {
-  return Commit(Operation::kPut, key, value, Precondition::kRevision, expected_revision, options);
+  return CommitWrite(Operation::kPut, key, value, Precondition::kRevision, expected_revision,
+                     options);
 }
 
 Result<uint64_t> LocalBucket::Delete(std::string_view key,
                                      std::optional<uint64_t> expected_revision,
                                      const WriteOptions& options) {
-  return Commit(Operation::kDelete, key, {},
+  return CommitWrite(Operation::kDelete, key, {},
                 expected_revision ? Precondition::kRevision : Precondition::kNone,
                 expected_revision.value_or(0), options);
 }
@@ -187,14 +189,28 @@ Result<uint64_t> LocalBucket::Delete(std::string_view key,
 Result<uint64_t> LocalBucket::Purge(std::string_view key,
                                     std::optional<uint64_t> expected_revision,
                                     const WriteOptions& options) {
-  return Commit(Operation::kPurge, key, {},
+  return CommitWrite(Operation::kPurge, key, {},
                 expected_revision ? Precondition::kRevision : Precondition::kNone,
                 expected_revision.value_or(0), options);
 }
 
-Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::string_view value,
-                                     Precondition pre, uint64_t expected_revision,
-                                     const WriteOptions& options) {
+namespace {
+
+// The TtlWrite rules of a write (expiry.h).
+TtlWrite TtlWriteOf(Operation op, bool create, bool update) {
+  if (op == Operation::kDelete) return TtlWrite::kDelete;
+  if (op == Operation::kPurge) return TtlWrite::kPurge;
+  if (create) return TtlWrite::kCreate;
+  if (update) return TtlWrite::kUpdate;
+  return TtlWrite::kPut;
+}
+
+}  // namespace
+
+Result<uint64_t> LocalBucket::CommitWrite(Operation op, std::string_view key,
+                                          std::string_view value, Precondition pre,
+                                          uint64_t expected_revision,
+                                          const WriteOptions& options) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   if (value.size() > config_.max_value_size) {
     return Status::InvalidArgument("value for " + Describe(key) + " is " +
@@ -203,18 +219,22 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
                                    " (BucketOptions::max_value_size)");
   }
   if (is_follower()) return ReadOnlyError();
-  const TtlWrite ttl_write = op == Operation::kDelete  ? TtlWrite::kDelete
-                             : op == Operation::kPurge ? TtlWrite::kPurge
-                             : pre == Precondition::kAbsentOrTombstone ? TtlWrite::kCreate
-                             : pre == Precondition::kRevision          ? TtlWrite::kUpdate
-                                                                       : TtlWrite::kPut;
+  const TtlWrite ttl_write = TtlWriteOf(op, pre == Precondition::kAbsentOrTombstone,
+                                        pre == Precondition::kRevision);
   if (Status s = CheckWriteTtl(name_, config_.history, ttl_write, options.ttl); !s.ok()) return s;
-  const int64_t ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options.ttl).count();
+  const WriteOp write{op, key, value, pre, expected_revision,
+                      std::chrono::duration_cast<std::chrono::nanoseconds>(options.ttl).count()};
+  return WithWriteLock<uint64_t>(options, {key}, [&] { return CommitOneLocked(write); });
+}
+
+template <typename T>
+Result<T> LocalBucket::WithWriteLock(const WriteOptions& options,
+                                     const std::vector<std::string_view>& keys,
+                                     const std::function<Result<T>()>& commit) {
   if (!options.fence) {
     std::lock_guard<std::mutex> lock(write_mu_);
-    return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
+    return commit();
   }
-
   // A fenced write holds the locks bucket's write lock across the check and
   // its own commit, so no takeover can slip in between: the two act as one
   // atomic step. Both mutexes are taken together (std::scoped_lock avoids
@@ -226,14 +246,16 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   if (name_ == locks_bucket) {
     // The lock lives in this very bucket (data and locks share a key space,
     // e.g. under a "lock." prefix): one mutex covers check and commit.
-    if (key == options.fence->lock) {
-      return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
-                                     options.fence->lock +
-                                     "'; locks change only through Acquire and Release");
+    for (std::string_view key : keys) {
+      if (key == options.fence->lock) {
+        return Status::InvalidArgument("a fenced write cannot target its own lock's record '" +
+                                       options.fence->lock +
+                                       "'; locks change only through Acquire and Release");
+      }
     }
     std::lock_guard<std::mutex> lock(write_mu_);
     if (Status s = CheckFenceLocked(*options.fence); !s.ok()) return s;
-    return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
+    return commit();
   }
   auto registry = registry_.lock();
   if (!registry) {
@@ -244,7 +266,92 @@ Result<uint64_t> LocalBucket::Commit(Operation op, std::string_view key, std::st
   if (!locks.ok()) return locks.status();
   std::scoped_lock both((*locks)->write_mu_, write_mu_);
   if (Status s = (*locks)->CheckFenceLocked(*options.fence); !s.ok()) return s;
-  return CommitLocked(op, key, value, pre, expected_revision, ttl_ns);
+  return commit();
+}
+
+Result<TxnResult> LocalBucket::Commit(const Txn& txn, const WriteOptions& options) {
+  if (txn.ops.empty()) {
+    return Status::InvalidArgument("a transaction on bucket '" + name_ +
+                                   "' needs at least one operation; read with GetEntry instead");
+  }
+  if (txn.ops.size() > kMaxTxnOps) {
+    return Status::InvalidArgument("a transaction on bucket '" + name_ + "' has " +
+                                   std::to_string(txn.ops.size()) + " operations; at most " +
+                                   std::to_string(kMaxTxnOps) + " (kMaxTxnOps) are allowed; "
+                                   "split it");
+  }
+  std::set<std::string_view> seen;
+  auto once = [&](std::string_view key) -> Status {
+    if (seen.insert(key).second) return Status::OK();
+    return Status::InvalidArgument(Describe(key) + " appears twice in one transaction; give each "
+                                   "key once (an operation's expected revision is its compare)");
+  };
+  std::vector<KeyCompare> compares;
+  for (const TxnCompare& c : txn.compares) {
+    if (Status s = ValidateReadKey(c.key); !s.ok()) return s;
+    if (Status s = once(c.key); !s.ok()) return s;
+    const KeyCompare::Kind kind = c.kind == TxnCompare::Kind::kAbsent    ? KeyCompare::Kind::kAbsent
+                                  : c.kind == TxnCompare::Kind::kPresent ? KeyCompare::Kind::kPresent
+                                                                         : KeyCompare::Kind::kRevision;
+    compares.push_back({c.key, kind, c.revision});
+  }
+  const int64_t ttl_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options.ttl).count();
+  std::vector<WriteOp> writes;
+  std::vector<std::string_view> keys;
+  for (const TxnOp& o : txn.ops) {
+    if (Status s = ValidateKey(o.key); !s.ok()) return s;
+    if (Status s = once(o.key); !s.ok()) return s;
+    WriteOp w;
+    w.key = o.key;
+    switch (o.kind) {
+      case TxnOp::Kind::kPut: w.op = Operation::kPut; break;
+      case TxnOp::Kind::kCreate:
+        w.op = Operation::kPut;
+        w.pre = Precondition::kAbsentOrTombstone;
+        break;
+      case TxnOp::Kind::kUpdate:
+        if (!o.expected_revision) {
+          return Status::InvalidArgument("the Update of " + Describe(o.key) + " has no expected "
+                                         "revision; use TxnOp::Update(key, value, revision)");
+        }
+        w.op = Operation::kPut;
+        break;
+      case TxnOp::Kind::kDelete: w.op = Operation::kDelete; break;
+      case TxnOp::Kind::kPurge: w.op = Operation::kPurge; break;
+    }
+    if (o.expected_revision && o.kind != TxnOp::Kind::kCreate) {
+      w.pre = Precondition::kRevision;
+      w.expected_revision = *o.expected_revision;
+    }
+    if (w.op == Operation::kPut) {
+      w.value = o.value;
+      if (o.value.size() > config_.max_value_size) {
+        return Status::InvalidArgument("value for " + Describe(o.key) + " is " +
+                                       std::to_string(o.value.size()) +
+                                       " bytes; the bucket's limit is " +
+                                       std::to_string(config_.max_value_size) +
+                                       " (BucketOptions::max_value_size)");
+      }
+      if (Status s = CheckWriteTtl(name_, config_.history,
+                                   TtlWriteOf(w.op, w.pre == Precondition::kAbsentOrTombstone,
+                                              w.pre == Precondition::kRevision),
+                                   options.ttl);
+          !s.ok()) {
+        return s;
+      }
+      w.ttl_ns = ttl_ns;
+    }
+    writes.push_back(w);
+    keys.push_back(o.key);
+  }
+  if (is_follower()) return ReadOnlyError();
+  auto revisions = WithWriteLock<std::vector<uint64_t>>(
+      options, keys, [&] { return CommitLocked(compares, writes); });
+  if (!revisions.ok()) return revisions.status();
+  TxnResult out;
+  out.revision = revisions->back();
+  out.revisions = std::move(*revisions);
+  return out;
 }
 
 Status LocalBucket::CheckFenceLocked(const Fence& fence) {
@@ -358,72 +465,158 @@ void LocalBucket::RememberLocked(const Entry& entry) {
   write_cache_.emplace(entry.key, state);
 }
 
-Result<uint64_t> LocalBucket::CommitLocked(Operation op, std::string_view key,
-                                           std::string_view value, Precondition pre,
-                                           uint64_t expected_revision, int64_t ttl_ns,
-                                           const std::string* expired_index) {
-  KeyHead head;
-  if (Status s = ReadHeadLocked(key, &head); !s.ok()) return s;
-  // An expired entry is no entry: reads say NotFound, and the checks below
-  // agree with them until the reaper writes its tombstone.
+Status LocalBucket::Check(const KeyCompare& compare, const KeyHead& head) const {
+  // An expired entry is no entry: reads say NotFound, and the checks agree
+  // with them until the reaper writes its tombstone.
   const bool live = head.exists && !ExpiredNow(head.created_ns, head.ttl_ns);
-  const uint64_t current_revision = live ? head.revision : 0;
-
-  switch (pre) {
-    case Precondition::kNone: break;
-    case Precondition::kAbsentOrTombstone:
+  const uint64_t current = live ? head.revision : 0;
+  const bool present = live && head.operation == Operation::kPut;
+  switch (compare.kind) {
+    case KeyCompare::Kind::kAbsentOrTombstone:
       // After a tombstone this is a compare-and-swap on the tombstone's
       // revision: the check and the write happen under write_mu_.
-      if (live && head.operation == Operation::kPut) {
-        return Status::Exists(Describe(key) + " exists at revision " +
-                                  std::to_string(current_revision) +
-                                  "; use Update with that revision to change it",
-                              current_revision);
-      }
-      break;
-    case Precondition::kRevision:
-      if (current_revision != expected_revision) {
-        return Status::Conflict(
-            "wrong last revision for " + Describe(key) + ": expected " +
-                std::to_string(expected_revision) + ", current is " +
-                std::to_string(current_revision) + "; re-read the key and retry",
-            current_revision);
-      }
-      break;
+      if (!present) return Status::OK();
+      return Status::Exists(Describe(compare.key) + " exists at revision " +
+                                std::to_string(current) +
+                                "; use Update with that revision to change it",
+                            current);
+    case KeyCompare::Kind::kAbsent:
+      if (!present) return Status::OK();
+      return Status::Conflict(Describe(compare.key) + " is present at revision " +
+                                  std::to_string(current) + "; re-read the key and retry",
+                              current);
+    case KeyCompare::Kind::kPresent:
+      if (present) return Status::OK();
+      return Status::Conflict(Describe(compare.key) + " is not present (" +
+                                  (current == 0 ? std::string("no entry")
+                                                : "a tombstone at revision " +
+                                                      std::to_string(current)) +
+                                  "); re-read the key and retry",
+                              current);
+    case KeyCompare::Kind::kRevision:
+      if (current == compare.revision) return Status::OK();
+      return Status::Conflict("wrong last revision for " + Describe(compare.key) +
+                                  ": expected " + std::to_string(compare.revision) +
+                                  ", current is " + std::to_string(current) +
+                                  "; re-read the key and retry",
+                              current);
   }
+  return Status::OK();
+}
 
-  Entry entry;
-  entry.key.assign(key);
-  if (op == Operation::kPut) entry.value.assign(value);
-  entry.revision = last_revision_.load(std::memory_order_relaxed) + 1;
-  entry.created_ns = NowNs();
-  entry.operation = op;
-  entry.ttl_ns = ttl_ns;
-  rocksdb::WriteBatch batch;
-  StageLocked(&batch, entry, std::move(head), /*index_ttl=*/true);
-  if (expired_index != nullptr) batch.Delete(cf_, *expired_index);
+Status LocalBucket::HeadLocked(Staging* staging, std::string_view key, KeyHead* head) {
+  if (auto it = staging->heads.find(std::string(key)); it != staging->heads.end()) {
+    *head = std::move(it->second);
+    return Status::OK();
+  }
+  return ReadHeadLocked(key, head);
+}
+
+Status LocalBucket::StageEntryLocked(Staging* staging, Entry entry, bool index_ttl) {
+  KeyHead head;
+  if (Status s = HeadLocked(staging, entry.key, &head); !s.ok()) return s;
+  if (index_ttl && entry.ttl_ns > 0 &&
+      (staging->reap_at == 0 || entry.created_ns + entry.ttl_ns < staging->reap_at)) {
+    staging->reap_at = entry.created_ns + entry.ttl_ns;
+  }
+  staging->heads[entry.key] = StageLocked(&staging->batch, entry, std::move(head), index_ttl);
+  staging->entries.push_back(std::move(entry));
+  return Status::OK();
+}
+
+Status LocalBucket::FinishLocked(Staging* staging, uint64_t last, const std::string& what) {
   std::string counter;
-  AppendBE64(&counter, entry.revision);
-  batch.Put(core_->meta, CounterKey(name_), counter);
-
-  rocksdb::Status rs = core_->Write(&batch);
+  AppendBE64(&counter, last);
+  staging->batch.Put(core_->meta, CounterKey(name_), counter);
+  rocksdb::Status rs = core_->Write(&staging->batch);
   if (!rs.ok()) {
-    write_cache_.erase(entry.key);
-    return FromRocks(rs, "writing " + Describe(key));
+    for (const auto& [key, head] : staging->heads) write_cache_.erase(key);
+    return FromRocks(rs, what);
   }
-  last_revision_.store(entry.revision, std::memory_order_release);
-  RememberLocked(entry);
+  last_revision_.store(last, std::memory_order_release);
+  for (const Entry& e : staging->entries) RememberLocked(e);
   if (has_listeners_.load(std::memory_order_relaxed)) {
-    for (const auto& [id, listener] : listeners_) listener(entry);
+    for (const Entry& e : staging->entries) {
+      for (const auto& [id, listener] : listeners_) listener(e);
+    }
   }
-  if (ttl_ns > 0) {
+  if (staging->reap_at != 0) {
     StartReaper();
     std::lock_guard<std::mutex> lock(reaper_mu_);
-    const int64_t due = entry.created_ns + ttl_ns;
-    if (reaper_wake_ns_ == 0 || due < reaper_wake_ns_) reaper_wake_ns_ = due;
+    if (reaper_wake_ns_ == 0 || staging->reap_at < reaper_wake_ns_) {
+      reaper_wake_ns_ = staging->reap_at;
+    }
     reaper_cv_.notify_all();
   }
-  return entry.revision;
+  return Status::OK();
+}
+
+Result<std::vector<uint64_t>> LocalBucket::CommitLocked(const std::vector<KeyCompare>& compares,
+                                                        const std::vector<WriteOp>& writes,
+                                                        const std::string* expired_index) {
+  Staging staging;
+  // Every check runs against the state before the commit.
+  std::vector<KeyHead> heads(writes.size());
+  for (const KeyCompare& compare : compares) {
+    KeyHead head;
+    if (Status s = ReadHeadLocked(compare.key, &head); !s.ok()) return s;
+    if (Status s = Check(compare, head); !s.ok()) return s;
+  }
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const WriteOp& w = writes[i];
+    if (Status s = ReadHeadLocked(w.key, &heads[i]); !s.ok()) return s;
+    switch (w.pre) {
+      case Precondition::kNone: break;
+      case Precondition::kAbsentOrTombstone:
+        if (Status s = Check({w.key, KeyCompare::Kind::kAbsentOrTombstone, 0}, heads[i]); !s.ok()) {
+          return s;
+        }
+        break;
+      case Precondition::kRevision:
+        if (Status s = Check({w.key, KeyCompare::Kind::kRevision, w.expected_revision}, heads[i]);
+            !s.ok()) {
+          return s;
+        }
+        break;
+    }
+  }
+  const uint64_t first = last_revision_.load(std::memory_order_relaxed) + 1;
+  const int64_t now = NowNs();
+  std::vector<uint64_t> revisions;
+  revisions.reserve(writes.size());
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const WriteOp& w = writes[i];
+    Entry entry;
+    entry.key.assign(w.key);
+    if (w.op == Operation::kPut) entry.value.assign(w.value);
+    entry.revision = first + i;
+    entry.created_ns = now;
+    entry.operation = w.op;
+    entry.ttl_ns = w.ttl_ns;
+    // The head read for the checks is the one to stage on.
+    staging.heads[entry.key] = std::move(heads[i]);
+    if (Status s = StageEntryLocked(&staging, std::move(entry), /*index_ttl=*/true); !s.ok()) {
+      return s;
+    }
+    revisions.push_back(first + i);
+  }
+  if (expired_index != nullptr) staging.batch.Delete(cf_, *expired_index);
+  const uint64_t last = revisions.empty() ? first - 1 : revisions.back();
+  if (Status s = FinishLocked(&staging, last,
+                              writes.size() == 1 ? "writing " + Describe(writes[0].key)
+                                                 : "committing " + std::to_string(writes.size()) +
+                                                       " writes to bucket '" + name_ + "'");
+      !s.ok()) {
+    return s;
+  }
+  return revisions;
+}
+
+Result<uint64_t> LocalBucket::CommitOneLocked(const WriteOp& write,
+                                              const std::string* expired_index) {
+  auto revisions = CommitLocked({}, {write}, expired_index);
+  if (!revisions.ok()) return revisions.status();
+  return revisions->front();
 }
 
 Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
@@ -432,11 +625,7 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   if (is_follower()) return ReadOnlyError();
   std::lock_guard<std::mutex> lock(write_mu_);
   const uint64_t last = last_revision_.load(std::memory_order_relaxed);
-  // Keys this batch already wrote: a later entry for the same key replaces
-  // the staged record, not the stored one.
-  std::unordered_map<std::string, KeyHead, StringHash, std::equal_to<>> staged;
-  rocksdb::WriteBatch batch;
-  std::vector<const Entry*> applied;
+  Staging staging;
   // What can never be applied. A message whose revision was unreadable (0)
   // cannot be told from a redelivery, so it always counts.
   std::vector<SkippedMessage> skips;
@@ -461,14 +650,7 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
       skips.push_back({e.revision, "its key cannot be stored: " + std::string(s.message())});
       continue;
     }
-    KeyHead head;
-    if (auto it = staged.find(e.key); it != staged.end()) {
-      head = std::move(it->second);
-    } else if (Status s = ReadHeadLocked(e.key, &head); !s.ok()) {
-      return s;
-    }
-    staged[e.key] = StageLocked(&batch, e, std::move(head));
-    applied.push_back(&e);
+    if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false); !s.ok()) return s;
   }
   uint64_t new_last = std::max(prev, applied_revision);
   for (const SkippedMessage& m : skips) new_last = std::max(new_last, m.revision);
@@ -489,27 +671,17 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
       counted->first_reason = skips.front().reason;
     }
     counted->count += skips.size();
-    batch.Put(core_->meta, SkipKey(name_), EncodeSkips(*counted));
+    staging.batch.Put(core_->meta, SkipKey(name_), EncodeSkips(*counted));
   }
-  std::string counter;
-  AppendBE64(&counter, new_last);
-  batch.Put(core_->meta, CounterKey(name_), counter);
-  rocksdb::Status rs = core_->Write(&batch);
-  if (!rs.ok()) {
-    for (const auto& [key, head] : staged) write_cache_.erase(key);
-    return FromRocks(rs, "applying revisions up to " + std::to_string(new_last) +
-                             " to bucket '" + name_ + "'");
+  if (Status s = FinishLocked(&staging, new_last,
+                              "applying revisions up to " + std::to_string(new_last) +
+                                  " to bucket '" + name_ + "'");
+      !s.ok()) {
+    return s;
   }
-  last_revision_.store(new_last, std::memory_order_release);
   if (counted) skips_ = std::move(counted);
   if (newly_skipped != nullptr) {
     newly_skipped->insert(newly_skipped->end(), skips.begin(), skips.end());
-  }
-  for (const Entry* e : applied) RememberLocked(*e);
-  if (has_listeners_.load(std::memory_order_relaxed)) {
-    for (const Entry* e : applied) {
-      for (const auto& [id, listener] : listeners_) listener(*e);
-    }
   }
   return Status::OK();
 }
@@ -554,21 +726,21 @@ Result<int64_t> LocalBucket::ReplicaSource() {
 Status LocalBucket::ResetReplica(int64_t source) {
   if (is_follower()) return ReadOnlyError();
   std::lock_guard<std::mutex> lock(write_mu_);
-  rocksdb::WriteBatch batch;
-  // Every record key starts with 'h' or 'k', and every log key is 8 bytes.
-  batch.DeleteRange(cf_, std::string(1, '\0'), std::string(1, '\xff'));
-  batch.DeleteRange(log_cf_, std::string(8, '\0'), std::string(9, '\xff'));
-  std::string zero, src;
-  AppendBE64(&zero, 0);
+  Staging staging;
+  // Every record key starts with 'h', 'k' or 'x', and every log key is 8
+  // bytes.
+  staging.batch.DeleteRange(cf_, std::string(1, '\0'), std::string(1, '\xff'));
+  staging.batch.DeleteRange(log_cf_, std::string(8, '\0'), std::string(9, '\xff'));
+  std::string src;
   AppendBE64(&src, static_cast<uint64_t>(source));
-  batch.Put(core_->meta, CounterKey(name_), zero);
-  batch.Put(core_->meta, SourceKey(name_), src);
-  batch.Delete(core_->meta, SkipKey(name_));
-  rocksdb::Status rs = core_->Write(&batch);
-  if (!rs.ok()) return FromRocks(rs, "resetting the replica of bucket '" + name_ + "'");
-  skips_ = SkipSummary{};
+  staging.batch.Put(core_->meta, SourceKey(name_), src);
+  staging.batch.Delete(core_->meta, SkipKey(name_));
   write_cache_.clear();
-  last_revision_.store(0, std::memory_order_release);
+  if (Status s = FinishLocked(&staging, 0, "resetting the replica of bucket '" + name_ + "'");
+      !s.ok()) {
+    return s;
+  }
+  skips_ = SkipSummary{};
   return Status::OK();
 }
 
@@ -811,7 +983,8 @@ int64_t LocalBucket::ReapDue(int64_t now_ns) {
     if (current && head.operation == Operation::kPut) {
       // The entry expired: a Purge tombstone with its own revision, as the
       // server's limit marker, so that watchers and ChangesSince see it.
-      s = CommitLocked(Operation::kPurge, key, {}, Precondition::kNone, 0, 0, &index).status();
+      s = CommitOneLocked({Operation::kPurge, key, {}, Precondition::kNone, 0, 0}, &index)
+              .status();
     } else {
       rocksdb::WriteBatch batch;
       batch.Delete(cf_, index);

@@ -57,6 +57,7 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   Result<uint64_t> Purge(std::string_view key,
                          std::optional<uint64_t> expected_revision = std::nullopt,
                          const WriteOptions& options = {}) override;
+  Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) override;
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override;
   Result<std::vector<Entry>> History(std::string_view key) override;
   Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) override;
@@ -153,14 +154,48 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   // What must hold before a write commits.
   enum class Precondition { kNone, kAbsentOrTombstone, kRevision };
 
-  Result<uint64_t> Commit(Operation op, std::string_view key, std::string_view value,
-                          Precondition pre, uint64_t expected_revision,
-                          const WriteOptions& options);
-  // `ttl_ns`: the new entry's TTL. `expired_index`: an expiry index key to
+  // One write of a commit: `op` on `key`, made only if `pre` holds.
+  struct WriteOp {
+    Operation op = Operation::kPut;
+    std::string_view key;
+    std::string_view value;
+    Precondition pre = Precondition::kNone;
+    uint64_t expected_revision = 0;
+    int64_t ttl_ns = 0;  // the new entry's TTL
+  };
+  // A check on a key that the commit does not write.
+  struct KeyCompare {
+    // kAbsentOrTombstone fails as Exists (a Create's condition), kAbsent as
+    // Conflict (a transaction's compare).
+    enum class Kind { kRevision, kAbsentOrTombstone, kAbsent, kPresent };
+    std::string_view key;
+    Kind kind = Kind::kRevision;
+    uint64_t revision = 0;
+  };
+
+  Result<uint64_t> CommitWrite(Operation op, std::string_view key, std::string_view value,
+                               Precondition pre, uint64_t expected_revision,
+                               const WriteOptions& options);
+  // Runs `commit` with this bucket's write lock held, and for a fenced
+  // write also the lock's bucket's, after checking the fence: the check and
+  // the commit then act as one step. `keys`: the keys written, none of which
+  // may be the fence's lock record.
+  template <typename T>
+  Result<T> WithWriteLock(const WriteOptions& options, const std::vector<std::string_view>& keys,
+                          const std::function<Result<T>()>& commit);
+
+  // The commit path of every local write (callers hold write_mu_): checks
+  // each compare and each write's precondition against the latest records
+  // (an expired entry counts as absent), then commits every write as one
+  // WriteBatch, with consecutive revisions in the given order, and returns
+  // them. A failed check is Exists or Conflict naming its key, with nothing
+  // written. Keys must be distinct. `expired_index`: an expiry index key to
   // drop in the same batch (the reaper's).
-  Result<uint64_t> CommitLocked(Operation op, std::string_view key, std::string_view value,
-                                Precondition pre, uint64_t expected_revision, int64_t ttl_ns = 0,
-                                const std::string* expired_index = nullptr);
+  Result<std::vector<uint64_t>> CommitLocked(const std::vector<KeyCompare>& compares,
+                                             const std::vector<WriteOp>& writes,
+                                             const std::string* expired_index = nullptr);
+  Result<uint64_t> CommitOneLocked(const WriteOp& write,
+                                   const std::string* expired_index = nullptr);
 
   ExpiryRules Expiry() const {
     return {max_age_ns_.load(std::memory_order_relaxed), grace_ns_.load(std::memory_order_relaxed)};
@@ -190,11 +225,33 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
     std::string raw;              // the record's bytes; kept only when history > 1
   };
   Status ReadHeadLocked(std::string_view key, KeyHead* head);
+  // OK if `compare` holds for the key's latest record `head`, else Exists
+  // or Conflict naming the key and its current revision.
+  Status Check(const KeyCompare& compare, const KeyHead& head) const;
   // Adds to `batch` what makes `entry` the key's latest record after `head`
   // (history moves, trims, purge, revision log, and with `index_ttl` the
   // expiry index entry of a TTL); returns the new head.
   KeyHead StageLocked(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head,
                       bool index_ttl = false);
+
+  // A commit being built: one WriteBatch, the heads of the keys it already
+  // staged (a later entry of the same key replaces the staged record, not
+  // the stored one), and the entries it commits, in revision order.
+  struct Staging {
+    rocksdb::WriteBatch batch;
+    std::unordered_map<std::string, KeyHead> heads;
+    std::vector<Entry> entries;
+    int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
+  };
+  // The key's latest record, as staged or as stored.
+  Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
+  // Stages `entry` (see StageLocked) after the key's latest record.
+  Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl);
+  // Commits `staging` with the bucket's revision counter at `last` (and
+  // whatever else the caller put in its batch): writes it, then updates
+  // LastRevision(), the write cache, the listeners and the reaper. Nothing
+  // is applied if the write fails.
+  Status FinishLocked(Staging* staging, uint64_t last, const std::string& what);
   // Notes a committed entry in the write cache.
   void RememberLocked(const Entry& entry);
   // With the locks bucket's write lock held: OK if `fence` names the lock's

@@ -176,6 +176,12 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
   return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }
 
+Result<TxnResult> ReplicatedBucket::Commit(const Txn&, const WriteOptions&) {
+  return Status::InvalidArgument(
+      "transactions on replicated bucket '" + name() + "' are not supported yet (local buckets "
+      "have them); write the keys one by one with Update(revision), or under a lock");
+}
+
 Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto stream = ReadKvStream(conn_->js(), name(), conn_.get());

@@ -49,6 +49,8 @@ class ReplicatedBucket final : public Bucket {
   Result<uint64_t> Purge(std::string_view key,
                          std::optional<uint64_t> expected_revision = std::nullopt,
                          const WriteOptions& options = {}) override;
+  // Not supported yet on a replicated bucket: InvalidArgument.
+  Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) override;
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override {
     return replica_->Keys(filter);
   }

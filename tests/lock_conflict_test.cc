@@ -70,6 +70,9 @@ class RacingStore final : public Bucket {
                          const WriteOptions& options) override {
     return inner_->Purge(key, expected, options);
   }
+  Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options) override {
+    return inner_->Commit(txn, options);
+  }
   Result<std::vector<std::string>> Keys(std::string_view filter) override {
     return inner_->Keys(filter);
   }

@@ -37,6 +37,7 @@
 #include "revkv/entry.h"
 #include "revkv/options.h"
 #include "revkv/result.h"
+#include "revkv/txn.h"
 #include "revkv/watch.h"
 
 namespace revkv {
@@ -206,6 +207,20 @@ class Bucket {
   // Timeout: the replica did not catch up in time. Unavailable: the server
   // cannot be reached.
   virtual Status Sync(std::chrono::milliseconds timeout) = 0;
+
+  // Commits a transaction (revkv/txn.h): its compares and its operations'
+  // own conditions are checked against the state before it, and then every
+  // operation is written at once with consecutive revisions, or none is.
+  // options.fence fences the whole transaction; options.ttl applies to each
+  // Put, Create and Update under the single-key rules.
+  // Conflict: a compare, an Update's or an expected-revision Delete/Purge's
+  //   revision failed; the message names the key, status.revision() is its
+  //   current revision. Exists: a Create found its key.
+  // InvalidArgument: no operation, more than kMaxTxnOps, a key twice, a bad
+  //   key or value, an Update without its expected revision.
+  // LockLost (fenced), Corruption, IOError: as single-key writes.
+  // Replicated buckets: not supported yet (InvalidArgument).
+  virtual Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) = 0;
 
   // Optimistic read-modify-write of one key: reads the entry, calls
   // `mutate`, then writes with Create (key absent or tombstoned; never a

@@ -11,6 +11,7 @@
 #include "revkv/options.h"   // IWYU pragma: export
 #include "revkv/result.h"    // IWYU pragma: export
 #include "revkv/status.h"    // IWYU pragma: export
+#include "revkv/txn.h"       // IWYU pragma: export
 #include "revkv/validation.h"  // IWYU pragma: export
 #include "revkv/watch.h"     // IWYU pragma: export
 
