@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
-#include <set>
 #include <thread>
 #include <string>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "engine/bucket_registry.h"
 #include "engine/layout.h"
 #include "engine/local_watcher.h"
+#include "engine/txn_rules.h"
 #include "engine/update_with_retry.h"
 #include "engine/rocks.h"
 #include "revkv/validation.h"
@@ -196,8 +196,8 @@ Result<uint64_t> LocalBucket::Purge(std::string_view key,
 
 namespace {
 
-// The TtlWrite rules of a write (expiry.h).
-TtlWrite TtlWriteOf(Operation op, bool create, bool update) {
+// The TtlWrite rules of a single-key write (expiry.h).
+TtlWrite TtlWriteOfWrite(Operation op, bool create, bool update) {
   if (op == Operation::kDelete) return TtlWrite::kDelete;
   if (op == Operation::kPurge) return TtlWrite::kPurge;
   if (create) return TtlWrite::kCreate;
@@ -219,8 +219,8 @@ Result<uint64_t> LocalBucket::CommitWrite(Operation op, std::string_view key,
                                    " (BucketOptions::max_value_size)");
   }
   if (is_follower()) return ReadOnlyError();
-  const TtlWrite ttl_write = TtlWriteOf(op, pre == Precondition::kAbsentOrTombstone,
-                                        pre == Precondition::kRevision);
+  const TtlWrite ttl_write = TtlWriteOfWrite(op, pre == Precondition::kAbsentOrTombstone,
+                                             pre == Precondition::kRevision);
   if (Status s = CheckWriteTtl(name_, config_.history, ttl_write, options.ttl); !s.ok()) return s;
   const WriteOp write{op, key, value, pre, expected_revision,
                       std::chrono::duration_cast<std::chrono::nanoseconds>(options.ttl).count()};
@@ -270,26 +270,13 @@ Result<T> LocalBucket::WithWriteLock(const WriteOptions& options,
 }
 
 Result<TxnResult> LocalBucket::Commit(const Txn& txn, const WriteOptions& options) {
-  if (txn.ops.empty()) {
-    return Status::InvalidArgument("a transaction on bucket '" + name_ +
-                                   "' needs at least one operation; read with GetEntry instead");
+  if (Status s = CheckTxn(txn, name_, config_.history, config_.max_value_size, options.ttl);
+      !s.ok()) {
+    return s;
   }
-  if (txn.ops.size() > kMaxTxnOps) {
-    return Status::InvalidArgument("a transaction on bucket '" + name_ + "' has " +
-                                   std::to_string(txn.ops.size()) + " operations; at most " +
-                                   std::to_string(kMaxTxnOps) + " (kMaxTxnOps) are allowed; "
-                                   "split it");
-  }
-  std::set<std::string_view> seen;
-  auto once = [&](std::string_view key) -> Status {
-    if (seen.insert(key).second) return Status::OK();
-    return Status::InvalidArgument(Describe(key) + " appears twice in one transaction; give each "
-                                   "key once (an operation's expected revision is its compare)");
-  };
+  if (is_follower()) return ReadOnlyError();
   std::vector<KeyCompare> compares;
   for (const TxnCompare& c : txn.compares) {
-    if (Status s = ValidateReadKey(c.key); !s.ok()) return s;
-    if (Status s = once(c.key); !s.ok()) return s;
     const KeyCompare::Kind kind = c.kind == TxnCompare::Kind::kAbsent    ? KeyCompare::Kind::kAbsent
                                   : c.kind == TxnCompare::Kind::kPresent ? KeyCompare::Kind::kPresent
                                                                          : KeyCompare::Kind::kRevision;
@@ -299,52 +286,22 @@ Result<TxnResult> LocalBucket::Commit(const Txn& txn, const WriteOptions& option
   std::vector<WriteOp> writes;
   std::vector<std::string_view> keys;
   for (const TxnOp& o : txn.ops) {
-    if (Status s = ValidateKey(o.key); !s.ok()) return s;
-    if (Status s = once(o.key); !s.ok()) return s;
     WriteOp w;
+    w.op = OperationOf(o);
     w.key = o.key;
-    switch (o.kind) {
-      case TxnOp::Kind::kPut: w.op = Operation::kPut; break;
-      case TxnOp::Kind::kCreate:
-        w.op = Operation::kPut;
-        w.pre = Precondition::kAbsentOrTombstone;
-        break;
-      case TxnOp::Kind::kUpdate:
-        if (!o.expected_revision) {
-          return Status::InvalidArgument("the Update of " + Describe(o.key) + " has no expected "
-                                         "revision; use TxnOp::Update(key, value, revision)");
-        }
-        w.op = Operation::kPut;
-        break;
-      case TxnOp::Kind::kDelete: w.op = Operation::kDelete; break;
-      case TxnOp::Kind::kPurge: w.op = Operation::kPurge; break;
-    }
-    if (o.expected_revision && o.kind != TxnOp::Kind::kCreate) {
+    if (o.kind == TxnOp::Kind::kCreate) {
+      w.pre = Precondition::kAbsentOrTombstone;
+    } else if (o.expected_revision) {
       w.pre = Precondition::kRevision;
       w.expected_revision = *o.expected_revision;
     }
     if (w.op == Operation::kPut) {
       w.value = o.value;
-      if (o.value.size() > config_.max_value_size) {
-        return Status::InvalidArgument("value for " + Describe(o.key) + " is " +
-                                       std::to_string(o.value.size()) +
-                                       " bytes; the bucket's limit is " +
-                                       std::to_string(config_.max_value_size) +
-                                       " (BucketOptions::max_value_size)");
-      }
-      if (Status s = CheckWriteTtl(name_, config_.history,
-                                   TtlWriteOf(w.op, w.pre == Precondition::kAbsentOrTombstone,
-                                              w.pre == Precondition::kRevision),
-                                   options.ttl);
-          !s.ok()) {
-        return s;
-      }
       w.ttl_ns = ttl_ns;
     }
     writes.push_back(w);
     keys.push_back(o.key);
   }
-  if (is_follower()) return ReadOnlyError();
   auto revisions = WithWriteLock<std::vector<uint64_t>>(
       options, keys, [&] { return CommitLocked(compares, writes); });
   if (!revisions.ok()) return revisions.status();
@@ -901,6 +858,92 @@ Result<std::vector<Entry>> LocalBucket::ChangesSince(uint64_t after_revision, si
   return out;
 }
 
+Result<uint64_t> LocalBucket::RevisionAt(const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  std::string counter;
+  rocksdb::Status rs = core_->db->Get(ro, core_->meta, CounterKey(name_), &counter);
+  if (rs.IsNotFound()) return uint64_t{0};
+  if (!rs.ok()) return FromRocks(rs, "reading the revision of bucket '" + name_ + "'");
+  return DecodeBE64(counter);
+}
+
+namespace {
+
+// A RocksDB snapshot, released when it goes out of scope.
+class HeldSnapshot {
+ public:
+  explicit HeldSnapshot(rocksdb::DB* db) : db_(db), snapshot_(db->GetSnapshot()) {}
+  ~HeldSnapshot() { db_->ReleaseSnapshot(snapshot_); }
+  HeldSnapshot(const HeldSnapshot&) = delete;
+  HeldSnapshot& operator=(const HeldSnapshot&) = delete;
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  rocksdb::DB* const db_;
+  const rocksdb::Snapshot* const snapshot_;
+};
+
+}  // namespace
+
+Result<EntriesSnapshot> LocalBucket::Entries(std::string_view filter) {
+  HeldSnapshot snapshot(core_->db);
+  EntriesSnapshot out;
+  auto revision = RevisionAt(snapshot.get());
+  if (!revision.ok()) return revision.status();
+  out.revision = *revision;
+  Status s = ScanLatest(filter, snapshot.get(), DecodeParts::kAll,
+                        [&](std::string_view key, Record&& rec) {
+                          if (rec.entry.operation != Operation::kPut ||
+                              ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) {
+                            return;
+                          }
+                          rec.entry.key.assign(key);
+                          out.entries.push_back(std::move(rec.entry));
+                        });
+  if (!s.ok()) return s;
+  return out;  // ScanLatest walks the keys in order
+}
+
+Result<KeysSnapshot> LocalBucket::GetMany(const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) {
+    if (Status s = ValidateReadKey(key); !s.ok()) return s;
+  }
+  HeldSnapshot snapshot(core_->db);
+  KeysSnapshot out;
+  auto revision = RevisionAt(snapshot.get());
+  if (!revision.ok()) return revision.status();
+  out.revision = *revision;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.get();
+  for (const std::string& key : keys) {
+    KeyRead read;
+    read.key = key;
+    rocksdb::PinnableSlice raw;
+    rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &raw);
+    if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + Describe(key));
+    if (rs.ok()) {
+      auto rec = DecodeRecord(raw.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
+      if (!rec.ok()) return rec.status();
+      if (rec->entry.key != key) {
+        return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
+                                  rec->entry.key +
+                                  "'; restore the store from a backup or replica");
+      }
+      // An expired entry is no entry (revision 0), as Get says.
+      if (!ExpiredNow(rec->entry.created_ns, rec->entry.ttl_ns)) {
+        read.revision = rec->entry.revision;
+        if (rec->entry.operation == Operation::kPut) {
+          rec->entry.key = key;
+          read.entry = std::move(rec->entry);
+        }
+      }
+    }
+    out.keys.push_back(std::move(read));
+  }
+  return out;
+}
+
 uint64_t LocalBucket::LastRevision() {
   if (core_->follower_dir.empty()) return last_revision_.load(std::memory_order_acquire);
   // A follower sees the holder's commits only through the store.
@@ -913,6 +956,14 @@ Result<UpdateOutcome> LocalBucket::UpdateWithRetry(std::string_view key, const M
                                                    const RetryPolicy& policy,
                                                    const WriteOptions& options) {
   return RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options);
+}
+
+Result<ManyUpdateOutcome> LocalBucket::UpdateManyWithRetry(const std::vector<std::string>& keys,
+                                                           const ManyMutator& mutate,
+                                                           const RetryPolicy& policy,
+                                                           const WriteOptions& options) {
+  return RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
+                                /*check_kept=*/true);
 }
 
 Status LocalBucket::Sync(std::chrono::milliseconds) { return Status::OK(); }

@@ -58,6 +58,8 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
                          std::optional<uint64_t> expected_revision = std::nullopt,
                          const WriteOptions& options = {}) override;
   Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) override;
+  Result<EntriesSnapshot> Entries(std::string_view filter = ">") override;
+  Result<KeysSnapshot> GetMany(const std::vector<std::string>& keys) override;
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override;
   Result<std::vector<Entry>> History(std::string_view key) override;
   Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) override;
@@ -65,6 +67,10 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,
                                         const RetryPolicy& policy = {},
                                         const WriteOptions& options = {}) override;
+  Result<ManyUpdateOutcome> UpdateManyWithRetry(const std::vector<std::string>& keys,
+                                                const ManyMutator& mutate,
+                                                const RetryPolicy& policy = {},
+                                                const WriteOptions& options = {}) override;
   Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
                                          const WatchOptions& options = {}) override;
   Result<std::unique_ptr<Watcher>> Watch(std::string_view filter, const WatchOptions& options,
@@ -261,6 +267,8 @@ class LocalBucket final : public Bucket, public std::enable_shared_from_this<Loc
   Status ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot, DecodeParts parts,
                     const std::function<void(std::string_view, Record&&)>& fn);
   Status ReadOnlyError() const;
+  // The bucket's revision as of `snapshot` (nullptr: now).
+  Result<uint64_t> RevisionAt(const rocksdb::Snapshot* snapshot);
   std::string Describe(std::string_view key) const;
 
   // Constant after construction.

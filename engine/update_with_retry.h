@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/key_gate.h"
 #include "revkv/bucket.h"
@@ -28,6 +30,16 @@ using CatchUp = std::function<void(std::optional<uint64_t> revision,
 Result<UpdateOutcome> RunUpdateWithRetry(Bucket& bucket, KeyGate& gate, std::string_view key,
                                          const Mutator& mutate, const RetryPolicy& policy,
                                          const WriteOptions& options, const CatchUp& catch_up = {});
+
+// As Bucket::UpdateManyWithRetry. `check_kept`: compare the kept keys at
+// commit (a replicated bucket cannot carry those compares). `catch_up` as
+// above; the revision is the one a conflict named, of whichever key.
+Result<ManyUpdateOutcome> RunUpdateManyWithRetry(Bucket& bucket, KeyGate& gate,
+                                                 const std::vector<std::string>& keys,
+                                                 const ManyMutator& mutate,
+                                                 const RetryPolicy& policy,
+                                                 const WriteOptions& options, bool check_kept,
+                                                 const CatchUp& catch_up = {});
 
 }  // namespace revkv::engine
 

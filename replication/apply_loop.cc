@@ -15,6 +15,9 @@ constexpr size_t kMaxBatch = 512;
 constexpr std::chrono::milliseconds kConsumerHeartbeat{1000};
 // How long a batch may wait for messages the consumer said were pending.
 constexpr std::chrono::milliseconds kMaxBatchDelay{2};
+// How long an atomic batch may wait for its commit message, which the
+// server may have removed since (history limits, max_age).
+constexpr std::chrono::milliseconds kMaxOpenBatch{1000};
 
 // The header in which nats-server (2.11+) names why it wrote a limit marker.
 constexpr char kMarkerReason[] = "Nats-Marker-Reason";
@@ -93,6 +96,11 @@ Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_p
   // take is read as no TTL: the server's removal still reaches the replica.
   if (Header(msg, kNatsTtlHeader, &value) == NATS_OK) {
     if (auto ttl = ParseNatsTtl(value); ttl.ok()) e.ttl_ns = *ttl;
+  }
+  // The server keeps an atomic batch's headers on the stored messages.
+  if (Header(msg, "Nats-Batch-Id", &value) == NATS_OK) {
+    out.batch_id.assign(value);
+    out.batch_commit = Header(msg, "Nats-Batch-Commit", &value) == NATS_OK;
   }
   return out;
 }
@@ -193,6 +201,14 @@ void ApplyLoop::Handle(natsMsg* msg) {
     return;
   }
   const uint64_t pending = read->pending;
+  // A batch's messages are consecutive in the stream: a message of another
+  // batch, or of none, means the open one's commit is gone.
+  if (!open_batch_.empty() && read->batch_id != open_batch_) open_batch_.clear();
+  if (!read->batch_id.empty() && !read->batch_commit && open_batch_.empty()) {
+    open_batch_ = read->batch_id;
+    open_since_ = std::chrono::steady_clock::now();
+  }
+  if (read->batch_commit) open_batch_.clear();
   if (!read->damage.empty()) {
     // Never applicable, whenever it is retried: skip it, with the batch.
     batch_skipped_.push_back({read->entry.revision, std::move(read->damage)});
@@ -202,9 +218,13 @@ void ApplyLoop::Handle(natsMsg* msg) {
     batch_.push_back(std::move(read->entry));
   }
   // Batch while the server says more is pending; apply at once when idle.
-  if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
+  // An atomic batch is applied whole, at its commit message.
+  if (!open_batch_.empty()) {
+    flush_due_ = open_since_ + kMaxOpenBatch;
+    batch_cv_.notify_one();
+  } else if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
     FlushLocked();
-  } else if (batch_.size() + batch_skipped_.size() == 1) {
+  } else if (batch_.size() + batch_skipped_.size() == 1 || read->batch_commit) {
     flush_due_ = std::chrono::steady_clock::now() + kMaxBatchDelay;
     batch_cv_.notify_one();
   }
@@ -265,6 +285,7 @@ void ApplyLoop::FlushTimer() {
       continue;
     }
     if (std::chrono::steady_clock::now() >= flush_due_) {
+      open_batch_.clear();  // its commit message never came
       FlushLocked();
     } else {
       batch_cv_.wait_until(lock, flush_due_);

@@ -47,6 +47,10 @@ struct StreamMessage {
   // under the bucket's prefix, or its metadata or headers cannot be read);
   // empty when it can.
   std::string damage;
+  // The atomic batch it belongs to (Nats-Batch-Id; empty: none), and whether
+  // it is that batch's last message (Nats-Batch-Commit).
+  std::string batch_id;
+  bool batch_commit = false;
 };
 
 // Reads a stream message as nats.go reads a KV entry. KV-Operation DEL and
@@ -122,6 +126,12 @@ class ApplyLoop {
   uint64_t batch_last_ = 0;                           // GUARDED_BY(batch_mu_)
   bool warned_skip_ = false;                          // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point flush_due_;   // GUARDED_BY(batch_mu_)
+  // An atomic batch (a transaction) whose commit message has not arrived:
+  // nothing is applied until it does, so that a reader never sees part of
+  // it. Another batch's message, or kMaxOpenBatch without one (the server
+  // removed the rest), ends it.
+  std::string open_batch_;                             // GUARDED_BY(batch_mu_)
+  std::chrono::steady_clock::time_point open_since_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
   std::thread timer_;

@@ -10,6 +10,7 @@
 #include "engine/record_codec.h"
 #include "replication/capabilities.h"
 #include "replication/json_field.h"
+#include "replication/kv_stream.h"
 #include "replication/nats_status.h"
 #include "replication/nats_ttl.h"
 #include "revkv/validation.h"
@@ -339,75 +340,144 @@ Result<uint64_t> KvWriter::FencedCas(Operation op, std::string_view key, std::st
                                      uint64_t expected, const Fence& fence, ms timeout,
                                      sec ttl) {
   if (Status s = CheckFence(key, fence); !s.ok()) return s;
-  if (Status s = CheckKeyAndValue(key, value); !s.ok()) return s;
+  auto written = CommitBatch({{op, std::string(key), std::string(value), expected, "", ttl}},
+                             &fence, timeout);
+  if (!written.ok()) return written.status();
+  return written->back();
+}
+
+Status KvWriter::NameConflict(const std::vector<TxnMessage>& messages, const Status& failed,
+                              std::chrono::steady_clock::time_point deadline) {
+  size_t checks = 0;
+  for (const TxnMessage& m : messages) checks += m.expected.has_value();
+  const TxnMessage* only = nullptr;
+  for (const TxnMessage& m : messages) {
+    if (m.expected) only = &m;
+  }
+  auto conflict = [&](const TxnMessage& m, uint64_t current) {
+    const std::string& key = m.check_key.empty() ? m.key : m.check_key;
+    return Status::Conflict("wrong last revision for key '" + key + "' of bucket '" + bucket_ +
+                                "': expected " + std::to_string(*m.expected) + ", current is " +
+                                std::to_string(current) + "; re-read the key and retry",
+                            current);
+  };
+  // One check: the server's number is its key's.
+  if (checks == 1 && failed.revision_known()) return conflict(*only, failed.revision());
+  // Several: the replica, once caught up with the stream, shows which moved.
+  auto stream = ReadKvStream(js_, bucket_, conn_);
+  if (stream.ok() && loop_->CatchUpTo(stream->last_sequence, deadline).ok()) {
+    for (const TxnMessage& m : messages) {
+      if (!m.expected) continue;
+      auto entry = replica_->GetEntry(m.check_key.empty() ? m.key : m.check_key);
+      const uint64_t current = entry.ok() ? entry->revision : entry.status().revision();
+      if (current != *m.expected) return conflict(m, current);
+    }
+  }
+  return Status::ConflictRevisionUnknown(
+      "a key of the transaction on bucket '" + bucket_ + "' moved (" +
+      std::string(failed.message()) + "); re-read the keys and retry");
+}
+
+Result<std::vector<uint64_t>> KvWriter::CommitBatch(const std::vector<TxnMessage>& messages,
+                                                    const Fence* fence, ms timeout) {
+  for (const TxnMessage& m : messages) {
+    if (Status s = CheckKeyAndValue(m.key, m.value); !s.ok()) return s;
+    if (fence != nullptr) {
+      if (Status s = CheckFence(m.key, *fence); !s.ok()) return s;
+    }
+  }
+  timeout = Effective(timeout);
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout;
-  const std::string lock_subject = prefix_ + fence.lock;
-  const std::string subject = prefix_ + std::string(key);
-  const std::string what = "fenced write of key '" + std::string(key) + "' of bucket '" +
-                           bucket_ + "' under lock '" + fence.lock + "'";
-  engine::KeyGate::Pass turn(&fence_gate_, fence.lock);
+  std::vector<std::string> subjects, check_subjects;
+  for (const TxnMessage& m : messages) {
+    subjects.push_back(prefix_ + m.key);
+    check_subjects.push_back(m.check_key.empty() ? std::string() : prefix_ + m.check_key);
+  }
+  std::string what = messages.size() == 1 ? "write of key '" + messages[0].key + "'"
+                                          : "transaction of " + std::to_string(messages.size()) +
+                                                " writes";
+  what += " on bucket '" + bucket_ + "'";
+  if (fence != nullptr) what = "fenced " + what + " under lock '" + fence->lock + "'";
+  const std::string lock_subject = fence != nullptr ? prefix_ + fence->lock : std::string();
+  std::optional<engine::KeyGate::Pass> turn;
+  if (fence != nullptr) turn.emplace(&fence_gate_, fence->lock);
   constexpr int kRounds = 64;  // as FencedWrite
   bool caught_up = false;
   for (int round = 0; round < kRounds; ++round) {
-    auto record = FenceRecord(fence, deadline, &caught_up);
-    if (!record.ok()) return record.status();
-    // The record is written back as it is, its token made explicit: a
-    // record's token is its own revision until then.
-    auto values = engine::DecodeLockRecord(record->value, "lock record '" + fence.lock + "'");
-    if (!values.ok()) return values.status();
-    values->token = fence.token;
-    const std::string lock_value = engine::EncodeLockRecord(*values);
-    // It keeps its TTL, so that an abandoned lock still expires.
-    const sec lock_ttl =
-        record->ttl_ns > 0 ? std::chrono::ceil<sec>(std::chrono::nanoseconds(record->ttl_ns))
-                           : sec(0);
+    std::vector<BatchWrite> writes;
+    std::string lock_value;
+    uint64_t lock_revision = 0;
+    if (fence != nullptr) {
+      auto record = FenceRecord(*fence, deadline, &caught_up);
+      if (!record.ok()) return record.status();
+      // The record is written back as it is, its token made explicit: a
+      // record's token is its own revision until then.
+      auto values = engine::DecodeLockRecord(record->value, "lock record '" + fence->lock + "'");
+      if (!values.ok()) return values.status();
+      values->token = fence->token;
+      lock_value = engine::EncodeLockRecord(*values);
+      lock_revision = record->revision;
+      // It keeps its TTL, so that an abandoned lock still expires.
+      const sec lock_ttl =
+          record->ttl_ns > 0 ? std::chrono::ceil<sec>(std::chrono::nanoseconds(record->ttl_ns))
+                             : sec(0);
+      writes.push_back({Operation::kPut, lock_subject, lock_value, lock_revision, lock_ttl});
+    }
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const TxnMessage& m = messages[i];
+      writes.push_back({m.op, subjects[i], m.value, m.expected, m.ttl,
+                        check_subjects[i].empty() ? nullptr : &check_subjects[i]});
+    }
     const auto sent = std::chrono::steady_clock::now();
     const auto left = std::chrono::ceil<ms>(deadline - sent);
     if (left.count() <= 0) break;
-    auto written = PublishAtomic({{Operation::kPut, lock_subject, lock_value, record->revision,
-                                   lock_ttl},
-                                  {op, subject, value, expected, ttl}},
-                                 what, left);
+    auto written = PublishAtomic(writes, what, left);
     if (written.ok()) {
-      std::shared_ptr<const RewriteObserver> observer;
-      {
-        std::lock_guard<std::mutex> lock(observer_mu_);
-        observer = observer_;
+      const uint64_t first = *written - writes.size() + 1;
+      if (fence != nullptr) {
+        std::shared_ptr<const RewriteObserver> observer;
+        {
+          std::lock_guard<std::mutex> lock(observer_mu_);
+          observer = observer_;
+        }
+        if (observer != nullptr) (*observer)(fence->lock, fence->token, first, sent);
       }
-      if (observer != nullptr) (*observer)(fence.lock, fence.token, *written - 1, sent);
       // Read-your-writes, as Publish.
       loop_->WaitApplied(*written, deadline).ok();
-      return written;
+      std::vector<uint64_t> revisions;
+      for (size_t i = 0; i < messages.size(); ++i) {
+        revisions.push_back(*written - messages.size() + 1 + i);
+      }
+      return revisions;
     }
     if (!written.status().IsConflict()) return written.status();
-    // One of the two checks failed, and the error does not say which: the
-    // lock's record on the server tells.
-    auto lock_now = ServerRevision(fence.lock, deadline);
-    if (!lock_now.ok()) return lock_now.status();
-    if (*lock_now == 0) {
-      return Status::LockLost("lock '" + fence.lock + "' has no record on the server any more " +
-                              "(released, expired or purged); the " + what + " wrote nothing");
+    if (fence != nullptr) {
+      // One of the checks failed, and the error does not say which: the
+      // lock's record on the server tells first.
+      auto lock_now = ServerRevision(fence->lock, deadline);
+      if (!lock_now.ok()) return lock_now.status();
+      if (*lock_now == 0) {
+        return Status::LockLost("lock '" + fence->lock + "' has no record on the server any " +
+                                "more (released, expired or purged); the " + what +
+                                " wrote nothing");
+      }
+      if (*lock_now != lock_revision) {
+        // A renewal of ours, or another holder: catch up and look again.
+        if (Status c = loop_->WaitApplied(*lock_now, deadline); !c.ok()) return c;
+        caught_up = true;
+        continue;
+      }
     }
-    if (*lock_now != record->revision) {
-      // A renewal of ours, or another holder: catch up and look again.
-      if (Status c = loop_->WaitApplied(*lock_now, deadline); !c.ok()) return c;
-      caught_up = true;
+    // A key's check failed (or, 10164, a write to one was in flight on a
+    // clustered stream: the next round learns how it ended).
+    if (!written.status().revision_known() && round + 1 < kRounds) {
+      if (Status c = CatchUpKey(messages.front().key, deadline); !c.ok()) return c;
       continue;
     }
-    // The lock's check passed, so the key's failed.
-    if (written.status().revision_known()) {
-      const uint64_t current = written.status().revision();
-      return Status::Conflict("wrong last revision for key '" + std::string(key) +
-                                  "' of bucket '" + bucket_ + "': expected " +
-                                  std::to_string(expected) + ", current is " +
-                                  std::to_string(current) + "; re-read the key and retry",
-                              current);
-    }
-    // 10164: a write to one of the two subjects was in flight on a
-    // clustered stream; the next round learns how it ended.
+    return NameConflict(messages, written.status(), deadline);
   }
-  return Status::Timeout(what + ": the lock's record or the key kept moving for " +
+  return Status::Timeout(what + ": the keys or the lock's record kept moving for " +
                          std::to_string(timeout.count()) + " ms; nothing was written; try again");
 }
 
@@ -447,9 +517,13 @@ Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
       if (s == NATS_OK) {
         s = natsMsgHeader_Set(msg, "Nats-Batch-Sequence", std::to_string(i + 1).c_str());
       }
-      if (s == NATS_OK) {
+      if (s == NATS_OK && w.expected_last) {
         s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence",
-                              std::to_string(w.expected_last).c_str());
+                              std::to_string(*w.expected_last).c_str());
+        if (s == NATS_OK && w.check_subject != nullptr) {
+          s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence-Subject",
+                                w.check_subject->c_str());
+        }
       }
       if (s == NATS_OK && i + 1 == writes.size()) {
         s = natsMsgHeader_Set(msg, "Nats-Batch-Commit", "1");

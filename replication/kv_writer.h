@@ -80,6 +80,27 @@ class KvWriter {
   Result<uint64_t> FencedUpdate(Operation op, std::string_view key, std::string_view value,
                                 uint64_t expected, const Fence& fence, ms timeout = ms(0),
                                 sec ttl = sec(0));
+  // One message of a transaction: `op` on `key` (with Nats-TTL `ttl` when
+  // not 0), stored only if the last message of `check_key` (its own key
+  // when empty) is `expected` (0: none) before the batch; no check when
+  // `expected` is unset.
+  struct TxnMessage {
+    Operation op = Operation::kPut;
+    std::string key;
+    std::string value;
+    std::optional<uint64_t> expected;
+    std::string check_key;
+    sec ttl{0};
+  };
+  // Publishes `messages` as one atomic batch (nats-server 2.12+), after a
+  // rewrite of the fence's lock record when `fence` is given (as
+  // FencedUpdate), and returns each message's revision. A failed check is
+  // Conflict naming the key and its current revision when the replica,
+  // caught up, shows which one moved (else without a revision); a failed
+  // fence is LockLost. Nothing is written then.
+  Result<std::vector<uint64_t>> CommitBatch(const std::vector<TxnMessage>& messages,
+                                            const Fence* fence, ms timeout = ms(0));
+
   // Create, fenced as FencedUpdate.
   Result<uint64_t> FencedCreate(std::string_view key, std::string_view value, const Fence& fence,
                                 ms timeout = ms(0), sec ttl = sec(0));
@@ -117,8 +138,11 @@ class KvWriter {
     Operation op;
     const std::string& subject;
     std::string_view value;
-    uint64_t expected_last;
+    std::optional<uint64_t> expected_last;  // unset: no check
     sec ttl;
+    // With expected_last: the subject checked, when not `subject` itself
+    // (Nats-Expected-Last-Subject-Sequence-Subject).
+    const std::string* check_subject = nullptr;
   };
   // Publishes `writes` as one atomic batch and returns the last one's
   // sequence. Conflict (10071) names the current sequence of the first
@@ -130,6 +154,11 @@ class KvWriter {
   // FencedUpdate without the replica's pre-check.
   Result<uint64_t> FencedCas(Operation op, std::string_view key, std::string_view value,
                              uint64_t expected, const Fence& fence, ms timeout, sec ttl);
+  // After a batch failed a check: the first message whose checked key the
+  // replica, caught up with the server, shows at another revision than
+  // expected, as Conflict naming it; else Conflict without a revision.
+  Status NameConflict(const std::vector<TxnMessage>& messages, const Status& failed,
+                      std::chrono::steady_clock::time_point deadline);
   // The record of the fence's lock as the replica has it, checked against
   // the fence. A record without the fence's token is LockLost only once the
   // replica has caught up with the server's (*caught_up), which this may do.

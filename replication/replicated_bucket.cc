@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/txn_rules.h"
 #include "engine/update_with_retry.h"
 #include "replication/kv_stream.h"
 
@@ -176,10 +177,131 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
   return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }
 
-Result<TxnResult> ReplicatedBucket::Commit(const Txn&, const WriteOptions&) {
-  return Status::InvalidArgument(
-      "transactions on replicated bucket '" + name() + "' are not supported yet (local buckets "
-      "have them); write the keys one by one with Update(revision), or under a lock");
+Result<ManyUpdateOutcome> ReplicatedBucket::UpdateManyWithRetry(
+    const std::vector<std::string>& keys, const ManyMutator& mutate, const RetryPolicy& policy,
+    const WriteOptions& options) {
+  // After a conflict, wait for the replica to apply the winner (the revision
+  // the server named, of whichever key), or catch up with the stream.
+  const auto catch_up = [this](std::optional<uint64_t> revision,
+                               std::chrono::steady_clock::time_point until) {
+    const auto bound =
+        std::min(until, std::chrono::steady_clock::now() + conn_->options().write_timeout);
+    if (revision) {
+      loop_->WaitApplied(*revision, bound).ok();
+    } else {
+      Sync(std::chrono::ceil<std::chrono::milliseconds>(bound - std::chrono::steady_clock::now()))
+          .ok();
+    }
+  };
+  return engine::RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
+                                        /*check_kept=*/false, catch_up);
+}
+
+Result<TxnResult> ReplicatedBucket::Commit(const Txn& txn, const WriteOptions& options) {
+  if (Status s = engine::CheckTxn(txn, name(), history(), max_value_size(), options.ttl);
+      !s.ok()) {
+    return s;
+  }
+  // The per-operation TTL rules are CheckTxn's; the rest as for a CAS.
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
+  if (Status s = conn_->Require(Feature::kAtomicBatch,
+                                "a transaction on bucket '" + name() + "'");
+      !s.ok()) {
+    return s;
+  }
+  // A fence's lock record takes one message of the server's batch.
+  if (options.fence && txn.ops.size() + 1 > kMaxTxnOps) {
+    return Status::InvalidArgument(
+        "a fenced transaction on bucket '" + name() + "' has " + std::to_string(txn.ops.size()) +
+        " operations; at most " + std::to_string(kMaxTxnOps - 1) +
+        " fit in one atomic batch with the lock's record; split it");
+  }
+  const auto deadline = std::chrono::steady_clock::now() +
+                        (options.timeout.count() > 0 ? options.timeout
+                                                     : conn_->options().write_timeout);
+  // The replica's view of a key, confirmed with the server when it shows a
+  // live entry (a stale replica must not turn a Create into Exists).
+  auto current = [&](const std::string& key) -> Result<Entry> {
+    auto e = replica_->GetEntry(key);
+    if (e.ok()) {
+      auto on_server = writer_->ServerRevision(key, deadline);
+      if (!on_server.ok()) return on_server.status();
+      if (*on_server != e->revision) {
+        if (Status c = writer_->CatchUpKey(key, deadline); !c.ok()) return c;
+        e = replica_->GetEntry(key);
+      }
+    }
+    return e;
+  };
+  const auto ttl = options.ttl;
+  std::vector<KvWriter::TxnMessage> messages;
+  std::vector<size_t> carriers;  // messages without a check of their own
+  for (const TxnOp& o : txn.ops) {
+    KvWriter::TxnMessage m;
+    m.op = engine::OperationOf(o);
+    m.key = o.key;
+    if (m.op == Operation::kPut) {
+      m.value = o.value;
+      m.ttl = ttl;
+    }
+    if (o.kind == TxnOp::Kind::kCreate) {
+      // Absent or tombstoned: a CAS on "no message", or on the tombstone.
+      auto e = current(o.key);
+      if (e.ok()) {
+        return Status::Exists("key '" + o.key + "' of bucket '" + name() + "' exists at " +
+                                  "revision " + std::to_string(e->revision) +
+                                  "; use Update with that revision to change it",
+                              e->revision);
+      }
+      if (!e.status().IsNotFound()) return e.status();
+      m.expected = e.status().revision();
+    } else if (o.expected_revision) {
+      m.expected = *o.expected_revision;
+    } else {
+      carriers.push_back(messages.size());
+    }
+    messages.push_back(std::move(m));
+  }
+  // A compare on a key the transaction does not write rides on a message
+  // without a check of its own (the -Subject form; one check per message).
+  size_t next_carrier = 0;
+  for (const TxnCompare& c : txn.compares) {
+    if (next_carrier == carriers.size()) {
+      return Status::InvalidArgument(
+          "a transaction on replicated bucket '" + name() + "' has " +
+          std::to_string(txn.compares.size()) + " compares on keys it does not write, and " +
+          std::to_string(carriers.size()) + " operations without a condition of their own (a "
+          "Put, or a Delete or Purge without an expected revision): nats-server checks one "
+          "condition per message of a batch, so each such compare needs one of those "
+          "operations to carry it; drop compares or write those keys with Update(revision)");
+    }
+    uint64_t expected = c.revision;
+    if (c.kind != TxnCompare::Kind::kRevision) {
+      // Present and absent are checked as "the revision the replica shows".
+      auto e = current(c.key);
+      if (!e.ok() && !e.status().IsNotFound()) return e.status();
+      const uint64_t rev = e.ok() ? e->revision : e.status().revision();
+      if (e.ok() != (c.kind == TxnCompare::Kind::kPresent)) {
+        return Status::Conflict("key '" + c.key + "' of bucket '" + name() + "' is " +
+                                    (e.ok() ? "present at revision " + std::to_string(rev)
+                                            : std::string("not present")) +
+                                    "; re-read the key and retry",
+                                rev);
+      }
+      expected = rev;
+    }
+    KvWriter::TxnMessage& carrier = messages[carriers[next_carrier++]];
+    carrier.expected = expected;
+    carrier.check_key = c.key;
+  }
+  auto revisions = writer_->CommitBatch(
+      messages, options.fence ? &*options.fence : nullptr,
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+  if (!revisions.ok()) return revisions.status();
+  TxnResult out;
+  out.revision = revisions->back();
+  out.revisions = std::move(*revisions);
+  return out;
 }
 
 Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {

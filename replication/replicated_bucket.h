@@ -49,8 +49,14 @@ class ReplicatedBucket final : public Bucket {
   Result<uint64_t> Purge(std::string_view key,
                          std::optional<uint64_t> expected_revision = std::nullopt,
                          const WriteOptions& options = {}) override;
-  // Not supported yet on a replicated bucket: InvalidArgument.
+  // One atomic batch (nats-server 2.12+); see revkv/bucket.h.
   Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) override;
+  Result<EntriesSnapshot> Entries(std::string_view filter = ">") override {
+    return replica_->Entries(filter);
+  }
+  Result<KeysSnapshot> GetMany(const std::vector<std::string>& keys) override {
+    return replica_->GetMany(keys);
+  }
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override {
     return replica_->Keys(filter);
   }
@@ -64,6 +70,10 @@ class ReplicatedBucket final : public Bucket {
   Result<UpdateOutcome> UpdateWithRetry(std::string_view key, const Mutator& mutate,
                                         const RetryPolicy& policy = {},
                                         const WriteOptions& options = {}) override;
+  Result<ManyUpdateOutcome> UpdateManyWithRetry(const std::vector<std::string>& keys,
+                                                const ManyMutator& mutate,
+                                                const RetryPolicy& policy = {},
+                                                const WriteOptions& options = {}) override;
   Result<std::unique_ptr<Watcher>> Watch(std::string_view filter,
                                          const WatchOptions& options = {}) override {
     return replica_->Watch(filter, options);

@@ -5,9 +5,9 @@
 #                              (with LeakSanitizer), the whole test suite,
 #                              in build-asan/.
 #   scripts/sanitize.sh tsan   ThreadSanitizer, the concurrency suites (locks,
-#                              fenced writes, watch, TTL expiry, UpdateWithRetry,
-#                              the apply loop and the fault campaign's short
-#                              mode), in build-tsan/.
+#                              fenced writes, transactions, watch, TTL expiry,
+#                              UpdateWithRetry, the apply loop and the fault
+#                              campaign's short mode), in build-tsan/.
 #
 # Any sanitizer report fails the test that made it. Prints ctest's summary.
 set -euo pipefail
@@ -28,8 +28,8 @@ if [[ "$kind" == asan ]]; then
   cmake --build "$build" -j "$(nproc)"
 else
   cmake --build "$build" -j "$(nproc)" --target lock_test lock_conflict_test watch_test \
-    update_with_retry_test ttl_test apply_loop_test replicated_lock_test replicated_fence_test \
-    revkv_campaign
+    update_with_retry_test ttl_test txn_test apply_loop_test replicated_lock_test \
+    replicated_fence_test replicated_txn_test revkv_campaign
 fi
 supp="$ROOT/tests/sanitizers"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -42,5 +42,5 @@ if [[ "$kind" == asan ]]; then
 else
   # The concurrency suites, on the newest server (only they are built).
   ctest --output-on-failure -j "$(nproc)" --timeout 600 -LE 'nats-2\.10' \
-    -R '^(lock_|watch_test\.|ttl_test\.|update_with_retry_test\.|ApplyLoopTest\.|replicated_lock|replicated_fence\.|campaign\.)'
+    -R '^(lock_|watch_test\.|ttl_test\.|update_with_retry_test\.|ApplyLoopTest\.|replicated_lock|replicated_fence\.|txn_test\.|replicated_txn\.|campaign\.)'
 fi

@@ -70,6 +70,18 @@ class RacingStore final : public Bucket {
                          const WriteOptions& options) override {
     return inner_->Purge(key, expected, options);
   }
+  Result<EntriesSnapshot> Entries(std::string_view filter) override {
+    return inner_->Entries(filter);
+  }
+  Result<KeysSnapshot> GetMany(const std::vector<std::string>& keys) override {
+    return inner_->GetMany(keys);
+  }
+  Result<ManyUpdateOutcome> UpdateManyWithRetry(const std::vector<std::string>& keys,
+                                                const ManyMutator& mutate,
+                                                const RetryPolicy& policy,
+                                                const WriteOptions& options) override {
+    return inner_->UpdateManyWithRetry(keys, mutate, policy, options);
+  }
   Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options) override {
     return inner_->Commit(txn, options);
   }

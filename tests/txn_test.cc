@@ -292,5 +292,99 @@ TEST_F(txn_test, TtlAppliesToEveryValueWrittenAndRevisionsSurviveAReopen) {
   EXPECT_EQ(*next, committed->revision + 1);
 }
 
+TEST_F(txn_test, SnapshotReadsGiveOneRevisionOfSeveralKeys) {
+  const uint64_t a = *bucket_->Put("s.a", "1");
+  ASSERT_TRUE(bucket_->Put("s.b", "2").ok());
+  ASSERT_TRUE(bucket_->Delete("s.b").ok());
+  const uint64_t gone = Rev("s.b");
+  WriteOptions ttl;
+  ttl.ttl = 1s;
+  ASSERT_TRUE(bucket_->Create("s.t", "t", ttl).ok());
+  const uint64_t c = *bucket_->Put("s.c", "3");
+  ASSERT_TRUE(bucket_->Put("other", "x").ok());
+  auto entries = bucket_->Entries("s.>");
+  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+  EXPECT_EQ(entries->revision, bucket_->LastRevision());
+  ASSERT_EQ(entries->entries.size(), 3u);  // key order, live only
+  EXPECT_EQ(entries->entries[0].key, "s.a");
+  EXPECT_EQ(entries->entries[1].key, "s.c");
+  EXPECT_EQ(entries->entries[2].key, "s.t");
+  auto many = bucket_->GetMany({"s.c", "s.b", "never", "s.a"});
+  ASSERT_TRUE(many.ok()) << many.status().ToString();
+  EXPECT_EQ(many->revision, bucket_->LastRevision());
+  ASSERT_EQ(many->keys.size(), 4u);
+  EXPECT_EQ(many->keys[0].entry->value, "3");
+  EXPECT_EQ(many->keys[0].revision, c);
+  EXPECT_FALSE(many->keys[1].entry.has_value());
+  EXPECT_EQ(many->keys[1].revision, gone);
+  EXPECT_FALSE(many->keys[2].entry.has_value());
+  EXPECT_EQ(many->keys[2].revision, 0u);
+  EXPECT_EQ(many->keys[3].revision, a);
+  std::this_thread::sleep_for(1100ms);  // s.t expires: out of both reads
+  EXPECT_EQ(bucket_->Entries("s.>")->entries.size(), 2u);
+  auto expired = bucket_->GetMany({"s.t"});
+  ASSERT_TRUE(expired.ok());
+  EXPECT_FALSE(expired->keys[0].entry.has_value());
+  EXPECT_TRUE(bucket_->GetMany({"bad key"}).status().IsInvalidArgument());
+  EXPECT_TRUE(bucket_->Entries("a..b").status().IsInvalidArgument());
+}
+
+// UpdateManyWithRetry: a transfer that conserves the total, a kept key
+// whose value moved under the read (the commit conflicts on it and the
+// update runs again), a decline, and what it refuses.
+TEST_F(txn_test, UpdateManyWithRetryCommitsWhatMutateComputedFromOneSnapshot) {
+  ASSERT_TRUE(bucket_->Put("m.a", "100").ok());
+  ASSERT_TRUE(bucket_->Put("rate", "2").ok());
+  int calls = 0;
+  auto moved = bucket_->UpdateManyWithRetry(
+      {"m.a", "m.b", "rate"},
+      [&](const std::vector<std::optional<std::string>>& v)
+          -> std::optional<std::vector<KeyChange>> {
+        ++calls;
+        if (calls == 1) {
+          EXPECT_TRUE(bucket_->Put("rate", "3").ok());  // moves under the read
+        }
+        const int rate = std::stoi(*v[2]);
+        const int a = std::stoi(*v[0]);
+        const int b = v[1] ? std::stoi(*v[1]) : 0;
+        return std::vector<KeyChange>{KeyChange::Put(std::to_string(a - rate)),
+                                      KeyChange::Put(std::to_string(b + rate)),
+                                      KeyChange::Keep()};
+      });
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_TRUE(moved->written);
+  EXPECT_EQ(moved->attempts, 2);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(*bucket_->Get("m.a"), "97");  // with the rate it read the second time
+  EXPECT_EQ(*bucket_->Get("m.b"), "3");
+  ASSERT_EQ(moved->revisions.size(), 3u);
+  EXPECT_EQ(moved->revisions[0], Rev("m.a"));
+  EXPECT_EQ(moved->revisions[1], moved->revision);
+  EXPECT_EQ(moved->revisions[2], Rev("rate"));
+
+  auto declined = bucket_->UpdateManyWithRetry(
+      {"m.a"}, [](const std::vector<std::optional<std::string>>&)
+                   -> std::optional<std::vector<KeyChange>> { return std::nullopt; });
+  ASSERT_TRUE(declined.ok());
+  EXPECT_FALSE(declined->written);
+  auto deleted = bucket_->UpdateManyWithRetry(
+      {"m.a", "m.b"}, [](const std::vector<std::optional<std::string>>&)
+                          -> std::optional<std::vector<KeyChange>> {
+        return std::vector<KeyChange>{KeyChange::Delete(), KeyChange::Keep()};
+      });
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_TRUE(bucket_->Get("m.a").status().IsNotFound());
+  auto wrong_size = bucket_->UpdateManyWithRetry(
+      {"m.a", "m.b"}, [](const std::vector<std::optional<std::string>>&)
+                          -> std::optional<std::vector<KeyChange>> {
+        return std::vector<KeyChange>{KeyChange::Keep()};
+      });
+  EXPECT_TRUE(wrong_size.status().IsInvalidArgument()) << wrong_size.status().ToString();
+  auto twice = bucket_->UpdateManyWithRetry(
+      {"m.a", "m.a"}, [](const std::vector<std::optional<std::string>>&)
+                          -> std::optional<std::vector<KeyChange>> { return std::nullopt; });
+  EXPECT_TRUE(twice.status().IsInvalidArgument()) << twice.status().ToString();
+}
+
 }  // namespace
 }  // namespace revkv

@@ -59,6 +59,53 @@ struct UpdateOutcome {
 using Mutator =
     std::function<std::optional<std::string>(const std::optional<std::string>& current)>;
 
+// One key in a snapshot read (Bucket::GetMany).
+struct KeyRead {
+  std::string key;
+  std::optional<Entry> entry;  // the live entry; nullopt: absent, tombstoned or expired
+  uint64_t revision = 0;       // the entry's, or the tombstone's, else 0
+};
+
+// A consistent view of several keys, as of one revision of the bucket (a
+// replica: of what it has applied).
+struct KeysSnapshot {
+  uint64_t revision = 0;
+  std::vector<KeyRead> keys;  // in the order asked
+};
+struct EntriesSnapshot {
+  uint64_t revision = 0;
+  std::vector<Entry> entries;  // the live entries, in key order
+};
+
+// What UpdateManyWithRetry's mutate returns for one key.
+struct KeyChange {
+  enum class Kind { kKeep, kPut, kDelete };
+  Kind kind = Kind::kKeep;
+  std::string value;  // kPut
+
+  static KeyChange Keep() { return {}; }
+  static KeyChange Put(std::string value) { return {Kind::kPut, std::move(value)}; }
+  static KeyChange Delete() { return {Kind::kDelete, {}}; }
+};
+
+// Computes new values for several keys from their current ones (std::nullopt
+// when a key is absent or tombstoned), given in the order of the keys; it
+// returns one change per key, in that order, or std::nullopt to leave every
+// key unchanged. May run several times for one update: it must not have
+// side effects that cannot be repeated.
+using ManyMutator = std::function<std::optional<std::vector<KeyChange>>(
+    const std::vector<std::optional<std::string>>& current)>;
+
+// What UpdateManyWithRetry returns on success.
+struct ManyUpdateOutcome {
+  // Per key: the revision written, or the one read for a key kept or
+  // deleted while already absent.
+  std::vector<uint64_t> revisions;
+  uint64_t revision = 0;  // the transaction's last revision (or the read's)
+  int attempts = 0;       // read-and-commit attempts used, >= 1
+  bool written = false;   // false if mutate returned std::nullopt, or only kept keys
+};
+
 // How current a bucket's local copy is (Bucket::GetStatus).
 struct BucketStatus {
   // The bucket is mirrored to a NATS KV bucket (false: a local bucket,
@@ -208,6 +255,15 @@ class Bucket {
   // cannot be reached.
   virtual Status Sync(std::chrono::milliseconds timeout) = 0;
 
+  // Snapshot reads: every key from one consistent view of the bucket (a
+  // replica: of what it has applied; Sync first for the server's latest),
+  // with the bucket revision that view is at. A transaction is never seen
+  // in part. Entries: the latest live entry of every key matching `filter`.
+  // GetMany: each of `keys`, found or not (KeyRead). InvalidArgument: a bad
+  // key or filter; Corruption, IOError: as Get.
+  virtual Result<EntriesSnapshot> Entries(std::string_view filter = ">") = 0;
+  virtual Result<KeysSnapshot> GetMany(const std::vector<std::string>& keys) = 0;
+
   // Commits a transaction (revkv/txn.h): its compares and its operations'
   // own conditions are checked against the state before it, and then every
   // operation is written at once with consecutive revisions, or none is.
@@ -219,8 +275,32 @@ class Bucket {
   // InvalidArgument: no operation, more than kMaxTxnOps, a key twice, a bad
   //   key or value, an Update without its expected revision.
   // LockLost (fenced), Corruption, IOError: as single-key writes.
-  // Replicated buckets: not supported yet (InvalidArgument).
+  // Replicated buckets: one atomic batch (nats-server 2.12+; older servers:
+  // InvalidArgument naming the version). A Create, an Absent or a Present
+  // compare is checked as "the revision the replica shows"; a compare on a
+  // key the transaction does not write needs an operation without a
+  // condition of its own (Put, or Delete/Purge without an expected
+  // revision) to carry it, else InvalidArgument. A fenced transaction holds
+  // at most kMaxTxnOps - 1 operations (the lock's record is one message).
   virtual Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) = 0;
+
+  // The multi-key form of UpdateWithRetry: reads `keys` from one snapshot
+  // (GetMany), calls `mutate` with their values, and commits the changes
+  // as one transaction: each written key with a compare-and-swap on the
+  // revision read (a Put over an absent or tombstoned key included), and
+  // each kept key with a compare of that revision, so that the whole read
+  // is still current when the transaction commits. A replicated bucket
+  // checks kept keys only as far as the transaction can carry compares
+  // (see Commit): there the written keys are checked, the kept ones not.
+  // On Conflict or Exists it retries with the policy, as UpdateWithRetry
+  // does, and threads of this process updating any of the same keys queue
+  // up locally. InvalidArgument: no key, a key twice, a bad key, mutate
+  // returned another number of changes than keys, max_attempts < 1; else
+  // as Commit.
+  virtual Result<ManyUpdateOutcome> UpdateManyWithRetry(const std::vector<std::string>& keys,
+                                                        const ManyMutator& mutate,
+                                                        const RetryPolicy& policy = {},
+                                                        const WriteOptions& options = {}) = 0;
 
   // Optimistic read-modify-write of one key: reads the entry, calls
   // `mutate`, then writes with Create (key absent or tombstoned; never a

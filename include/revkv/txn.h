@@ -13,6 +13,12 @@
 // If one fails, nothing is written. Otherwise every operation commits at
 // once, with consecutive revisions in the given order: a reader or a watcher
 // sees all of the transaction or none of it.
+//
+// On a replicated bucket a transaction is one atomic batch publish
+// (nats-server 2.12+, ADR-50): the server checks each message's expected
+// last sequence at commit, against the state before the batch, and stores
+// every message or none; replicas apply the batch whole. Bucket::Commit
+// (bucket.h) says what that implies for compares.
 
 #ifndef REVKV_TXN_H_
 #define REVKV_TXN_H_

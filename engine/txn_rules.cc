@@ -1,0 +1,75 @@
+#include "engine/txn_rules.h"
+
+#include <set>
+#include <string_view>
+
+#include "revkv/validation.h"
+
+namespace revkv::engine {
+
+Operation OperationOf(const TxnOp& op) {
+  switch (op.kind) {
+    case TxnOp::Kind::kDelete: return Operation::kDelete;
+    case TxnOp::Kind::kPurge: return Operation::kPurge;
+    default: return Operation::kPut;
+  }
+}
+
+TtlWrite TtlWriteOf(const TxnOp& op) {
+  switch (op.kind) {
+    case TxnOp::Kind::kPut: return op.expected_revision ? TtlWrite::kUpdate : TtlWrite::kPut;
+    case TxnOp::Kind::kCreate: return TtlWrite::kCreate;
+    case TxnOp::Kind::kUpdate: return TtlWrite::kUpdate;
+    case TxnOp::Kind::kDelete: return TtlWrite::kDelete;
+    case TxnOp::Kind::kPurge: return TtlWrite::kPurge;
+  }
+  return TtlWrite::kPut;
+}
+
+Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t max_value_size,
+                std::chrono::seconds ttl) {
+  auto describe = [&](std::string_view key) {
+    return "key '" + std::string(key) + "' of bucket '" + bucket + "'";
+  };
+  if (txn.ops.empty()) {
+    return Status::InvalidArgument("a transaction on bucket '" + bucket +
+                                   "' needs at least one operation; read with GetEntry instead");
+  }
+  if (txn.ops.size() > kMaxTxnOps) {
+    return Status::InvalidArgument("a transaction on bucket '" + bucket + "' has " +
+                                   std::to_string(txn.ops.size()) + " operations; at most " +
+                                   std::to_string(kMaxTxnOps) +
+                                   " (kMaxTxnOps) are allowed; split it");
+  }
+  std::set<std::string_view> seen;
+  auto once = [&](std::string_view key) -> Status {
+    if (seen.insert(key).second) return Status::OK();
+    return Status::InvalidArgument(describe(key) + " appears twice in one transaction; give "
+                                   "each key once (an operation's expected revision is its "
+                                   "compare)");
+  };
+  for (const TxnCompare& c : txn.compares) {
+    if (Status s = ValidateReadKey(c.key); !s.ok()) return s;
+    if (Status s = once(c.key); !s.ok()) return s;
+  }
+  for (const TxnOp& o : txn.ops) {
+    if (Status s = ValidateKey(o.key); !s.ok()) return s;
+    if (Status s = once(o.key); !s.ok()) return s;
+    if (o.kind == TxnOp::Kind::kUpdate && !o.expected_revision) {
+      return Status::InvalidArgument("the Update of " + describe(o.key) + " has no expected "
+                                     "revision; use TxnOp::Update(key, value, revision)");
+    }
+    if (OperationOf(o) != Operation::kPut) continue;
+    if (o.value.size() > max_value_size) {
+      return Status::InvalidArgument("value for " + describe(o.key) + " is " +
+                                     std::to_string(o.value.size()) +
+                                     " bytes; the bucket's limit is " +
+                                     std::to_string(max_value_size) +
+                                     " (BucketOptions::max_value_size)");
+    }
+    if (Status s = CheckWriteTtl(bucket, history, TtlWriteOf(o), ttl); !s.ok()) return s;
+  }
+  return Status::OK();
+}
+
+}  // namespace revkv::engine
