@@ -593,6 +593,49 @@ TEST_F(cli, PutGetRoundTripsExactBytesWithoutNewline) {
   EXPECT_EQ(Cli({"get", "greeting"}).out, "line\n");
 }
 
+// txn commits the operations on stdin at once and follows the single-key
+// commands' exit codes; entries prints one snapshot.
+TEST_F(cli, TxnCommitsAtOnceAndEntriesPrintsOneSnapshot) {
+  ASSERT_EQ(Cli({"put", "a", "1"}).exit_code, 0);
+  RunResult done = Cli({"txn"}, "put b 2\n# a comment\n\ncreate c 3\ncheck a 1\ndelete gone\n");
+  ASSERT_EQ(done.exit_code, 0) << done;
+  EXPECT_EQ(done.out, "4\n");  // b at 2, c at 3, the tombstone of gone at 4
+  RunResult json = Cli({"--json", "txn"}, "update b 20 2\npurge c 3\n");
+  ASSERT_EQ(json.exit_code, 0) << json;
+  EXPECT_EQ(json.out, "{\"revision\":6,\"revisions\":{\"b\":5,\"c\":6}}\n");
+  const struct {
+    const char* input;
+    int code;
+  } refused[] = {
+      {"update b 9 2\nput d 4\n", 4},  // stale: b is at 5
+      {"check a 7\nput d 4\n", 4},     // a failed compare
+      {"check a 0\nput d 4\n", 4},     // a is present, not absent
+      {"create a 2\n", 3},
+      {"put x 1\nput x 2\n", 7},       // a key twice
+      {"check a 1\n", 7},                // no write
+      {"", 7},
+      {"update b 9\n", 7},               // a bad line
+      {"move a b\n", 7},
+      {"put bad..key 1\n", 7},
+  };
+  for (const auto& r : refused) {
+    RunResult out = Cli({"txn"}, r.input);
+    EXPECT_TRUE(FailsWith(r.code, out)) << "input: " << r.input << "\n" << out;
+  }
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "d"})));  // none of them wrote
+  RunResult entries = Cli({"entries"});
+  ASSERT_EQ(entries.exit_code, 0) << entries;
+  EXPECT_EQ(entries.out, "a 1 1\nb 5 20\n");
+  RunResult filtered = Cli({"--json", "entries", "b"});
+  ASSERT_EQ(filtered.exit_code, 0) << filtered;
+  EXPECT_NE(filtered.out.find("\"key\":\"b\",\"value\":\"20\",\"revision\":5"),
+            std::string::npos)
+      << filtered;
+  RunResult missing = Cli({"--bucket", "nothing", "entries"});
+  EXPECT_EQ(missing.exit_code, 0) << missing;
+  EXPECT_EQ(missing.out, "");
+}
+
 TEST_F(cli, BinaryValueFromStdinRoundTrips) {
   const std::string value = Bytes("\0\xff\x01 bin\n\r\x7f\0");
   RunResult put = Cli({"put", "blob", "-"}, value);
@@ -1448,9 +1491,10 @@ class cli_nats : public cli {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
   // Runs `revkv --db <replica> --nats <url> args...`.
-  RunResult On(const std::string& replica, std::vector<std::string> args) {
+  RunResult On(const std::string& replica, std::vector<std::string> args,
+               std::string_view input = {}) {
     args.insert(args.begin(), {"--db", dir_.Sub(replica), "--nats", server_.url()});
-    return RunCli(args);
+    return RunCli(args, input);
   }
   size_t WarningLines(const RunResult& r) {
     size_t n = 0;
@@ -1546,6 +1590,24 @@ TEST_F(cli_nats, FenceFromLockEnvironmentWritesAndAStaleOneExitsNine) {
   // In another bucket than its lock's, a fence is refused.
   RunResult elsewhere = On("b", {"put", "job.1", "x", "--fence", "lock.L:" + token});
   EXPECT_TRUE(FailsWith(7, elsewhere)) << elsewhere;
+}
+
+// txn over NATS is one atomic batch: another replica's entries shows all of
+// it, and a stale one from a replica that has not caught up exits 4.
+TEST_F(cli_nats, TxnCommitsAsOneBatchAndAnotherReplicaSeesItWhole) {
+  const uint64_t r1 = ParseRevision(On("a", {"put", "acct.a", "10"}));
+  ASSERT_GT(r1, 0u);
+  RunResult moved = On("a", {"txn"}, "update acct.a 7 " + std::to_string(r1) +
+                                         "\ncreate acct.b 3\n");
+  ASSERT_EQ(moved.exit_code, 0) << moved;
+  RunResult seen = On("b", {"entries", "acct.>"});
+  ASSERT_EQ(seen.exit_code, 0) << seen;
+  EXPECT_EQ(seen.out, "acct.a " + std::to_string(r1 + 1) + " 7\nacct.b " +
+                          std::to_string(r1 + 2) + " 3\n");
+  RunResult stale = On("b", {"txn"}, "update acct.a 0 " + std::to_string(r1) + "\n");
+  EXPECT_TRUE(FailsWith(4, stale)) << stale;
+  EXPECT_NE(stale.err.find("acct.a"), std::string::npos) << stale;
+  EXPECT_EQ(On("a", {"get", "acct.a"}).out, "7");
 }
 
 TEST_F(cli_nats, StaleUpdateAcrossReplicasConflicts) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -61,6 +62,13 @@ constexpr std::string_view kUsage =
     "  delete KEY [--revision N]       write a delete tombstone; prints its revision\n"
     "  purge KEY [--revision N]        write a purge tombstone, dropping KEY's history\n"
     "  keys [FILTER]                   list live keys; FILTER takes '*' and '>' wildcards\n"
+    "  entries [FILTER]                print KEY REVISION VALUE of every live key, all\n"
+    "                                  from one snapshot\n"
+    "  txn                             commit the operations on standard input at once,\n"
+    "                                  one per line: put KEY VALUE, create KEY VALUE,\n"
+    "                                  update KEY VALUE REVISION, delete KEY [REVISION],\n"
+    "                                  purge KEY [REVISION], check KEY REVISION (0: absent\n"
+    "                                  or deleted); prints the last revision\n"
     "  history KEY                     print KEY's retained revisions, oldest first\n"
     "  watch [FILTER]                  print changes as they happen, until interrupted;\n"
     "                                  with --nats it follows the local replica DIR\n"
@@ -539,7 +547,13 @@ std::string TtlText(int64_t ttl_ns) {
 
 // An entry as JSON; "ttl" only when the entry has one.
 std::string EntryJson(const revkv::Entry& e) {
-  std::string out = "{\"key\":" + JsonString(e.key) + ",\"value\":";
+  std::string out = "{\"key\":";
+  if (IsValidUtf8(e.key)) {
+    out += JsonString(e.key);
+  } else {
+    out += "\"" + Base64(e.key) + "\",\"key_encoding\":\"base64\"";
+  }
+  out += ",\"value\":";
   if (IsValidUtf8(e.value)) {
     out += JsonString(e.value);
   } else {
@@ -639,6 +653,66 @@ std::string StatusText(bool json, uint64_t applied, bool known, uint64_t stream_
   return out;
 }
 
+// ---- Transactions ----
+
+// Parses `txn`'s standard input: one operation per line, its tokens
+// separated by whitespace, in the order of the single-key commands (put KEY
+// VALUE, create KEY VALUE, update KEY VALUE REVISION, delete KEY [REVISION],
+// purge KEY [REVISION], check KEY REVISION, where check KEY 0 means absent
+// or tombstoned). Blank lines and lines starting with '#' are skipped.
+// Returns the exit code (kExitOk, or kExitInvalidArgument after printing
+// what is wrong with which line).
+int ParseTxn(std::string_view text, revkv::Txn* txn) {
+  size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    std::vector<std::string> tokens;
+    size_t at = 0;
+    while (at < line.size()) {
+      while (at < line.size() && std::isspace(static_cast<unsigned char>(line[at]))) ++at;
+      size_t end = at;
+      while (end < line.size() && !std::isspace(static_cast<unsigned char>(line[end]))) ++end;
+      if (end > at) tokens.emplace_back(line.substr(at, end - at));
+      at = end;
+    }
+    if (tokens.empty() || tokens[0][0] == '#') continue;
+    const std::string& op = tokens[0];
+    auto bad = [&](const std::string& why) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: line " + std::to_string(line_no) +
+                                            " of the transaction (" + Quote(std::string(line)) +
+                                            "): " + why);
+    };
+    auto revision = [&](size_t i) { return ParseUint64(tokens[i]); };
+    const size_t n = tokens.size();
+    if (op == "put" || op == "create") {
+      if (n != 3) return bad("give " + op + " KEY VALUE");
+      txn->ops.push_back(op == "put" ? revkv::TxnOp::Put(tokens[1], tokens[2])
+                                     : revkv::TxnOp::Create(tokens[1], tokens[2]));
+    } else if (op == "update") {
+      if (n != 4 || !revision(3)) return bad("give update KEY VALUE REVISION");
+      txn->ops.push_back(revkv::TxnOp::Update(tokens[1], tokens[2], *revision(3)));
+    } else if (op == "delete" || op == "purge") {
+      if (n != 2 && !(n == 3 && revision(2))) return bad("give " + op + " KEY [REVISION]");
+      std::optional<uint64_t> expected;
+      if (n == 3) expected = revision(2);
+      txn->ops.push_back(op == "delete" ? revkv::TxnOp::Delete(tokens[1], expected)
+                                        : revkv::TxnOp::Purge(tokens[1], expected));
+    } else if (op == "check") {
+      if (n != 3 || !revision(2)) return bad("give check KEY REVISION (0: absent or deleted)");
+      txn->compares.push_back(*revision(2) == 0
+                                  ? revkv::TxnCompare::Absent(tokens[1])
+                                  : revkv::TxnCompare::RevisionIs(tokens[1], *revision(2)));
+    } else {
+      return bad("unknown operation " + Quote(op) +
+                 "; use put, create, update, delete, purge or check");
+    }
+  }
+  return kExitOk;
+}
+
 // ---- Commands ----
 
 struct CommandSpec {
@@ -658,6 +732,8 @@ constexpr CommandSpec kCommands[] = {
     {"delete", 1, 1, "delete KEY [--revision N]", true},
     {"purge", 1, 1, "purge KEY [--revision N]", true},
     {"keys", 0, 1, "keys [FILTER]", false},
+    {"entries", 0, 1, "entries [FILTER]", false},
+    {"txn", 0, 0, "txn < OPERATIONS", true},
     {"history", 1, 1, "history KEY", false},
     {"watch", 0, 1, "watch [FILTER]", false},
     {"status", 0, 0, "status", false},
@@ -1208,13 +1284,13 @@ int Run(int argc, char** argv) {
     }
   }
   if (revkv::Status s = revkv::ValidateBucketName(bucket_name); !s.ok()) return FailStatus(s);
-  const bool has_filter = command == "keys" || command == "watch";
+  const bool has_filter = command == "keys" || command == "watch" || command == "entries";
   const std::string filter = has_filter && !params.empty() ? params[0] : ">";
   // Reads take every key a replica can hold, including keys other NATS
   // clients stored beyond revkv's own write rules; writes keep those rules.
   if (has_filter) {
     if (revkv::Status s = revkv::ValidateReadFilter(filter); !s.ok()) return FailStatus(s);
-  } else if (command == "status") {
+  } else if (command == "status" || command == "txn") {
     // No key.
   } else if (!spec->writes) {
     if (revkv::Status s = revkv::ValidateReadKey(params[0]); !s.ok()) return FailStatus(s);
@@ -1233,6 +1309,16 @@ int Run(int argc, char** argv) {
     }
   }
 
+  revkv::Txn txn;
+  if (command == "txn") {
+    std::string input;
+    if (int rc = ReadStdin(&input); rc != kExitOk) return rc;
+    if (int rc = ParseTxn(input, &txn); rc != kExitOk) return rc;
+    if (txn.ops.empty()) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: the transaction on standard input has "
+                                        "no write (put, create, update, delete or purge)");
+    }
+  }
   if (command == "watch") return RunWatch(args, bucket_name, filter);
   if (command == "lock") {
     std::chrono::milliseconds durations[2] = {std::chrono::seconds(30), std::chrono::seconds(30)};
@@ -1304,6 +1390,7 @@ int Run(int argc, char** argv) {
         if (args.json) Write("[]\n");
         return FinishOutput();
       }
+      if (command == "entries") return FinishOutput();
       if (command == "status") {
         Write(StatusText(args.json, 0, true, 0, false, {}));
         return FinishOutput();
@@ -1320,6 +1407,7 @@ int Run(int argc, char** argv) {
       if (args.json) Write("[]\n");
       return FinishOutput();
     }
+    if (command == "entries") return FinishOutput();
     if (command == "status") {
       Write(StatusText(args.json, 0, true, 0, connected, {}));
       return FinishOutput();
@@ -1406,6 +1494,33 @@ int Run(int argc, char** argv) {
       for (const std::string& k : *keys) out += k + "\n";
     }
     Write(out);
+    return FinishOutput();
+  }
+  if (command == "entries") {
+    auto snapshot = bucket.Entries(filter);
+    if (!snapshot.ok()) return FailStatus(snapshot.status());
+    std::string out;
+    for (const revkv::Entry& e : snapshot->entries) {
+      out += args.json ? EntryJson(e)
+                       : Printable(e.key) + " " + std::to_string(e.revision) + " " +
+                             EscapeText(e.value) + "\n";
+    }
+    Write(out);
+    return FinishOutput();
+  }
+  if (command == "txn") {
+    auto done = bucket.Commit(txn, write_options);
+    if (!done.ok()) return FailStatus(done.status());
+    if (args.json) {
+      std::string out = "{\"revision\":" + std::to_string(done->revision) + ",\"revisions\":{";
+      for (size_t i = 0; i < txn.ops.size(); ++i) {
+        if (i > 0) out += ",";
+        out += JsonString(txn.ops[i].key) + ":" + std::to_string(done->revisions[i]);
+      }
+      Write(out + "}}\n");
+    } else {
+      Write(std::to_string(done->revision) + "\n");
+    }
     return FinishOutput();
   }
   if (command == "history") {
