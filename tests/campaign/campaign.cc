@@ -623,7 +623,7 @@ int main(int argc, char** argv) {
   // The workers stop creating TTL'd keys first (the marker file), and the
   // last of those expire, everywhere, before the final states are read.
   std::ofstream(a.out + "/no-ttl");
-  if (newer_features) std::this_thread::sleep_for(std::chrono::milliseconds(2500 + kClockSkewMs));
+  if (newer_features) std::this_thread::sleep_for(std::chrono::milliseconds(4000 + kClockSkewMs));
   workers.StopAll(120s);
   // The recorder catches up with the stream's last message.
   const auto catch_up = Clock::now() + 30s;

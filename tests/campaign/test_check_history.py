@@ -266,6 +266,12 @@ def clean_history():
     b.write(2, "create", "t.1", 3500, ttl_ms=1000)
     b.msg("t.1", "PURGE")
     b.server_expired.add("t.1")
+    # t.2's marker came after the replicas' final sync: they expired the entry
+    # on their own and show nothing.
+    b.write(1, "create", "t.2", 3600, ttl_ms=1000)
+    b.msg("t.2", "PURGE")
+    for w in (1, 2):
+        b.replica_patch[w]["t.2"] = None
     b.marks = dict(t1=t1, t2=t2, t3=t3, s_c3=s_c3, s_kb1=s_kb1, s_kb2=s_kb2,
                    s_ka2=s_ka2, s_f4=s_f4, s_c2=s_c2, tf=tf, tg=tg, s_g3=s_g3)
     return b
@@ -597,23 +603,23 @@ class PlantedAnomalies(CheckerTest):
     # ttl-not-expired
     def test_read_returns_an_entry_long_past_its_ttl(self):
         b = clean_history()
-        tt, s_tt = b.write(2, "create", "t.2", 3000, ttl_ms=1000)
-        b.get(1, "t.2", 3005 + 1000 + 500 + 1000 + 1, rev=s_tt, value_id=tt)
+        tt, s_tt = b.write(2, "create", "t.9", 3000, ttl_ms=1000)
+        b.get(1, "t.9", 3005 + 1000 + 500 + 1000 + 1, rev=s_tt, value_id=tt)
         self.assertOnly(b, "ttl-not-expired")
 
     def test_marker_missed_before_it_could_expire_is_a_step_back(self):
         b = clean_history()
-        tt, s_tt = b.write(2, "create", "t.2", 5000, ttl_ms=1000)
-        s_marker = b.msg("t.2", "PURGE")
-        b.get(1, "t.2", 6100, rev=s_marker, notfound=True)
-        b.get(1, "t.2", 6500, rev=0, notfound=True)  # before 5000 + 1000 + 1000
+        tt, s_tt = b.write(2, "create", "t.9", 5000, ttl_ms=1000)
+        s_marker = b.msg("t.9", "PURGE")
+        b.get(1, "t.9", 6100, rev=s_marker, notfound=True)
+        b.get(1, "t.9", 6500, rev=0, notfound=True)  # before 5000 + 1000 + 1000
         self.assertOnly(b, "monotonic-read")
 
     def test_entry_missed_before_its_ttl_passed_is_still_a_step_back(self):
         b = clean_history()
-        tt, s_tt = b.write(2, "create", "t.2", 3000, ttl_ms=1000)
-        b.get(1, "t.2", 3100, rev=s_tt, value_id=tt)
-        b.get(1, "t.2", 3500, rev=0, notfound=True)
+        tt, s_tt = b.write(2, "create", "t.9", 3000, ttl_ms=1000)
+        b.get(1, "t.9", 3100, rev=s_tt, value_id=tt)
+        b.get(1, "t.9", 3500, rev=0, notfound=True)
         self.assertOnly(b, "monotonic-read")
 
     # 13. replica-diverged
@@ -621,6 +627,13 @@ class PlantedAnomalies(CheckerTest):
         b = clean_history()
         b.replica_patch[2]["k.b"] = {"rev": b.marks["s_kb2"], "op": "PUT",
                                      "value_id": "1-1-12"}
+        self.assertOnly(b, "replica-diverged")
+
+    def test_replica_without_a_marker_of_an_untimed_entry_diverges(self):
+        b = clean_history()
+        b.write(1, "put", "u.1", 3000)   # no TTL: its marker cannot be excused
+        b.msg("u.1", "PURGE")
+        b.replica_patch[2]["u.1"] = None
         self.assertOnly(b, "replica-diverged")
 
     def test_replica_keeps_a_tombstone_the_server_never_had_last(self):
