@@ -482,7 +482,9 @@ TEST_F(replicated_fence, FencedCompareAndSwapFromAnotherEngineLetsTheHolderRenew
   ASSERT_TRUE(a && b);
   auto jobs = b->OpenBucket("jobs");
   ASSERT_TRUE(jobs.ok());
-  auto held = a->Acquire("lock.L", 300ms, 5s);
+  // A lease short enough for several renewals during the writes, long
+  // enough for a renewal's retries under a sanitizer's slowdown.
+  auto held = a->Acquire("lock.L", 1s, 5s);
   ASSERT_TRUE(held.ok());
   const WriteOptions fence = Fenced(**held);
   int done = 0;
