@@ -155,44 +155,39 @@ Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
   return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
 }
 
+engine::CatchUp ReplicatedBucket::ConflictCatchUp(std::optional<std::string> key) {
+  // A conflict names the winner's revision; the replica may not have it yet,
+  // and re-reading before it does would only conflict again. One that names
+  // none (10164) asks the server for the key's revision first, or, for a
+  // transaction of several keys, catches up with the whole stream.
+  return [this, key = std::move(key)](std::optional<uint64_t> revision,
+                                      std::chrono::steady_clock::time_point until) {
+    const auto bound =
+        std::min(until, std::chrono::steady_clock::now() + conn_->options().write_timeout);
+    if (revision) {
+      loop_->WaitApplied(*revision, bound).ok();
+    } else if (key) {
+      writer_->CatchUpKey(*key, bound).ok();
+    } else {
+      Sync(std::chrono::ceil<std::chrono::milliseconds>(bound - std::chrono::steady_clock::now()))
+          .ok();
+    }
+  };
+}
+
 Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
                                                         const Mutator& mutate,
                                                         const RetryPolicy& policy,
                                                         const WriteOptions& options) {
   if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
-  // A conflict names the winner's revision; the replica may not have it yet,
-  // and re-reading before it does would only conflict again. One that names
-  // none (10164) asks the server for the key's revision first.
-  const std::string k(key);
-  const auto catch_up = [this, &k](std::optional<uint64_t> revision,
-                                   std::chrono::steady_clock::time_point until) {
-    const auto bound =
-        std::min(until, std::chrono::steady_clock::now() + conn_->options().write_timeout);
-    if (revision) {
-      loop_->WaitApplied(*revision, bound).ok();
-    } else {
-      writer_->CatchUpKey(k, bound).ok();
-    }
-  };
+  const auto catch_up = ConflictCatchUp(std::string(key));
   return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
 }
 
 Result<ManyUpdateOutcome> ReplicatedBucket::UpdateManyWithRetry(
     const std::vector<std::string>& keys, const ManyMutator& mutate, const RetryPolicy& policy,
     const WriteOptions& options) {
-  // After a conflict, wait for the replica to apply the winner (the revision
-  // the server named, of whichever key), or catch up with the stream.
-  const auto catch_up = [this](std::optional<uint64_t> revision,
-                               std::chrono::steady_clock::time_point until) {
-    const auto bound =
-        std::min(until, std::chrono::steady_clock::now() + conn_->options().write_timeout);
-    if (revision) {
-      loop_->WaitApplied(*revision, bound).ok();
-    } else {
-      Sync(std::chrono::ceil<std::chrono::milliseconds>(bound - std::chrono::steady_clock::now()))
-          .ok();
-    }
-  };
+  const auto catch_up = ConflictCatchUp(std::nullopt);
   return engine::RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
                                         /*check_kept=*/false, catch_up);
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/key_gate.h"
+#include "engine/update_with_retry.h"
 #include "engine/local_bucket.h"
 #include "engine/expiry.h"
 #include "replication/apply_loop.h"
@@ -104,6 +105,10 @@ class ReplicatedBucket final : public Bucket {
 
   // Declared in destruction order's reverse: the writer and the loop go
   // before the replica and the connection they use.
+  // What UpdateWithRetry and UpdateManyWithRetry do after a conflict: wait
+  // for the replica to apply the winner (of `key`, when one key is updated).
+  engine::CatchUp ConflictCatchUp(std::optional<std::string> key);
+
   const std::shared_ptr<NatsConnection> conn_;
   const std::shared_ptr<engine::LocalBucket> replica_;
   const std::unique_ptr<ApplyLoop> loop_;
