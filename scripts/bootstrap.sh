@@ -10,6 +10,7 @@ PACKAGES=(
   libnats-dev
   libcapnp-dev capnproto
   libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev
   nats-server openssl
 )
 
