@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 
 #include "engine/layout.h"
+#include "engine/lock_fence.h"
 #include "engine/rocks.h"
 #include "revkv/validation.h"
 
@@ -80,8 +81,10 @@ Result<std::shared_ptr<LocalBucket>> BucketRegistry::Open(std::string_view name_
       return FromRocks(rs, "reading the revision counter of bucket '" + name + "'");
     }
     uint64_t last = rs.ok() ? DecodeBE64(counter) : 0;
-    bucket = std::make_shared<LocalBucket>(core_, weak_from_this(), name, fam.records, fam.log, *cfg,
-                                           last);
+    if (!fence_) {
+      fence_ = std::make_shared<LockRecordFence>(weak_from_this(), core_->options.locks_bucket);
+    }
+    bucket = std::make_shared<LocalBucket>(core_, fence_, name, fam.records, fam.log, *cfg, last);
     buckets_.emplace(name, bucket);
   }
 

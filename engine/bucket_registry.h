@@ -1,7 +1,7 @@
 // BucketRegistry: the open buckets of one store, and the column families
 // behind them. Shared by the Engine and, weakly, by its buckets, so that a
-// bucket can reach another (a fenced write reads the locks bucket) without
-// keeping the Engine alive.
+// bucket's fence check can reach the locks bucket without keeping the Engine
+// alive.
 
 #ifndef REVKV_ENGINE_BUCKET_REGISTRY_H_
 #define REVKV_ENGINE_BUCKET_REGISTRY_H_
@@ -46,6 +46,7 @@ class BucketRegistry : public std::enable_shared_from_this<BucketRegistry> {
   std::mutex mu_;
   std::map<std::string, Families, std::less<>> families_;                   // GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<LocalBucket>, std::less<>> buckets_;  // GUARDED_BY(mu_)
+  std::shared_ptr<FenceCheck> fence_;  // GUARDED_BY(mu_): made with the first bucket
 };
 
 }  // namespace revkv::engine

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "engine/bucket_registry.h"
 #include "engine/info_log.h"
 #include "engine/layout.h"
 #include "engine/rocks.h"
@@ -206,7 +207,12 @@ Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name,
 
 std::vector<std::string> LocalEngine::ListBuckets() { return registry_->List(); }
 
+LocalEngine::LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry)
+    : core_(std::move(core)), registry_(std::move(registry)) {}
+
 LocalEngine::~LocalEngine() = default;
+
+rocksdb::DB* LocalEngine::TEST_db() const { return core_->db; }
 
 Result<std::shared_ptr<LockManager>> LocalEngine::Locks(const std::string& bucket_name) {
   const std::string& name = bucket_name.empty() ? core_->options.locks_bucket : bucket_name;
@@ -218,8 +224,7 @@ Result<std::shared_ptr<LockManager>> LocalEngine::Locks(const std::string& bucke
   }
   auto bucket = registry_->Open(name, {});
   if (!bucket.ok()) return bucket.status();
-  auto local = std::dynamic_pointer_cast<LocalBucket>(*bucket);
-  auto manager = LockManager::Create(local, local);
+  auto manager = LockManager::Create(*bucket, *bucket, *bucket);
   locks_.emplace(name, manager);
   return manager;
 }

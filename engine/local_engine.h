@@ -9,12 +9,17 @@
 #include <mutex>
 #include <string>
 
-#include "engine/bucket_registry.h"
 #include "engine/lock_manager.h"
-#include "engine/store_core.h"
 #include "revkv/engine.h"
 
+namespace rocksdb {
+class DB;
+}  // namespace rocksdb
+
 namespace revkv::engine {
+
+class BucketRegistry;
+struct StoreCore;
 
 class LocalEngine final : public Engine {
  public:
@@ -32,11 +37,10 @@ class LocalEngine final : public Engine {
   Status CatchUp() override;
 
   // The store, for tests that inspect or damage it directly.
-  rocksdb::DB* TEST_db() const { return core_->db; }
+  rocksdb::DB* TEST_db() const;
 
  private:
-  LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry)
-      : core_(std::move(core)), registry_(std::move(registry)) {}
+  LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry);
 
   // The lock manager of locks bucket `bucket` (empty: Options::locks_bucket),
   // created with the bucket on first use.

@@ -92,23 +92,29 @@ class LocalLock final : public Lock {
 }  // namespace
 
 std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<Bucket> store,
-                                                 std::shared_ptr<LocalBucket> events,
+                                                 std::shared_ptr<Bucket> replica,
+                                                 std::shared_ptr<CommitFeed> feed,
                                                  uint32_t max_handoffs, bool record_ttl) {
-  std::shared_ptr<LockManager> m(new LockManager(std::move(store), std::move(events)));
+  std::shared_ptr<LockManager> m(
+      new LockManager(std::move(store), std::move(replica), std::move(feed)));
   m->max_handoffs_ = max_handoffs;
   m->record_ttl_ = record_ttl;
   std::weak_ptr<LockManager> weak = m;
   LockManager* raw = m.get();
-  m->listener_id_ = m->events_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
+  m->listener_id_ = m->feed_->AddCommitListener([raw](const Entry& e) { raw->OnCommit(e); });
   m->timer_ = std::thread(&LockManager::TimerLoop, raw);
   return m;
 }
 
-LockManager::LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<LocalBucket> events)
-    : store_(std::move(store)), events_(std::move(events)), owner_(OwnerId()) {}
+LockManager::LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<Bucket> replica,
+                         std::shared_ptr<CommitFeed> feed)
+    : store_(std::move(store)),
+      replica_(std::move(replica)),
+      feed_(std::move(feed)),
+      owner_(OwnerId()) {}
 
 LockManager::~LockManager() {
-  events_->RemoveCommitListener(listener_id_);
+  feed_->RemoveCommitListener(listener_id_);
   {
     std::lock_guard<std::mutex> lock(timer_mu_);
     stopping_ = true;
@@ -558,7 +564,7 @@ Result<bool> LockManager::StillHeld(Held* held, std::optional<uint64_t> at,
     // apply it, which it usually has, rather than ask the server where the
     // stream ends. A renewal racing a stream of fenced writes from another
     // process must not be slower than they are.
-    while (events_->LastRevision() < *at) {
+    while (feed_->LastRevision() < *at) {
       if (Clock::now() >= until) return false;
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -567,7 +573,7 @@ Result<bool> LockManager::StillHeld(Held* held, std::optional<uint64_t> at,
     if (left.count() <= 0) return false;
     if (Status s = store_->Sync(left); !s.ok()) return s;
   }
-  auto entry = events_->GetEntry(held->name);
+  auto entry = replica_->GetEntry(held->name);
   if (entry.status().IsNotFound()) return false;
   if (!entry.ok()) return entry.status();
   auto record = DecodeLockRecord(entry->value, "lock record '" + held->name + "'");

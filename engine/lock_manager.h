@@ -25,7 +25,7 @@
 #include <string>
 #include <thread>
 
-#include "engine/local_bucket.h"
+#include "engine/replica_sink.h"
 #include "engine/record_codec.h"
 #include "revkv/lock.h"
 #include "revkv/options.h"
@@ -36,9 +36,10 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `store` takes the lock records' reads and writes; `events` is the local
-  // bucket whose commits show changes to them (the same bucket in a local
-  // engine; the replica, fed by its apply loop, when `store` is replicated).
+  // `store` takes the lock records' reads and writes; `replica` is the local
+  // bucket whose commits show changes to them, read directly and watched
+  // through `feed` (all three the same bucket in a local engine; the
+  // replica, fed by its apply loop, when `store` is replicated).
   // `max_handoffs`: how many times in a row a releasing holder may hand the
   // lock straight to a waiting thread of this process (0: no limit). Past
   // it, the holder releases for real, so that waiters in other processes,
@@ -48,7 +49,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   // abandoned disappears by itself (and, with limit markers, a marker wakes
   // the waiters); for a store whose bucket allows per-key TTL.
   static std::shared_ptr<LockManager> Create(std::shared_ptr<Bucket> store,
-                                             std::shared_ptr<LocalBucket> events,
+                                             std::shared_ptr<Bucket> replica,
+                                             std::shared_ptr<CommitFeed> feed,
                                              uint32_t max_handoffs = 0, bool record_ttl = false);
   static constexpr int kRecordTtlLeases = 3;
   ~LockManager();
@@ -120,7 +122,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
                                 const std::function<Result<uint64_t>()>& write);
 
  private:
-  LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<LocalBucket> events);
+  LockManager(std::shared_ptr<Bucket> store, std::shared_ptr<Bucket> replica,
+              std::shared_ptr<CommitFeed> feed);
 
   // One Acquire call waiting in a queue. Each has its own condition
   // variable so that a commit or a departure wakes exactly the one waiter it
@@ -165,7 +168,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   std::string OwnerId() const;
 
   const std::shared_ptr<Bucket> store_;
-  const std::shared_ptr<LocalBucket> events_;
+  const std::shared_ptr<Bucket> replica_;
+  const std::shared_ptr<CommitFeed> feed_;
   uint32_t max_handoffs_ = 0;  // set once in Create
   bool record_ttl_ = false;    // set once in Create
   // `base` with the TTL of a record written for `lease`, when records have one.

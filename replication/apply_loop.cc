@@ -105,11 +105,11 @@ Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_p
   return out;
 }
 
-ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica)
+ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica)
     : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
 
 Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
-                                                    std::shared_ptr<engine::LocalBucket> replica,
+                                                    std::shared_ptr<engine::ReplicaSink> replica,
                                                     const NatsConnection* conn) {
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
   loop->js_ = js;
@@ -232,7 +232,7 @@ void ApplyLoop::Handle(natsMsg* msg) {
 
 void ApplyLoop::FlushLocked() {
   if (BatchEmptyLocked() || stopped_) return;
-  std::vector<engine::LocalBucket::SkippedMessage> skipped;
+  std::vector<engine::ReplicaSink::SkippedMessage> skipped;
   Status s = replica_->ApplyCommitted(batch_, batch_last_, batch_skipped_, &skipped);
   batch_.clear();
   batch_skipped_.clear();
@@ -245,7 +245,7 @@ void ApplyLoop::FlushLocked() {
   applied_cv_.notify_all();
 }
 
-void ApplyLoop::WarnSkippedLocked(const std::vector<engine::LocalBucket::SkippedMessage>& skipped) {
+void ApplyLoop::WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped) {
   if (warned_skip_) return;
   warned_skip_ = true;
   const auto& first = skipped.front();

@@ -27,7 +27,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/local_bucket.h"
+#include "engine/replica_sink.h"
 #include "revkv/entry.h"
 #include "revkv/result.h"
 
@@ -72,7 +72,7 @@ class ApplyLoop {
   // subject; without it the first is a Timeout and the second goes unseen.
   // Unavailable, Timeout: as the server answers.
   static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
-                                                  std::shared_ptr<engine::LocalBucket> replica,
+                                                  std::shared_ptr<engine::ReplicaSink> replica,
                                                   const NatsConnection* conn = nullptr);
   ~ApplyLoop();
   ApplyLoop(const ApplyLoop&) = delete;
@@ -98,7 +98,7 @@ class ApplyLoop {
   uint64_t messages_received() const;
 
  private:
-  ApplyLoop(std::string bucket, std::shared_ptr<engine::LocalBucket> replica);
+  ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica);
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
@@ -106,12 +106,12 @@ class ApplyLoop {
   bool BatchEmptyLocked() const { return batch_.empty() && batch_skipped_.empty(); }
   void StopLocked(const Status& why);  // callers hold batch_mu_
   // Logs the first message skipped, once per loop; callers hold batch_mu_.
-  void WarnSkippedLocked(const std::vector<engine::LocalBucket::SkippedMessage>& skipped);
+  void WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped);
   void FlushTimer();
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
-  const std::shared_ptr<engine::LocalBucket> replica_;
+  const std::shared_ptr<engine::ReplicaSink> replica_;
   jsCtx* js_ = nullptr;
   natsSubscription* sub_ = nullptr;
 
@@ -122,7 +122,7 @@ class ApplyLoop {
   std::condition_variable batch_cv_;
   std::vector<Entry> batch_;                          // GUARDED_BY(batch_mu_)
   // Damaged messages of the batch, to be skipped with it.
-  std::vector<engine::LocalBucket::SkippedMessage> batch_skipped_;  // GUARDED_BY(batch_mu_)
+  std::vector<engine::ReplicaSink::SkippedMessage> batch_skipped_;  // GUARDED_BY(batch_mu_)
   uint64_t batch_last_ = 0;                           // GUARDED_BY(batch_mu_)
   bool warned_skip_ = false;                          // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point flush_due_;   // GUARDED_BY(batch_mu_)

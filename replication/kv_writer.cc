@@ -62,7 +62,7 @@ std::string NewBatchId() {
 }  // namespace
 
 KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
-                   std::shared_ptr<engine::LocalBucket> replica,
+                   std::shared_ptr<Bucket> replica,
                    std::chrono::milliseconds write_timeout, const NatsConnection* conn)
     : js_(js),
       bucket_(std::move(bucket)),

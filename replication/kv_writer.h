@@ -24,7 +24,6 @@
 #include <vector>
 
 #include "engine/key_gate.h"
-#include "engine/local_bucket.h"
 #include "replication/apply_loop.h"
 #include "replication/nats_connection.h"
 #include "revkv/result.h"
@@ -37,7 +36,7 @@ class KvWriter {
   // With `conn`, a write that times out because the server denied the
   // publish is reported as PermissionDenied.
   KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
-           std::shared_ptr<engine::LocalBucket> replica, std::chrono::milliseconds write_timeout,
+           std::shared_ptr<Bucket> replica, std::chrono::milliseconds write_timeout,
            const NatsConnection* conn = nullptr);
 
   // As Bucket::Put/Create/Update/Delete/Purge, plus Unavailable or Timeout
@@ -187,7 +186,7 @@ class KvWriter {
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   ApplyLoop* const loop_;
-  const std::shared_ptr<engine::LocalBucket> replica_;
+  const std::shared_ptr<Bucket> replica_;
   const std::chrono::milliseconds write_timeout_;
   const NatsConnection* const conn_;
 };

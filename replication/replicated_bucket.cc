@@ -9,11 +9,13 @@
 namespace revkv::replication {
 
 ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
-                                   std::shared_ptr<engine::LocalBucket> replica,
+                                   std::shared_ptr<Bucket> replica,
+                                   std::shared_ptr<engine::ReplicaSink> sink,
                                    std::unique_ptr<ApplyLoop> loop, const KvStream& stream,
                                    std::string locks_bucket)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
+      sink_(std::move(sink)),
       loop_(std::move(loop)),
       writer_(std::make_unique<KvWriter>(conn_->js(), replica_->name(), loop_.get(), replica_,
                                          conn_->options().write_timeout, conn_.get())),
@@ -22,7 +24,7 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
       allow_msg_ttl_(stream.allow_msg_ttl),
       locks_bucket_(std::move(locks_bucket)),
       limit_marker_ttl_(stream.limit_marker_ttl) {
-  replica_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
+  sink_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              conn_->options().max_clock_skew)
                                              .count()});
 }
@@ -313,7 +315,7 @@ BucketStatus ReplicatedBucket::GetStatus() {
   out.limit_marker_ttl = limit_marker_ttl_;
   out.max_age = max_age_;
   out.applied = replica_->LastRevision();
-  replica_->ReportSkips(&out);  // from the store: known even when the server is not
+  sink_->ReportSkips(&out);  // from the store: known even when the server is not
   auto stream = ReadKvStream(conn_->js(), name(), conn_.get());
   if (!stream.ok()) {
     if (!out.error.empty()) out.error += "; ";

@@ -10,7 +10,7 @@
 
 #include "engine/key_gate.h"
 #include "engine/update_with_retry.h"
-#include "engine/local_bucket.h"
+#include "engine/replica_sink.h"
 #include "engine/expiry.h"
 #include "replication/apply_loop.h"
 #include "replication/kv_stream.h"
@@ -28,7 +28,8 @@ class ReplicatedBucket final : public Bucket {
   // on at each write. The replica's reads expire entries by the stream's
   // max_age and the messages' TTLs, with the connection's max_clock_skew.
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
-                   std::shared_ptr<engine::LocalBucket> replica, std::unique_ptr<ApplyLoop> loop,
+                   std::shared_ptr<Bucket> replica, std::shared_ptr<engine::ReplicaSink> sink,
+                   std::unique_ptr<ApplyLoop> loop,
                    const KvStream& stream, std::string locks_bucket);
   ~ReplicatedBucket() override;
 
@@ -91,8 +92,10 @@ class ReplicatedBucket final : public Bucket {
   void SetRewriteObserver(KvWriter::RewriteObserver observer) {
     writer_->SetRewriteObserver(std::move(observer));
   }
-  // The replica, whose commits (made by the apply loop) show every change.
-  const std::shared_ptr<engine::LocalBucket>& replica() const { return replica_; }
+  // The replica, read as a Bucket and written through its sink (by the
+  // apply loop), whose commits show every change.
+  const std::shared_ptr<Bucket>& replica() const { return replica_; }
+  const std::shared_ptr<engine::ReplicaSink>& sink() const { return sink_; }
   // The stream's max_age when the bucket was bound (0: none).
   std::chrono::nanoseconds max_age() const { return max_age_; }
   // Whether the stream allows per-key TTL (Nats-TTL).
@@ -110,7 +113,8 @@ class ReplicatedBucket final : public Bucket {
   engine::CatchUp ConflictCatchUp(std::optional<std::string> key);
 
   const std::shared_ptr<NatsConnection> conn_;
-  const std::shared_ptr<engine::LocalBucket> replica_;
+  const std::shared_ptr<Bucket> replica_;
+  const std::shared_ptr<engine::ReplicaSink> sink_;
   const std::unique_ptr<ApplyLoop> loop_;
   const std::unique_ptr<KvWriter> writer_;
   const int replicas_;

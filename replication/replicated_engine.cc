@@ -73,12 +73,18 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
       stream->max_value_size > 0 ? static_cast<uint32_t>(stream->max_value_size) : kDefaultMaxValueSize;
   auto opened = local_->OpenBucket(name, local_options);
   if (!opened.ok()) return opened.status();
-  auto replica = std::dynamic_pointer_cast<engine::LocalBucket>(*opened);
+  // A local bucket is both a Bucket (the replica's reads) and the sink the
+  // apply loop writes through.
+  std::shared_ptr<Bucket> replica = *opened;
+  auto sink = std::dynamic_pointer_cast<engine::ReplicaSink>(replica);
+  if (!sink) {
+    return Status::InvalidArgument("the local bucket '" + name + "' cannot hold a replica");
+  }
 
   // Identity: a replica mirrors one incarnation of the stream. If the bucket
   // was deleted and recreated, or the stream is behind the replica, merging
   // would mix two histories: resync from scratch instead.
-  auto source = replica->ReplicaSource();
+  auto source = sink->ReplicaSource();
   if (!source.ok()) return source.status();
   const uint64_t applied = replica->LastRevision();
   const bool recreated = *source != 0 && *source != stream->created_ns;
@@ -91,12 +97,12 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
                    recreated ? "the bucket was deleted and recreated"
                              : "the stream is behind the replica");
     }
-    if (Status s = replica->ResetReplica(stream->created_ns); !s.ok()) return s;
+    if (Status s = sink->ResetReplica(stream->created_ns); !s.ok()) return s;
   }
-  auto loop = ApplyLoop::Start(conn_->js(), name, replica, conn_.get());
+  auto loop = ApplyLoop::Start(conn_->js(), name, sink, conn_.get());
   if (!loop.ok()) return loop.status();
   auto bucket =
-      std::make_shared<ReplicatedBucket>(conn_, replica, std::move(*loop), *stream, locks_bucket_);
+      std::make_shared<ReplicatedBucket>(conn_, replica, sink, std::move(*loop), *stream, locks_bucket_);
   buckets_.emplace(name, bucket);
   return bucket;
 }
@@ -125,7 +131,7 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
     // Waiters in other processes cannot be handed a lock: after a few
     // hand-offs inside this process, a release is a real one, so that they
     // get their turn.
-    locking.manager = engine::LockManager::Create(*bucket, (*bucket)->replica(),
+    locking.manager = engine::LockManager::Create(*bucket, (*bucket)->replica(), (*bucket)->sink(),
                                                   kMaxLockHandOffs, record_ttl);
     // A fenced compare-and-swap rewrites its lock's record: for a holder of
     // this engine, that is a renewal.

@@ -84,7 +84,7 @@ class Freezer {
     frozen_ = false;
     thaw_ = false;
     thread_ = std::thread([this, replicated] {
-      replicated->replica()->RunWithWritesHeld([this](uint64_t last) {
+      replicated->sink()->RunWithWritesHeld([this](uint64_t last) {
         std::unique_lock<std::mutex> lock(mu_);
         frozen_ = true;
         last_ = last;

@@ -140,8 +140,8 @@ class lock_conflict : public ::testing::Test {
     ASSERT_TRUE(b.ok()) << b.status().ToString();
     bucket_ = *b;
     store_ = std::make_shared<RacingStore>(bucket_);
-    manager_ = engine::LockManager::Create(
-        store_, std::dynamic_pointer_cast<engine::LocalBucket>(bucket_));
+    auto local = std::dynamic_pointer_cast<engine::LocalBucket>(bucket_);
+    manager_ = engine::LockManager::Create(store_, local, local);
   }
 
   TempDir dir_;

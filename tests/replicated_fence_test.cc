@@ -182,7 +182,7 @@ TEST_F(replicated_fence, RecordRewrittenUnderTheWriterIsRetriedOrLockLostByToken
   auto write_under_rewrite = [&](uint64_t record_token, const std::string& value) {
     Result<uint64_t> out = Status::Unavailable("not run");
     std::thread writer;
-    replicated->replica()->RunWithWritesHeld([&](uint64_t) {
+    replicated->sink()->RunWithWritesHeld([&](uint64_t) {
       const std::string record =
           engine::EncodeLockRecord({"other/client", 60'000'000'000, 0, record_token});
       EXPECT_EQ(natsConnection_Publish(nc, "$KV.jobs.lock.L", record.data(),
@@ -224,7 +224,7 @@ TEST_F(replicated_fence, ReplicaThatHasNotSeenTheAcquisitionYetCatchesUpAndWrite
   Result<std::unique_ptr<Lock>> held = Status::Unavailable("not run");
   Result<uint64_t> written = Status::Unavailable("not run");
   std::thread writer;
-  replicated->replica()->RunWithWritesHeld([&](uint64_t) {
+  replicated->sink()->RunWithWritesHeld([&](uint64_t) {
     held = a->Acquire("lock.L", 10s, 5s);
     ASSERT_TRUE(held.ok()) << held.status().ToString();
     writer = std::thread([&] { written = (*jb)->Put("job.1", "b", Fenced(**held)); });

@@ -203,10 +203,10 @@ TEST_F(replicated_txn, ReplicaNeverShowsPartOfATransaction) {
   std::atomic<int> scans{0}, bad{0}, transfers{0};
   std::thread reader([&] {
     while (!stop) {
-      auto all = replicated->replica()->LatestEntries("acct.>", nullptr);
-      if (!all.ok() || all->size() != kAccounts) continue;
+      auto all = replicated->replica()->Entries("acct.>");
+      if (!all.ok() || all->entries.size() != kAccounts) continue;
       int total = 0;
-      for (const Entry& e : *all) total += std::stoi(e.value);
+      for (const Entry& e : all->entries) total += std::stoi(e.value);
       ++scans;
       if (total != kAccounts * kStart) ++bad;
     }

@@ -1,0 +1,172 @@
+// CommitPath: the one way anything is written to a bucket. Every commit
+// (a single-key write, a transaction, a fenced write, an entry applied from
+// the replication stream, a replica reset, an expiry tombstone) is a set of
+// checks and entries that become one WriteBatch under the bucket's write
+// mutex, with the revision counter moved in the same batch. Committed
+// entries then reach the commit listeners (watchers, lock waiters) in
+// revision order.
+//
+// The layout of what is written is BucketStore's; CommitPath keeps what
+// changes with commits: the mutex, the latest revision, a cache of recent
+// keys' heads, the listeners, the replica's skip count and the reaper that
+// turns expired TTL entries into tombstones.
+
+#ifndef REVKV_ENGINE_COMMIT_PATH_H_
+#define REVKV_ENGINE_COMMIT_PATH_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <rocksdb/write_batch.h>
+
+#include "engine/bucket_store.h"
+#include "engine/replica_sink.h"
+
+namespace revkv::engine {
+
+class CommitPath {
+ public:
+  CommitPath(BucketStore* store, uint64_t last_revision);
+  ~CommitPath();
+  CommitPath(const CommitPath&) = delete;
+  CommitPath& operator=(const CommitPath&) = delete;
+
+  // What must hold before a write commits.
+  enum class Precondition { kNone, kAbsentOrTombstone, kRevision };
+
+  // One write of a commit: `op` on `key`, made only if `pre` holds.
+  struct WriteOp {
+    Operation op = Operation::kPut;
+    std::string_view key;
+    std::string_view value;
+    Precondition pre = Precondition::kNone;
+    uint64_t expected_revision = 0;
+    int64_t ttl_ns = 0;  // the new entry's TTL
+  };
+  // A check on a key that the commit does not write.
+  struct KeyCompare {
+    // kAbsentOrTombstone fails as Exists (a Create's condition), kAbsent as
+    // Conflict (a transaction's compare).
+    enum class Kind { kRevision, kAbsentOrTombstone, kAbsent, kPresent };
+    std::string_view key;
+    Kind kind = Kind::kRevision;
+    uint64_t revision = 0;
+  };
+
+  // The write mutex. Held by the caller of every *Locked method; a fenced
+  // write holds it (and the lock bucket's) across the fence check too.
+  std::mutex& mutex() { return write_mu_; }
+
+  // Checks each compare and each write's precondition against the latest
+  // records (an expired entry counts as absent), then commits every write
+  // as one WriteBatch, with consecutive revisions in the given order, and
+  // returns them. A failed check is Exists or Conflict naming its key, with
+  // nothing written. Keys must be distinct. `expired_index`: an expiry
+  // index key to drop in the same batch (the reaper's).
+  Result<std::vector<uint64_t>> CommitLocked(const std::vector<KeyCompare>& compares,
+                                             const std::vector<WriteOp>& writes,
+                                             const std::string* expired_index = nullptr);
+
+  // ReplicaSink::ApplyCommitted and ResetReplica; they take the mutex.
+  Status Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
+               const std::vector<ReplicaSink::SkippedMessage>& skipped,
+               std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
+  Status Reset(int64_t source);
+
+  uint64_t AddListener(CommitFeed::CommitListener listener);
+  void RemoveListener(uint64_t id);
+  // The latest revision committed by this process.
+  uint64_t last_revision() const { return last_revision_.load(std::memory_order_acquire); }
+  void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn);
+
+  // Starts the reaper if the expiry index holds entries (at open).
+  void ResumeReaper();
+
+ private:
+  using KeyHead = BucketStore::KeyHead;
+
+  // The key's latest record: from the write cache, else the store.
+  Status ReadHeadLocked(std::string_view key, KeyHead* head);
+  // OK if `compare` holds for the key's latest record `head`, else Exists
+  // or Conflict naming the key and its current revision.
+  Status Check(const KeyCompare& compare, const KeyHead& head) const;
+
+  // A commit being built: one WriteBatch, the heads of the keys it already
+  // staged (a later entry of the same key replaces the staged record, not
+  // the stored one), and the entries it commits, in revision order.
+  struct Staging {
+    rocksdb::WriteBatch batch;
+    std::unordered_map<std::string, KeyHead> heads;
+    std::vector<Entry> entries;
+    int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
+  };
+  // The key's latest record, as staged or as stored.
+  Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
+  // Stages `entry` (BucketStore::Stage) after the key's latest record.
+  Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl);
+  // Commits `staging` with the bucket's revision counter at `last` (and
+  // whatever else the caller put in its batch): writes it, then updates
+  // last_revision(), the write cache, the listeners and the reaper. Nothing
+  // is applied if the write fails.
+  Status FinishLocked(Staging* staging, uint64_t last, const std::string& what);
+  // Notes a committed entry in the write cache.
+  void RememberLocked(const Entry& entry);
+
+  // The reaper: turns expired TTL entries of a local bucket into Purge
+  // tombstones, in the order of the expiry index (layout.h 'x' keys). It
+  // runs on its own thread, started by the first TTL write or at open when
+  // the index holds entries.
+  void StartReaper();
+  void RunReaper();
+  // Handles every index entry due by `now_ns`; returns the next deadline
+  // (0: none).
+  int64_t ReapDue(int64_t now_ns);
+
+  BucketStore* const store_;
+
+  // The revision and operation of recently written keys, kept only for
+  // history-1 buckets, where they are all a write needs to know about the
+  // record it replaces. Every write goes through CommitLocked() or Apply()
+  // under write_mu_, so the cache never disagrees with the store.
+  struct KeyState {
+    uint64_t revision;
+    Operation operation;
+    int64_t created_ns;
+    int64_t ttl_ns;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  static constexpr size_t kWriteCacheEntries = 1 << 16;
+
+  std::mutex write_mu_;
+  std::unordered_map<std::string, KeyState, StringHash, std::equal_to<>>
+      write_cache_;                                         // GUARDED_BY(write_mu_)
+  std::map<uint64_t, CommitFeed::CommitListener> listeners_;  // GUARDED_BY(write_mu_)
+  uint64_t next_listener_id_ = 1;                           // GUARDED_BY(write_mu_)
+  std::atomic<bool> has_listeners_{false};
+  std::atomic<uint64_t> last_revision_;  // written under write_mu_ after a commit
+
+  // The skip summary as stored; loaded on the first skip.
+  std::optional<ReplicaSink::SkipSummary> skips_;  // GUARDED_BY(write_mu_)
+
+  std::mutex reaper_mu_;
+  std::condition_variable reaper_cv_;
+  bool reaper_stop_ = false;    // GUARDED_BY(reaper_mu_)
+  int64_t reaper_wake_ns_ = 0;  // GUARDED_BY(reaper_mu_): an earlier deadline to wake for
+  std::thread reaper_;          // GUARDED_BY(reaper_mu_) once started
+};
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_COMMIT_PATH_H_

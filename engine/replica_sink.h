@@ -1,0 +1,102 @@
+// The narrow interfaces between a local bucket and the layers above it.
+// Neither names RocksDB: replication and locks depend on these and on the
+// public API only.
+//
+// CommitFeed: committed entries, in revision order, as they commit.
+// ReplicaSink: how replication applies what the stream committed to the
+// local bucket that mirrors it.
+
+#ifndef REVKV_ENGINE_REPLICA_SINK_H_
+#define REVKV_ENGINE_REPLICA_SINK_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/expiry.h"
+#include "revkv/bucket.h"
+#include "revkv/entry.h"
+#include "revkv/status.h"
+
+namespace revkv::engine {
+
+class CommitFeed {
+ public:
+  virtual ~CommitFeed() = default;
+
+  // Called with every committed entry, in revision order, while the
+  // bucket's write lock is held: a listener must not call back into the
+  // bucket's writes, and should only queue or signal.
+  using CommitListener = std::function<void(const Entry&)>;
+  virtual uint64_t AddCommitListener(CommitListener listener) = 0;
+  virtual void RemoveCommitListener(uint64_t id) = 0;
+
+  // The latest revision committed (or applied, on a replica).
+  virtual uint64_t LastRevision() = 0;
+
+  // Runs `fn` with commits held off, with the latest revision.
+  virtual void RunWithWritesHeld(const std::function<void(uint64_t last_revision)>& fn) = 0;
+};
+
+class ReplicaSink : public CommitFeed {
+ public:
+  // A message of the replicated stream that can never be applied, e.g. a
+  // damaged message or a key no bucket can hold: it is skipped and counted.
+  struct SkippedMessage {
+    uint64_t revision = 0;  // its stream sequence; 0 if even that was unreadable
+    std::string reason;     // why it cannot be applied
+  };
+  // The messages a replica skipped since it was created or last reset.
+  struct SkipSummary {
+    uint64_t count = 0;
+    uint64_t first_revision = 0;
+    std::string first_reason;
+  };
+
+  // Applies entries committed elsewhere (the replication stream) with their
+  // own revisions, times and operations, in revision order, and records
+  // `applied_revision` (the stream position reached, >= the last entry's)
+  // in the same commit; LastRevision() then returns it. Entries at or below
+  // the last applied revision are redeliveries and are skipped; gaps
+  // (revisions removed by history limits or purges) are normal. History
+  // trimming and purges work as for local writes; listeners and watchers
+  // see the applied entries. The entries of one call commit together:
+  // readers never see part of them.
+  //
+  // Keys are checked with ValidateReadKey, not the write rules: any key
+  // another client stored is applied. An entry whose key even that refuses,
+  // and the messages in `skipped` (which the caller could not turn into
+  // entries), are never applicable: they are counted in the same commit
+  // (see Skipped()) and the applied revision moves past them. The ones newly
+  // counted (not redeliveries) are appended to `newly_skipped`, if given.
+  // InvalidArgument: entries out of order. IOError, Corruption: as writes;
+  // nothing is applied or counted then, so a retry loses nothing.
+  virtual Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
+                                const std::vector<SkippedMessage>& skipped = {},
+                                std::vector<SkippedMessage>* newly_skipped = nullptr) = 0;
+
+  // What ApplyCommitted skipped, as kept in the store (so a read-only
+  // follower sees it too). Corruption: the stored summary is damaged.
+  virtual Result<SkipSummary> Skipped() = 0;
+  // Fills the skip fields of `out` from Skipped(), or notes in out->error
+  // why it could not be read.
+  virtual void ReportSkips(BucketStatus* out) = 0;
+
+  // The identity of the stream this bucket replicates (its creation time),
+  // 0 when none was recorded.
+  virtual Result<int64_t> ReplicaSource() = 0;
+  // Drops every entry, the applied revision and the skip count, and records
+  // `source` as the stream now replicated, in one commit. Used when the
+  // stream the replica mirrored was deleted and recreated, or fell behind
+  // the replica.
+  virtual Status ResetReplica(int64_t source) = 0;
+
+  // How reads judge expiry: the stream's max_age and the grace for clock
+  // skew.
+  virtual void SetExpiry(const ExpiryRules& rules) = 0;
+};
+
+}  // namespace revkv::engine
+
+#endif  // REVKV_ENGINE_REPLICA_SINK_H_
