@@ -4,7 +4,9 @@
 // that writes the server's history of the bucket as it is stored, and a
 // nemesis that injects faults at random moments. Afterwards it lets every
 // worker sync and dump its replica, dumps the server's final state, and runs
-// the history checker (check_history.py) on the run folder.
+// the history checker (check_history.py) on the run folder. On 2.12+ it
+// first creates the bank's accounts that the workers' transactions move
+// amounts between.
 //
 // Usage: revkv_campaign --out DIR [--topology single|r3] [--server PATH]
 //          [--seconds N] [--workers N] [--keys N] [--seed S]
@@ -37,6 +39,7 @@
 #include <vector>
 
 #include "engine/record_codec.h"
+#include "revkv/revkv.h"
 #include "tests/campaign/history_line.h"
 #include "tests/nats_server.h"
 #include "tests/tcp_relay.h"
@@ -153,6 +156,10 @@ class Servers {
 constexpr int kClockSkewMs = 500;
 // The keys the workload creates with a TTL (campaign_worker.cc).
 constexpr int kTtlKeys = 3;
+// The bank's accounts "b.0".."b.<kBankKeys-1>" (campaign_worker.cc), each
+// created with kBankStart; workers move amounts between them.
+constexpr int kBankKeys = 4;
+constexpr long kBankStart = 100;
 
 // Whether a version such as "nats-server: v2.12.1" is at least major.minor.
 bool AtLeast(const std::string& version, int major, int minor) {
@@ -218,6 +225,37 @@ bool CreateBuckets(const std::string& url, int replicas, bool newer_features,
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
   return s == NATS_OK;
+}
+
+// Creates the bank's accounts, exactly once, before any worker starts: one
+// transaction of Creates through an engine of the runner's own (2.12+).
+// Their values carry the op id "init".
+bool CreateBank(const std::string& url, const std::string& dir, std::string* error) {
+  revkv::Options o;
+  o.path = dir;
+  o.nats.servers = {url};
+  o.nats.write_timeout = 10s;
+  auto engine = revkv::Engine::Open(o);
+  if (!engine.ok()) {
+    *error = "creating the bank: " + engine.status().ToString();
+    return false;
+  }
+  auto bucket = (*engine)->OpenBucket(kBucket, {.create_if_missing = false});
+  if (!bucket.ok()) {
+    *error = "creating the bank: " + bucket.status().ToString();
+    return false;
+  }
+  revkv::Txn txn;
+  for (int i = 0; i < kBankKeys; ++i) {
+    txn.ops.push_back(revkv::TxnOp::Create("b." + std::to_string(i),
+                                           "id=init;bal=" + std::to_string(kBankStart)));
+  }
+  auto done = (*bucket)->Commit(txn);
+  if (!done.ok()) {
+    *error = "creating the bank: " + done.status().ToString();
+    return false;
+  }
+  return true;
 }
 
 // A message's KV operation: KV-Operation, or a limit marker's reason
@@ -507,6 +545,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "campaign: the recorder could not subscribe\n");
     return 2;
   }
+  if (newer_features && !CreateBank(servers.url(0), a.out + "/bank-init", &error)) {
+    std::fprintf(stderr, "campaign: %s\n", error.c_str());
+    return 2;
+  }
   {
     std::ofstream run(a.out + "/run.json");
     run << "{\"topology\":" << Quote(a.topology) << ",\"server\":" << Quote(version)
@@ -515,7 +557,12 @@ int main(int argc, char** argv) {
         << ",\"margin_ms\":" << a.lease_ms / 5 << ",\"max_clock_skew_ms\":" << kClockSkewMs
         << ",\"limit_marker_ttl_ms\":1000"
         << ",\"ttl\":" << (newer_features ? "true" : "false")
-        << ",\"fence\":" << (newer_features ? "true" : "false") << "}\n";
+        << ",\"fence\":" << (newer_features ? "true" : "false")
+        << ",\"txn\":" << (newer_features ? "true" : "false");
+    if (newer_features) {
+      run << ",\"bank_keys\":" << kBankKeys << ",\"bank_total\":" << kBankKeys * kBankStart;
+    }
+    run << "}\n";
   }
 
   if (a.faults.count("partition") || a.faults.count("delay")) servers.UseRelays(a.workers);
@@ -641,6 +688,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < a.keys; ++i) keys.push_back("c." + std::to_string(i));
     keys.push_back("fenced.0");
     for (int i = 0; i < kTtlKeys; ++i) keys.push_back("t." + std::to_string(i));
+    for (int i = 0; i < kBankKeys; ++i) keys.push_back("b." + std::to_string(i));
     bool answered = true;
     const auto give_up = Clock::now() + 60s;
     for (const auto& key : keys) {

@@ -1,11 +1,12 @@
 // revkv_campaign_worker: one worker process of the fault campaign
 // (tests/campaign/README in check_history.py's docstring has the history
 // format). It embeds an Engine with its own replica directory, runs a random
-// mix of operations over a small keyspace until SIGTERM, and appends every
-// invocation and completion to its history file as one JSON line each,
-// written with one write(2) so that a kill -9 loses at most the line being
-// written. On SIGTERM it finishes the operation in flight, syncs its replica
-// and dumps it to final-replica-<W>.json.
+// mix of operations over a small keyspace (on 2.12+ also transfers between
+// bank accounts as transactions, and snapshot reads of them) until SIGTERM,
+// and appends every invocation and completion to its history file as one
+// JSON line each, written with one write(2) so that a kill -9 loses at most
+// the line being written. On SIGTERM it finishes the operation in flight,
+// syncs its replica and dumps it to final-replica-<W>.json.
 //
 // Usage: revkv_campaign_worker --out DIR --worker W --db DIR --servers URL[,URL...]
 //          [--bucket B] [--keys N] [--seed S] [--lease-ms L] [--pace-us P]
@@ -44,6 +45,10 @@ std::atomic<bool> g_stop{false};
 
 constexpr int kTtlKeys = 3;
 constexpr std::chrono::seconds kTtl{1};
+// The bank: accounts "b.0".."b.<kBankKeys-1>", which the runner creates with
+// one transaction before the workers start (campaign.cc has the same
+// count).
+constexpr int kBankKeys = 4;
 
 void OnTerm(int) { g_stop = true; }
 
@@ -110,7 +115,27 @@ struct Features {
   // server (2.12+ for the compare-and-swap ones); else the lock "L" in the
   // locks bucket, with writes made only while lost() is false.
   bool fence = false;
+  // Transfers between the bank's accounts as transactions (Bucket::Commit,
+  // one atomic batch: 2.12+), and snapshot reads of every account
+  // (GetMany).
+  bool txn = false;
 };
+
+// A bank account's value: the op id that wrote it and the balance,
+// "id=<id>;bal=<n>" (the recorder reads the id as for every value).
+std::string BankValue(const std::string& id, long balance) {
+  return "id=" + id + ";bal=" + std::to_string(balance);
+}
+// The balance a bank account's value holds; false if it holds none.
+bool BankBalance(std::string_view value, long* balance) {
+  const size_t at = value.find(";bal=");
+  if (at == std::string_view::npos) return false;
+  const std::string digits(value.substr(at + 5));
+  char* end = nullptr;
+  *balance = std::strtol(digits.c_str(), &end, 10);
+  return !digits.empty() && *end == '\0';
+}
+std::string BankKey(int i) { return "b." + std::to_string(i); }
 
 class Worker {
  public:
@@ -181,6 +206,11 @@ class Worker {
   }
 
   void Step() {
+    if (f_.txn) {
+      const int bank = Pick(100);
+      if (bank < 10) return Transfer();
+      if (bank < 15) return (void)Snapshot();
+    }
     if (f_.ttl && Pick(10) == 0) {
       // The runner asks for no more TTL'd creates before the final states.
       if (Pick(2) == 0 && !std::ifstream(a_.out + "/no-ttl").good()) return CreateWithTtl();
@@ -280,6 +310,73 @@ class Worker {
     } else {
       Fail(id, r.status());
     }
+  }
+
+  // A snapshot read of every bank account (GetMany): the snapshot's
+  // revision, and per account its revision, balance (null: absent or not a
+  // balance) and op id. Returns the snapshot when it was read.
+  std::optional<revkv::KeysSnapshot> Snapshot() {
+    std::vector<std::string> keys;
+    for (int i = 0; i < kBankKeys; ++i) keys.push_back(BankKey(i));
+    const std::string id = NextId();
+    std::string quoted;
+    for (const auto& k : keys) quoted += (quoted.empty() ? "" : ",") + Quote(k);
+    Invoke("\"id\":" + Quote(id) + ",\"w\":" + std::to_string(a_.worker) + ",\"inc\":" +
+           std::to_string(inc_) + ",\"op\":\"snapshot\",\"keys\":[" + quoted + "]");
+    auto s = bucket_->GetMany(keys);
+    if (!s.ok()) {
+      Fail(id, s.status());
+      return std::nullopt;
+    }
+    std::string revs, vals, ids;
+    for (const auto& k : s->keys) {
+      long balance = 0;
+      const bool known = k.entry && BankBalance(k.entry->value, &balance);
+      revs += (revs.empty() ? "" : ",") + std::to_string(k.revision);
+      vals += std::string(vals.empty() ? "" : ",") +
+              (known ? std::to_string(balance) : std::string("null"));
+      ids += std::string(ids.empty() ? "" : ",") +
+             (k.entry ? Quote(ValueId(k.entry->value)) : std::string("null"));
+    }
+    h_->Line("\"ev\":\"ok\",\"id\":" + Quote(id) + ",\"rev\":" + std::to_string(s->revision) +
+             ",\"revs\":[" + revs + "],\"vals\":[" + vals + "],\"value_ids\":[" + ids + "]");
+    return std::move(*s);
+  }
+
+  // Moves a random amount (balances may go negative) between two accounts
+  // read by a snapshot: one transaction of two Updates expecting the
+  // revisions read. Logged with the keys, expected revisions, amount and
+  // new balances; on success with the revisions written.
+  void Transfer() {
+    auto seen = Snapshot();
+    if (!seen) return;
+    const int from = Pick(kBankKeys);
+    const int to = (from + 1 + Pick(kBankKeys - 1)) % kBankKeys;
+    const auto& kf = seen->keys[static_cast<size_t>(from)];
+    const auto& kt = seen->keys[static_cast<size_t>(to)];
+    long bf = 0, bt = 0;
+    if (!kf.entry || !kt.entry || !BankBalance(kf.entry->value, &bf) ||
+        !BankBalance(kt.entry->value, &bt)) {
+      return;  // the replica has not applied the bank's creation yet
+    }
+    const long amount = 1 + Pick(20);
+    const std::string id = NextId();
+    Invoke("\"id\":" + Quote(id) + ",\"w\":" + std::to_string(a_.worker) + ",\"inc\":" +
+           std::to_string(inc_) + ",\"op\":\"transfer\",\"keys\":[" + Quote(kf.key) + "," +
+           Quote(kt.key) + "],\"exp\":[" + std::to_string(kf.revision) + "," +
+           std::to_string(kt.revision) + "],\"amount\":" + std::to_string(amount) +
+           ",\"vals\":[" + std::to_string(bf - amount) + "," + std::to_string(bt + amount) +
+           "]");
+    revkv::Txn txn;
+    txn.ops.push_back(revkv::TxnOp::Update(kf.key, BankValue(id, bf - amount), kf.revision));
+    txn.ops.push_back(revkv::TxnOp::Update(kt.key, BankValue(id, bt + amount), kt.revision));
+    auto r = bucket_->Commit(txn);
+    if (!r.ok()) return Fail(id, r.status());
+    std::string revs;
+    for (uint64_t rev : r->revisions) revs += (revs.empty() ? "" : ",") + std::to_string(rev);
+    const bool applied = bucket_->LastRevision() >= r->revision;
+    h_->Line("\"ev\":\"ok\",\"id\":" + Quote(id) + ",\"rev\":" + std::to_string(r->revision) +
+             ",\"revs\":[" + revs + "],\"applied\":" + (applied ? "true" : "false"));
   }
 
   // Acquire the lock -> Sync -> a few writes of "fenced.0" with the token ->
@@ -407,6 +504,7 @@ void DumpReplica(revkv::Bucket& bucket, const Args& a) {
   for (int i = 0; i < a.keys; ++i) keys.push_back("c." + std::to_string(i));
   keys.push_back("fenced.0");
   for (int i = 0; i < kTtlKeys; ++i) keys.push_back("t." + std::to_string(i));
+  for (int i = 0; i < kBankKeys; ++i) keys.push_back(BankKey(i));
   for (const auto& key : keys) {
     auto e = bucket.GetEntry(key);
     std::string entry;
@@ -512,6 +610,7 @@ int main(int argc, char** argv) {
   Features features;
   features.ttl = status.allows_ttl;
   features.fence = AtLeast(status.server_version, 2, 12);
+  features.txn = AtLeast(status.server_version, 2, 12);
   {
     Worker w(a, features, bucket.get(), engine.get(), &history, inc);
     w.Run();

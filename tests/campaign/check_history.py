@@ -8,7 +8,9 @@ checks it against every guarantee revkv makes, and prints one line per anomaly:
 
     ANOMALY <kind>: <what>; ops: <op ids>
 
-then `WARNING: ...` lines for checks it had to skip, then the summary line
+then `WARNING: ...` lines for checks it had to skip, the line
+`operations by op (ok/fail/unknown): <op> <ok>/<fail>/<unknown>, ...`, then the
+summary line
 
     campaign check: <N> operations, <M> anomalies
 
@@ -47,6 +49,12 @@ worker-<W>.jsonl
                                 token T, whose record is the bucket's key L
                   create        optional "ttl_ms":D: the entry expires D ms after the
                                 server stored it
+                  transfer      "keys":[K1,K2],"exp":[E1,E2],"amount":A,"vals":[V1,V2]:
+                                one transaction (an atomic batch) of a CAS write of
+                                each bank key Ki expecting revision Ei, writing the
+                                balance Vi (A moved from K1 to K2); no "key"
+                  snapshot      "keys":[K...]: a snapshot read (GetMany) of the bank
+                                keys; no "key"
     completion  {"ev":"ok"|"fail"|"unknown","id":...,"t":...,"wall":...} plus
                   "code": "Conflict"|"Exists"|"NotFound"|"Timeout"|"Unavailable"|
                           "LockLost"|"Busy"|...          on fail/unknown
@@ -54,6 +62,10 @@ worker-<W>.jsonl
                   "applied":b   writes: had the worker's replica applied R on return
                   get:          "rev":R,"value_id":ID on ok; "code":"NotFound" with
                                 "rev" of the tombstone, or 0
+                  transfer:     "rev":R (the last), "revs":[R1,R2] per key, on ok
+                  snapshot:     "rev":R (the revision the snapshot is at), and per key
+                                "revs":[..] (its revision, 0: no entry), "vals":[..]
+                                (its balance, null: absent) and "value_ids":[..]
                 `unknown` is Timeout/Unavailable after the write was sent: it may or
                 may not have happened. An invoke with no completion (the worker was
                 killed) is unknown too.
@@ -96,12 +108,15 @@ GUARANTEES (anomaly kinds)
 --------------------------
 cas-chain           In server.jsonl, each message written by a cas, a locked_write or a
                     delete with exp follows, on its key, the message at seq exp (exp 0:
-                    no message at all before it). A create follows nothing, or a DEL or
+                    no message at all before it); a transfer's message of key Ki, the
+                    message at seq Ei. A create follows nothing, or a DEL or
                     PURGE tombstone.
 ack-missing         Each write acknowledged ok is in server.jsonl at its revision, on its
                     key, with its id (a delete: a DEL at that seq, id or null).
-unknown-duplicated  No write id appears more than once in server.jsonl.
-conflict-applied    No write that completed `fail` appears in server.jsonl.
+unknown-duplicated  No write id appears more than once in server.jsonl (a transfer's: more
+                    than once on one key).
+conflict-applied    No write (transfer included) that completed `fail` appears in
+                    server.jsonl.
 create-twice        At most one acknowledged create per absence or tombstone of a key.
 monotonic-read      Per worker (across incarnations) and key, a read invoked after another
                     read completed returns the same revision or a newer one.
@@ -126,6 +141,15 @@ watch-order         Per watch, revisions strictly increase: no duplicate, no ste
 watch-missed        Per watch and key matching its filter, the key's last message with
                     seq <= the watch's last revision (watch_end.last_rev, or its last
                     delivered revision) and seq > from_rev was delivered.
+txn-partial         Each transfer in server.jsonl (any outcome) has exactly one message
+                    per key of its own, at consecutive sequences; and each snapshot at
+                    revision R saw every key at the key's last message with seq <= R
+                    (0: none): never part of a transaction, nor a mix of states.
+bank-total          Each snapshot that saw any bank key saw every one, with balances
+                    summing to run.json's bank_total.
+txn-lost            Each transfer acknowledged ok is in server.jsonl, each of its writes
+                    at the revision acknowledged for it (one that is stored only in part
+                    is txn-partial).
 replica-diverged    Each final-replica-W.json equals final-server.json key by key, except
                     that a replica may keep as a tombstone the key's last message on the
                     server, a limit marker (PURGE or DEL, value_id null), that expired
@@ -154,6 +178,9 @@ Choices where the format leaves room:
 - A read may miss a revision that a create with a TTL wrote once that TTL has passed
   since the create was invoked, and the marker of its expiry once the marker TTL has
   passed too: monotonic-read and read-your-writes excuse it then.
+- Transfers with an unknown outcome (Timeout/Unavailable, or killed) may be stored or
+  not, as other unknown writes, but only whole. The bank's creation (value id "init",
+  written by the runner) is no operation of any worker.
 - Lock records written by the engine carry no op id (value_id null); only ids of the
   write operations above are checked for duplicates and failed writes.
 """
@@ -181,11 +208,15 @@ KINDS = [
     "ttl-not-expired",
     "watch-order",
     "watch-missed",
+    "txn-partial",
+    "bank-total",
+    "txn-lost",
     "replica-diverged",
 ]
 
 WRITE_OPS = {"put", "cas", "create", "delete", "uwr", "locked_write", "fenced_put"}
 CAS_OPS = {"cas", "locked_write"}
+TXN_OPS = {"transfer"}
 TOMBSTONES = {"DEL", "PURGE"}
 COMPLETIONS = {"ok", "fail", "unknown"}
 
@@ -276,6 +307,13 @@ class Op:
         self.token = inv.get("token")
         self.ttl_ms = inv.get("ttl_ms")
         self.fenced = inv.get("fenced") is True or self.op == "fenced_put"
+        self.keys = inv.get("keys")
+        if self.op in TXN_OPS or self.op == "snapshot":
+            if not isinstance(self.keys, list) or not self.keys:
+                raise InputError(f"{where}: {self.op} without its keys")
+            if self.op in TXN_OPS and (not isinstance(self.exp, list)
+                                       or len(self.exp) != len(self.keys)):
+                raise InputError(f"{where}: {self.op} without an expected revision per key")
         self.done = None
 
     @property
@@ -293,6 +331,11 @@ class Op:
     @property
     def code(self):
         return self.done.get("code") if self.done else "killed"
+
+    def per_key(self, field):
+        """A completion's list field with one item per key, or None."""
+        v = self.done.get(field) if self.done else None
+        return v if isinstance(v, list) and len(v) == len(self.keys or ()) else None
 
     @property
     def applied(self):
@@ -355,6 +398,17 @@ class Run:
 
     def ops_of(self, *names):
         return [o for o in self.ops.values() if o.op in names]
+
+    def txn_op(self, value_id):
+        op = self.ops.get(value_id) if value_id is not None else None
+        return op if op is not None and op.op in TXN_OPS else None
+
+    def last_at(self, key, rev):
+        """The key's last message with seq <= rev, or None."""
+        msgs = self.by_key.get(key, ())
+        seqs = self._cache.setdefault(("seqs", key), [m["seq"] for m in msgs])
+        i = bisect.bisect_right(seqs, rev)
+        return msgs[i - 1] if i else None
 
 
 def describe(m):
@@ -511,6 +565,19 @@ def check_cas_chain(run):
     out = []
     second_creates = {b.id for _, b in unseparated_creates(run)}  # reported as create-twice
     for m in run.server:
+        txn = run.txn_op(m["value_id"])
+        if txn is not None and m["key"] in txn.keys:
+            exp = txn.exp[txn.keys.index(m["key"])]
+            prev = run.prev[m["seq"]]
+            if run.gap_between(prev["seq"] if prev else 0, m["seq"]):
+                run.skipped["cas-chain"] += 1
+            elif (prev is not None) if exp == 0 else (prev is None or prev["seq"] != exp):
+                out.append(anomaly(
+                    "cas-chain",
+                    f"{txn} expected revision {exp} of {m['key']!r}, but server seq "
+                    f"{m['seq']} follows {describe(prev)}",
+                    [txn.id] + ([prev["value_id"]] if prev else [])))
+            continue
         op = run.write_op(m["value_id"])
         if op is None:
             continue
@@ -577,6 +644,17 @@ def check_ack_missing(run):
 def check_unknown_duplicated(run):
     out = []
     for vid, msgs in run.by_id.items():
+        txn = run.txn_op(vid)
+        if txn is not None:
+            per_key = defaultdict(list)
+            for m in msgs:
+                per_key[m["key"]].append(m["seq"])
+            for key, seqs in sorted(per_key.items()):
+                if len(seqs) > 1:
+                    out.append(anomaly("unknown-duplicated",
+                                       f"{txn} ({txn.outcome}) wrote {key!r} {len(seqs)} "
+                                       f"times: seq {', '.join(map(str, seqs))}", [txn.id]))
+            continue
         op = run.write_op(vid)
         if op is not None and len(msgs) > 1:
             seqs = ", ".join(str(m["seq"]) for m in msgs)
@@ -589,7 +667,7 @@ def check_unknown_duplicated(run):
 def check_conflict_applied(run):
     out = []
     for vid, msgs in run.by_id.items():
-        op = run.write_op(vid)
+        op = run.write_op(vid) or run.txn_op(vid)
         if op is not None and op.outcome == "fail":
             out.append(anomaly("conflict-applied",
                                f"{op} of {op.key!r} failed with {op.code}, but the server "
@@ -1044,6 +1122,123 @@ def check_watch_missed(run):
 
 
 # ---------------------------------------------------------------------------
+# Transactions and the bank
+
+
+def check_txn_partial(run):
+    out = []
+    # Stored transactions: all of their writes, at consecutive sequences.
+    for op in run.ops_of(*TXN_OPS):
+        msgs = run.by_id.get(op.id, [])
+        if not msgs:
+            continue
+        seqs = sorted(m["seq"] for m in msgs)
+        n = len(op.keys)
+        if run.gap_between(seqs[0] - n, seqs[-1] + n):
+            run.skipped["txn-partial"] += 1
+            continue
+        stored = {m["key"] for m in msgs}
+        if stored != set(op.keys) or any(m["op"] != "PUT" for m in msgs):
+            out.append(anomaly("txn-partial",
+                               f"{op} ({op.outcome}) of {op.keys} is in the server's history "
+                               f"only as {', '.join(describe(m) for m in msgs)}", [op.id]))
+        elif seqs[-1] - seqs[0] != len(seqs) - 1:
+            between = [describe(run.by_seq[q]) for q in range(seqs[0] + 1, seqs[-1])
+                       if q in run.by_seq and q not in seqs]
+            out.append(anomaly("txn-partial",
+                               f"{op} ({op.outcome}) of {op.keys} was stored at seq "
+                               f"{seqs}, not consecutive: between them {', '.join(between)}",
+                               [op.id] + [run.by_seq[q]["value_id"]
+                                          for q in range(seqs[0] + 1, seqs[-1])
+                                          if q in run.by_seq]))
+    # Snapshots: one consistent state, the server's at the snapshot's revision.
+    for op in run.ops_of("snapshot"):
+        if op.outcome != "ok":
+            continue
+        at, revs = op.rev, op.per_key("revs")
+        if at is None or revs is None:
+            raise InputError(f"snapshot {op.id}: completed ok without rev and revs per key")
+        for key, seen in zip(op.keys, revs):
+            want = run.last_at(key, at)
+            want_seq = want["seq"] if want is not None else 0
+            if seen == want_seq:
+                continue
+            if run.gap_between(min(seen, want_seq) - 1, at + 1):
+                run.skipped["txn-partial"] += 1
+                continue
+            got = run.by_seq.get(seen)
+            out.append(anomaly("txn-partial",
+                               f"{op} at revision {at} saw {key!r} at revision {seen} "
+                               f"({describe(got) if got else 'no message'}), but the "
+                               f"server's state at {at} is {describe(want)}",
+                               [op.id] + [m["value_id"] for m in (got, want) if m]))
+    return out
+
+
+def check_bank_total(run):
+    out = []
+    snapshots = [o for o in run.ops_of("snapshot") if o.outcome == "ok"]
+    if not snapshots:
+        return out
+    total = run.conf.get("bank_total")
+    if total is None:
+        raise InputError("run.json with bank_total is needed to judge snapshots")
+    for op in snapshots:
+        vals = op.per_key("vals")
+        if vals is None:
+            raise InputError(f"snapshot {op.id}: completed ok without vals per key")
+        if all(v is None for v in vals):
+            continue  # before the bank was created (as the replica had it)
+        if any(v is None for v in vals):
+            missing = [k for k, v in zip(op.keys, vals) if v is None]
+            out.append(anomaly("bank-total",
+                               f"{op} at revision {op.rev} saw no balance for {missing} "
+                               f"but saw the other accounts", [op.id]))
+        elif sum(vals) != total:
+            out.append(anomaly("bank-total",
+                               f"{op} at revision {op.rev} saw balances {vals}, summing to "
+                               f"{sum(vals)}, not {total}",
+                               [op.id] + list(op.per_key("value_ids") or ())))
+    return out
+
+
+def check_txn_lost(run):
+    out = []
+    for op in sorted(run.ops_of(*TXN_OPS), key=lambda o: o.t_inv):
+        if op.outcome != "ok":
+            continue
+        revs = op.per_key("revs")
+        stored = run.by_id.get(op.id, [])
+        if revs is None:
+            if not stored:
+                out.append(anomaly("txn-lost",
+                                   f"{op} of {op.keys} acknowledged (no revisions), never in "
+                                   f"the server's history", [op.id]))
+            continue
+        wrong = []
+        for key, rev in zip(op.keys, revs):
+            m = run.by_seq.get(rev)
+            if m is None and run.in_gap(rev):
+                run.skipped["txn-lost"] += 1
+                continue
+            if m is None or m["key"] != key or m["value_id"] != op.id or m["op"] != "PUT":
+                wrong.append((key, rev, m))
+        if not wrong:
+            continue
+        if not stored:
+            out.append(anomaly("txn-lost",
+                               f"{op} of {op.keys} acknowledged at revisions {revs}, never "
+                               f"in the server's history", [op.id]))
+        elif len(stored) == len(op.keys):  # stored whole, elsewhere: not partial
+            what = "; ".join(f"{k!r} at {r}: {describe(m) if m else 'no message'}"
+                             for k, r, m in wrong)
+            out.append(anomaly("txn-lost",
+                               f"{op} acknowledged at revisions {revs}, but the server holds "
+                               f"{what}", [op.id] + [m["value_id"] for _, _, m in wrong if m]))
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Convergence
 
 
@@ -1108,6 +1303,9 @@ CHECKS = [
     check_ttl_not_expired,
     check_watch_order,
     check_watch_missed,
+    check_txn_partial,
+    check_bank_total,
+    check_txn_lost,
     check_replica_diverged,
 ]
 
@@ -1124,13 +1322,23 @@ def check(run_dir, write=True):
     warnings = list(run.warnings)
     warnings += [f"{kind}: {n} check(s) skipped: they need sequences the recorder missed"
                  for kind, n in sorted(run.skipped.items())]
+    by_op = defaultdict(lambda: {"ok": 0, "fail": 0, "unknown": 0})
+    for op in run.ops.values():
+        by_op[op.op][op.outcome] += 1
     verdict = {"operations": len(run.ops), "anomalies": anomalies,
-               "counts_by_kind": counts, "warnings": warnings}
+               "counts_by_kind": counts, "warnings": warnings,
+               "operations_by_op": {k: by_op[k] for k in sorted(by_op)}}
     if write:
         with open(os.path.join(run_dir, "verdict.json"), "w") as f:
             json.dump(verdict, f, indent=1)
             f.write("\n")
     return verdict
+
+
+def operations_line(verdict):
+    parts = [f"{op} {n['ok']}/{n['fail']}/{n['unknown']}"
+             for op, n in verdict["operations_by_op"].items()]
+    return "operations by op (ok/fail/unknown): " + (", ".join(parts) or "none")
 
 
 def summary(verdict):
@@ -1161,6 +1369,7 @@ def main(argv):
             print(f"ANOMALY {a['kind']}: {a['detail']}; ops: {', '.join(map(str, a['ops'])) or '-'}")
         for w in verdict["warnings"]:
             print(f"WARNING: {w}")
+        print(operations_line(verdict))
         print(summary(verdict))
     return 1 if verdict["anomalies"] else 0
 

@@ -31,7 +31,9 @@ class Builder:
         self.seq = 0
         self.nemesis = []
         self.conf = {"lease_ms": 300, "margin_ms": 50, "max_clock_skew_ms": 500,
-                     "limit_marker_ttl_ms": 1000, "workers": 2}
+                     "limit_marker_ttl_ms": 1000, "workers": 2, "bank_keys": 4,
+                     "bank_total": 400}
+        self.bank = {}  # bank key -> (seq, balance) on the server
         self.inc = defaultdict(lambda: 1)
         self.n = defaultdict(int)
         self.watch_inc = {}
@@ -147,6 +149,50 @@ class Builder:
 
     def restart(self, w):
         self.inc[w] += 1
+
+    # -- the bank
+    BANK = ["b.0", "b.1", "b.2", "b.3"]
+
+    def bank_init(self):
+        """The runner's creation of the bank: one batch, value id "init"."""
+        for k in self.BANK:
+            self.bank[k] = (self.msg(k, value_id="init"), 100)
+
+    def snapshot(self, w, t, at=None, revs=None, vals=None):
+        """A snapshot read of every bank key; by default the server's state now."""
+        oid = self.invoke(w, "snapshot", None, t, keys=list(self.BANK))
+        at = self.seq if at is None else at
+        revs = [self.bank[k][0] if k in self.bank else 0 for k in self.BANK] \
+            if revs is None else revs
+        vals = [self.bank[k][1] if k in self.bank else None for k in self.BANK] \
+            if vals is None else vals
+        ids = [next((m["value_id"] for m in self.server if m.get("seq") == r), None)
+               for r in revs]
+        self.complete(w, oid, "ok", t + 5, rev=at, revs=revs, vals=vals, value_ids=ids)
+        return oid
+
+    def transfer(self, w, t, src, dst, amount, outcome="ok", stored=(0, 1), exp=None,
+                 revs=None, code=None):
+        """A transfer of `amount` from bank key src to dst; `stored` lists which of its
+        two writes the server stored, in order (None: completes with no line at all,
+        as if killed)."""
+        keys = [src, dst]
+        exp = [self.bank[k][0] for k in keys] if exp is None else exp
+        vals = [self.bank[src][1] - amount, self.bank[dst][1] + amount]
+        oid = self.invoke(w, "transfer", None, t, keys=keys, exp=exp, amount=amount,
+                          vals=vals)
+        seqs = []
+        for i in stored:
+            seqs.append(self.msg(keys[i], value_id=oid))
+            self.bank[keys[i]] = (self.seq, vals[i])
+        if outcome == "ok":
+            self.complete(w, oid, "ok", t + 5, rev=(revs or seqs)[-1], revs=revs or seqs,
+                          applied=True)
+        elif outcome == "fail":
+            self.complete(w, oid, "fail", t + 5, code=code or "Conflict")
+        elif outcome == "unknown":
+            self.complete(w, oid, "unknown", t + 5, code=code or "Timeout")
+        return oid, seqs
 
     # -- the folder
     def final_server(self):
@@ -272,6 +318,21 @@ def clean_history():
     b.msg("t.2", "PURGE")
     for w in (1, 2):
         b.replica_patch[w]["t.2"] = None
+    # The bank: a snapshot of w2's replica from before its creation, the creation,
+    # transfers acknowledged, refused (a stale revision), unknown and stored, unknown
+    # and not stored, killed and stored; snapshots between them.
+    b.snapshot(2, 3990, at=b.seq, revs=[0, 0, 0, 0], vals=[None] * 4)
+    b.bank_init()
+    b.snapshot(1, 4000)
+    stale = [b.bank["b.0"][0], b.bank["b.2"][0]]  # b.0's revision before tr1
+    b.transfer(1, 4010, "b.0", "b.1", 10)
+    b.snapshot(2, 4020)
+    b.transfer(2, 4030, "b.0", "b.2", 5, outcome="fail", stored=(), exp=stale)
+    b.transfer(1, 4040, "b.3", "b.0", 7, outcome="unknown")
+    b.transfer(2, 4050, "b.1", "b.3", 3, outcome="unknown", stored=())
+    b.snapshot(1, 4060)
+    b.transfer(1, 4070, "b.2", "b.1", 20, outcome="killed")
+    b.snapshot(2, 4080)
     b.marks = dict(t1=t1, t2=t2, t3=t3, s_c3=s_c3, s_kb1=s_kb1, s_kb2=s_kb2,
                    s_ka2=s_ka2, s_f4=s_f4, s_c2=s_c2, tf=tf, tg=tg, s_g3=s_g3)
     return b
@@ -322,9 +383,15 @@ class CleanHistory(CheckerTest):
         p = subprocess.run([sys.executable, check_history.__file__, path],
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        n = check_history.check(path)["operations"]
-        self.assertEqual(p.stdout.strip().splitlines(),
-                         [f"campaign check: {n} operations, 0 anomalies"])
+        v = check_history.check(path)
+        n = v["operations"]
+        self.assertEqual(v["operations_by_op"]["transfer"], {"ok": 1, "fail": 1, "unknown": 3})
+        self.assertEqual(v["operations_by_op"]["snapshot"], {"ok": 5, "fail": 0, "unknown": 0})
+        lines = p.stdout.strip().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertTrue(lines[0].startswith("operations by op (ok/fail/unknown): "), lines)
+        self.assertIn("transfer 1/1/3", lines[0])
+        self.assertEqual(lines[1], f"campaign check: {n} operations, 0 anomalies")
 
     def test_cli_reports_anomalies_and_exits_1(self):
         b = clean_history()
@@ -621,6 +688,73 @@ class PlantedAnomalies(CheckerTest):
         b.get(1, "t.9", 3100, rev=s_tt, value_id=tt)
         b.get(1, "t.9", 3500, rev=0, notfound=True)
         self.assertOnly(b, "monotonic-read")
+
+    # txn-partial
+    def test_transaction_stored_in_part(self):
+        b = clean_history()
+        oid, _ = b.transfer(2, 5000, "b.1", "b.2", 4, outcome="unknown", stored=(0,))
+        self.assertEqual(self.assertOnly(b, "txn-partial")[0]["ops"], [oid])
+
+    def test_transaction_stored_with_another_write_between_its_own(self):
+        b = clean_history()
+        oid = b.invoke(1, "transfer", None, 5000, keys=["b.1", "b.2"],
+                       exp=[b.bank["b.1"][0], b.bank["b.2"][0]], amount=1, vals=[0, 0])
+        s1 = b.msg("b.1", value_id=oid)
+        b.write(2, "put", "k.f", 5001)
+        s2 = b.msg("b.2", value_id=oid)
+        b.complete(1, oid, "ok", 5005, rev=s2, revs=[s1, s2], applied=True)
+        self.assertOnly(b, "txn-partial")
+
+    def test_snapshot_sees_part_of_a_transaction(self):
+        b = clean_history()
+        before = dict(b.bank)
+        _, (s1, s2) = b.transfer(1, 5000, "b.0", "b.1", 10)
+        # At revision s2 it saw b.0 as the transfer left it but b.1 from before it;
+        # the balances it shows still sum to the total, so only this check sees it.
+        vals = [b.bank["b.0"][1], before["b.1"][1] + 10, b.bank["b.2"][1], b.bank["b.3"][1]]
+        oid = b.snapshot(2, 5010, at=s2, revs=[s1, before["b.1"][0], b.bank["b.2"][0],
+                                              b.bank["b.3"][0]], vals=vals)
+        self.assertEqual(self.assertOnly(b, "txn-partial")[0]["ops"][0], oid)
+
+    # bank-total
+    def test_snapshot_balances_do_not_sum_to_the_total(self):
+        b = clean_history()
+        vals = [v for _, v in (b.bank[k] for k in b.BANK)]
+        vals[2] += 1
+        b.snapshot(1, 5000, vals=vals)
+        self.assertOnly(b, "bank-total")
+
+    def test_snapshot_misses_one_account(self):
+        b = clean_history()
+        vals = [v for _, v in (b.bank[k] for k in b.BANK)]
+        vals[3] = None
+        b.snapshot(2, 5000, vals=vals)
+        self.assertOnly(b, "bank-total")
+
+    # txn-lost
+    def test_acknowledged_transaction_absent_from_the_server(self):
+        b = clean_history()
+        oid, _ = b.transfer(1, 5000, "b.2", "b.3", 6, stored=(),
+                            revs=[b.seq + 50, b.seq + 51])
+        self.assertEqual(self.assertOnly(b, "txn-lost")[0]["ops"], [oid])
+
+    def test_transaction_acknowledged_at_revisions_it_was_not_stored_at(self):
+        b = clean_history()
+        s = b.seq
+        b.transfer(1, 5000, "b.2", "b.3", 6, revs=[s - 1, s])
+        self.assertOnly(b, "txn-lost")
+
+    # transactions in the per-write kinds
+    def test_transaction_stored_over_a_revision_other_than_its_expected_one(self):
+        b = clean_history()
+        b.transfer(2, 5000, "b.0", "b.3", 2, outcome="unknown",
+                   exp=[b.bank["b.0"][0] - 1, b.bank["b.3"][0]])
+        self.assertOnly(b, "cas-chain")
+
+    def test_refused_transaction_is_stored(self):
+        b = clean_history()
+        oid, _ = b.transfer(2, 5000, "b.0", "b.3", 2, outcome="fail")
+        self.assertEqual(self.assertOnly(b, "conflict-applied")[0]["ops"], [oid])
 
     # 13. replica-diverged
     def test_replica_behind_the_server(self):
