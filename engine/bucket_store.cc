@@ -14,12 +14,6 @@
 namespace revkv::engine {
 namespace {
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The literal part of a filter before its first wildcard token, so that Keys
 // can seek instead of scanning the whole bucket. "a.b.*" -> "a.b.".
 std::string LiteralPrefix(std::string_view filter) {
@@ -77,7 +71,7 @@ void BucketStore::SetExpiry(const ExpiryRules& rules) {
 
 bool BucketStore::ExpiredNow(int64_t created_ns, int64_t ttl_ns) const {
   const ExpiryRules rules = Expiry();
-  return MayExpire(ttl_ns, rules) && IsExpired(created_ns, ttl_ns, rules, NowNs());
+  return MayExpire(ttl_ns, rules) && IsExpired(created_ns, ttl_ns, rules, WallClockNs());
 }
 
 Status BucketStore::ExpiredError(std::string_view key) const {

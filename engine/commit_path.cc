@@ -9,15 +9,6 @@
 #include "revkv/validation.h"
 
 namespace revkv::engine {
-namespace {
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 CommitPath::CommitPath(BucketStore* store, uint64_t last_revision)
     : store_(store), last_revision_(last_revision) {}
@@ -178,7 +169,7 @@ Result<std::vector<uint64_t>> CommitPath::CommitLocked(const std::vector<KeyComp
     }
   }
   const uint64_t first = last_revision_.load(std::memory_order_relaxed) + 1;
-  const int64_t now = NowNs();
+  const int64_t now = WallClockNs();
   std::vector<uint64_t> revisions;
   revisions.reserve(writes.size());
   for (size_t i = 0; i < writes.size(); ++i) {
@@ -323,12 +314,12 @@ void CommitPath::RunReaper() {
   while (!reaper_stop_) {
     reaper_wake_ns_ = 0;
     lock.unlock();
-    const int64_t next = ReapDue(NowNs());
+    const int64_t next = ReapDue(WallClockNs());
     lock.lock();
     if (reaper_stop_) break;
     if (reaper_wake_ns_ != 0 && (next == 0 || reaper_wake_ns_ < next)) continue;
     auto wait = std::chrono::nanoseconds(next == 0 ? kMaxWait.count() * 1000000000LL
-                                                   : std::max<int64_t>(0, next - NowNs()));
+                                                   : std::max<int64_t>(0, next - WallClockNs()));
     wait = std::min<std::chrono::nanoseconds>(wait, kMaxWait);
     reaper_cv_.wait_for(lock, wait, [&] {
       return reaper_stop_ || (reaper_wake_ns_ != 0 && (next == 0 || reaper_wake_ns_ < next));

@@ -22,6 +22,14 @@ inline constexpr int64_t kTtlNever = -1;
 // that created + ttl never overflows.
 inline constexpr std::chrono::seconds kMaxTtl = std::chrono::hours(24 * 365 * 100);
 
+// The wall clock in nanoseconds since the epoch: entries' created times and
+// TTL deadlines are on it.
+inline int64_t WallClockNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // When an entry stops being readable.
 struct ExpiryRules {
   int64_t max_age_ns = 0;  // the bucket's max_age; 0: none

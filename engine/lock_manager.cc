@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/expiry.h"
 #include "engine/record_codec.h"
 #include "revkv/validation.h"
 
@@ -18,9 +19,6 @@ using std::chrono::nanoseconds;
 // How long the head waiter spins for a hand-off before it sleeps.
 constexpr std::chrono::microseconds kHandOffSpin{200};
 
-int64_t WallNs() {
-  return duration_cast<nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // How long a lock step may wait for the store to catch up after a conflict
 // that named no revision.
@@ -177,7 +175,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
   const std::string name(name_view);
   const nanoseconds lease_ns = lease;
   const nanoseconds margin = options.margin.count() > 0 ? nanoseconds(options.margin) : lease_ns / 5;
-  LockRecordValues values{owner_, lease_ns.count(), WallNs(), 0};
+  LockRecordValues values{owner_, lease_ns.count(), WallClockNs(), 0};
   const std::string first_record = EncodeLockRecord(values);
   const bool try_only = !timeout.has_value();
   const Clock::time_point deadline = Clock::now() + timeout.value_or(milliseconds(0));
@@ -516,7 +514,7 @@ Status LockManager::ReleaseLocked(Held* held) {
   Result<uint64_t> r = Status::Busy("not attempted");
   if (heir != nullptr) {
     LockRecordValues v = *heir->values;
-    v.acquired_at_ns = WallNs();
+    v.acquired_at_ns = WallClockNs();
     v.token = 0;
     const Clock::time_point start = Clock::now();
     const std::string record = EncodeLockRecord(v);
