@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tables and plots the multi-key (transfer) contention suite's results.
 
-Usage: txn_contention_report.py RESULTS.json [--markdown OUT.md] [--png OUT.png]
+Usage: txn_contention_report.py RESULTS.json [RERUN.json ...] [--markdown OUT.md]
+                                [--png OUT.png]
 
 RESULTS.json is Google Benchmark JSON output (--benchmark_out=...
 --benchmark_out_format=json) from revkv_txn_contention_bench, whose runs are
@@ -29,7 +30,9 @@ per workload (zipf_mem: zipf on a memory-storage bucket, replicated only), x = t
 one line per strategy.
 
 With --benchmark_repetitions, the median aggregate is used when present, else
-the mean of the repetitions.
+the mean of the repetitions. Further files (RERUN.json: a rerun of some cases,
+e.g. with --benchmark_filter while the machine was quieter) replace the cases
+and single measurements they hold; the report names the replaced cases.
 
 Exits 1 with a message if the file is missing or not Google Benchmark JSON,
 or holds no transfer runs; also exits 1 (after writing the outputs) if a run
@@ -227,20 +230,25 @@ def summary(cases, unit, known, base=None):
 
 
 def txn_vs_locks(cases, unit):
-    """Per workload: at each count, txn ops/s over the best lock strategy's."""
+    """Per workload: at each count, txn ops/s over the best lock strategy's,
+    and over the best one that writes both balances in one Commit (atomic
+    for readers that take no lock, as txn is)."""
     lines = []
     for w in local.ordered({w for w, _ in cases}, WORKLOADS):
         txn = cases.get((w, "txn"), {})
-        parts = []
-        for n in sorted(txn):
-            best = max(((cases.get((w, s), {}).get(n, {}).get("ops_per_s") or 0, s)
-                        for s in LOCKS), default=(0, ""))
-            if not best[0]:
-                continue
-            parts.append(f"{n}: {txn[n]['ops_per_s'] / best[0]:.2f}× ({best[1]})")
-        if parts:
-            lines.append(f"- {w}, txn over the best lock strategy, by {unit}: " +
-                         "; ".join(parts) + ".")
+        for label, pool in (("the best lock strategy", LOCKS),
+                            ("the best lock strategy with one Commit", ["lock", "lock_global"])):
+            if pool != LOCKS and (w, "lock_puts") not in cases:
+                continue  # the same as the line above
+            parts = []
+            for n in sorted(txn):
+                best = max(((cases.get((w, s), {}).get(n, {}).get("ops_per_s") or 0, s)
+                            for s in pool), default=(0, ""))
+                if not best[0]:
+                    continue
+                parts.append(f"{n}: {txn[n]['ops_per_s'] / best[0]:.2f}× ({best[1]})")
+            if parts:
+                lines.append(f"- {w}, txn over {label}, by {unit}: " + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -261,8 +269,8 @@ def singles_text(singles):
 
 def plot(cases, out_png, plt):
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
-    rows = [(k, t) for k, t in (("local", "local: one Engine, threads"),
-                                ("replicated", "replicated: engines on one nats-server"))
+    rows = [(k, t) for k, t in (("local", "local, one Engine"),
+                                ("replicated", "replicated, one nats-server"))
             if cases[k]]
     workloads = local.ordered({w for k, _ in rows for w, _ in cases[k]}, WORKLOADS)
     fig, axes = plt.subplots(len(rows), len(workloads), figsize=(5.2 * len(workloads),
@@ -301,7 +309,7 @@ def plot(cases, out_png, plt):
             ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
             ax.yaxis.set_major_formatter(FuncFormatter(local.fmt_si))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
-            storage = " (memory storage)" if w.endswith("_mem") else ""
+            storage = " (memory store)" if w.endswith("_mem") else ""
             ax.set_title(f"{title} — {w}{storage}", fontsize=10)
             ax.set_xlabel("threads" if kind == "local" else "engines (one thread each)")
             ax.grid(True, which="both", alpha=0.3)
@@ -320,6 +328,8 @@ def plot(cases, out_png, plt):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", help="Google Benchmark JSON from revkv_txn_contention_bench")
+    ap.add_argument("reruns", nargs="*", metavar="RERUN.json",
+                    help="later runs of some cases, which replace them")
     ap.add_argument("--markdown", metavar="OUT.md", help="also write the report here")
     ap.add_argument("--png", metavar="OUT.png", help="draw throughput vs threads/engines here")
     args = ap.parse_args()
@@ -333,6 +343,22 @@ def main():
              f"(scripts/run_txn_contention.sh)")
     data = gbench_json.load(args.results, "revkv_txn_contention_bench", fail)
     cases, singles, errors, reps = parse(data, args.results)
+    replaced = []
+    for path in args.reruns:
+        more = gbench_json.load(path, "revkv_txn_contention_bench", fail)
+        m_cases, m_singles, m_errors, m_reps = parse(more, path)
+        names = []
+        for kind in ("local", "replicated"):
+            for key, runs in m_cases[kind].items():
+                for n, v in runs.items():
+                    cases[kind][key][n] = v
+                    names.append(f"{key[0]}/{key[1]}@{n}")
+        singles.update(m_singles)
+        names += [f"single/{k}" for k in m_singles]
+        errors += m_errors
+        if names:
+            replaced.append(f"{len(names)} cases from {os.path.basename(path)}"
+                            f" ({m_reps} repetitions)")
     if not cases["local"] and not cases["replicated"] and not singles and not errors:
         fail(f"'{args.results}' holds no transfer/, rtransfer/ or single/writes runs; "
              f"is it revkv_txn_contention_bench output?")
@@ -369,6 +395,8 @@ def main():
         notes.append(f"RocksDB {ctx['rocksdb_version']}")
     if ctx.get("nats_server"):
         notes.append(ctx["nats_server"].replace("nats-server: ", "nats-server "))
+    if replaced:
+        notes.append("replaced by reruns: " + "; ".join(replaced))
     if notes:
         md += "\n" + ", ".join(notes) + "\n"
 
