@@ -166,8 +166,8 @@ enum class Workload { kUniform, kZipf, kZipfMemory };
 
 constexpr Strategy kLocalStrategies[] = {Strategy::kTxn, Strategy::kLock, Strategy::kLockGlobal,
                                          Strategy::kRocksOtxn};
-constexpr Strategy kReplicatedStrategies[] = {Strategy::kTxn, Strategy::kLock,
-                                              Strategy::kLockPuts, Strategy::kLockGlobal};
+constexpr Strategy kReplicatedStrategies[] = {Strategy::kTxn, Strategy::kLock, Strategy::kLockPuts,
+                                              Strategy::kLockGlobal};
 constexpr Workload kLocalWorkloads[] = {Workload::kUniform, Workload::kZipf};
 constexpr Workload kReplicatedWorkloads[] = {Workload::kUniform, Workload::kZipf,
                                              Workload::kZipfMemory};
@@ -237,8 +237,7 @@ using Ledger = std::array<int64_t, kAccounts>;
 
 // Compares balances with the ledger: "" if every account and the total add
 // up, else what does not.
-std::string CheckBalances(const std::vector<uint64_t>& balances, const Ledger& net,
-                          int* errors) {
+std::string CheckBalances(const std::vector<uint64_t>& balances, const Ledger& net, int* errors) {
   *errors = 0;
   std::string msg;
   uint64_t total = 0;
@@ -279,6 +278,14 @@ double ProcessCpuSeconds() {
   return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
+// In the error of a transfer that failed after writing both balances (a
+// Release): the callers count it, so that the balance check stays exact.
+constexpr char kWrittenMarker[] = "after the transfer was written";
+
+bool WrittenBeforeFailing(const std::string& err) {
+  return err.find(kWrittenMarker) != std::string::npos;
+}
+
 int64_t NsBetween(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count();
 }
@@ -316,8 +323,8 @@ class RevkvTransfer {
   RevkvTransfer& operator=(const RevkvTransfer&) = delete;
 
   // Moves 1 from account `from` to `to`. false with *err on failure.
-  bool Run(revkv::Engine& engine, revkv::Bucket& bucket, size_t from, size_t to,
-           uint64_t* retries, int64_t* lock_wait_ns, std::string* err) {
+  bool Run(revkv::Engine& engine, revkv::Bucket& bucket, size_t from, size_t to, uint64_t* retries,
+           int64_t* lock_wait_ns, std::string* err) {
     if (strategy_ == Strategy::kTxn) return Txn(bucket, from, to, retries, err);
     return Locked(engine, bucket, from, to, retries, lock_wait_ns, err);
   }
@@ -387,8 +394,10 @@ class RevkvTransfer {
       return false;
     }
     std::optional<uint64_t> a, b;
-    if (read->keys.size() == 2 && read->keys[0].entry) a = DecodeCounter(read->keys[0].entry->value);
-    if (read->keys.size() == 2 && read->keys[1].entry) b = DecodeCounter(read->keys[1].entry->value);
+    if (read->keys.size() == 2 && read->keys[0].entry)
+      a = DecodeCounter(read->keys[0].entry->value);
+    if (read->keys.size() == 2 && read->keys[1].entry)
+      b = DecodeCounter(read->keys[1].entry->value);
     if (!a || !b || *a == 0) {
       *err = "GetMany(" + pair_[0] + ", " + pair_[1] + "): missing, unparsable or empty balance";
       return false;
@@ -404,8 +413,7 @@ class RevkvTransfer {
       }
       w = bucket.Put(pair_[1], EncodeCounter(*b + 1), {.fence = lock_to.fence()});
       if (!w.ok()) {
-        *err = "fenced Put(" + pair_[1] + ") after Put(" + pair_[0] +
-               "): " + w.status().ToString();
+        *err = "fenced Put(" + pair_[1] + ") after Put(" + pair_[0] + "): " + w.status().ToString();
         return false;
       }
     } else {
@@ -414,8 +422,8 @@ class RevkvTransfer {
       txn.ops.push_back(revkv::TxnOp::Put(pair_[1], EncodeCounter(*b + 1)));
       auto c = bucket.Commit(txn);
       if (!c.ok()) {
-        *err = "Commit(Put " + pair_[0] + ", Put " + pair_[1] + ") under the locks: " +
-               c.status().ToString();
+        *err = "Commit(Put " + pair_[0] + ", Put " + pair_[1] +
+               ") under the locks: " + c.status().ToString();
         return false;
       }
     }
@@ -423,9 +431,8 @@ class RevkvTransfer {
       if (*lock == nullptr) continue;
       revkv::Status released = (*lock)->Release();
       if (!released.ok()) {
-        *err = "Release(" + (*lock)->name() + ") after the transfer was written: " +
-               released.ToString();
-        return false;  // the caller still counts the transfer (see `written`)
+        *err = "Release(" + (*lock)->name() + ") " + kWrittenMarker + ": " + released.ToString();
+        return false;  // the callers count the transfer (kWrittenMarker)
       }
     }
     return true;
@@ -660,12 +667,15 @@ void BM_LocalTransfer(benchmark::State& state, Strategy strategy, Workload workl
   for (auto _ : state) {
     const auto [from, to] = chooser.Pair();
     const Clock::time_point t0 = Clock::now();
-    const bool ok = rocks_transfer
-                        ? rocks_transfer->Run(from, to, &retries, &err)
-                        : revkv_transfer->Run(*f->engine, *f->bucket, from, to, &retries,
-                                              &lock_wait_ns, &err);
+    const bool ok = rocks_transfer ? rocks_transfer->Run(from, to, &retries, &err)
+                                   : revkv_transfer->Run(*f->engine, *f->bucket, from, to, &retries,
+                                                         &lock_wait_ns, &err);
     const Clock::time_point t1 = Clock::now();
     if (!ok) {
+      if (WrittenBeforeFailing(err)) {
+        --net[from];
+        ++net[to];
+      }
       state.SkipWithError(err.c_str());
       break;
     }
@@ -731,8 +741,8 @@ double PidCpuSeconds(pid_t pid) {
   const size_t close = stat.rfind(')');
   if (close == std::string::npos) return 0;
   unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(stat.c_str() + close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                  &utime, &stime) != 2) {
+  if (std::sscanf(stat.c_str() + close + 1,
+                  " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
     return 0;
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -926,7 +936,7 @@ class ReplicaWorker {
       if (!ok) {
         // A Release that failed after the transfer was written: count it,
         // so that the balance check below stays exact.
-        if (err->find("after the transfer was written") != std::string::npos) Count(from, to);
+        if (WrittenBeforeFailing(*err)) Count(from, to);
         return false;
       }
       Count(from, to);
@@ -1171,10 +1181,9 @@ int main(int argc, char** argv) {
   }
 
   for (bool memory : {false, true}) {
-    benchmark::RegisterBenchmark(memory ? "single/writes/memory" : "single/writes/file",
-                                 [memory](benchmark::State& state) {
-                                   BM_SingleWrites(state, memory);
-                                 })
+    benchmark::RegisterBenchmark(
+        memory ? "single/writes/memory" : "single/writes/file",
+        [memory](benchmark::State& state) { BM_SingleWrites(state, memory); })
         ->Iterations(1)
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
