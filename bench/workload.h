@@ -1,6 +1,7 @@
 // Workload pieces shared by the contention suites (contention_bench.cc,
-// replicated_contention_bench.cc): the counter value every strategy
-// increments, and the key choice (uniform or Zipf).
+// replicated_contention_bench.cc, txn_contention_bench.cc): the counter value
+// every strategy increments (or, for transfers, the balance), and the key
+// choice (uniform or Zipf, one key or a pair of distinct keys).
 
 #ifndef REVKV_BENCH_WORKLOAD_H_
 #define REVKV_BENCH_WORKLOAD_H_
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace revkv::bench {
 
@@ -87,6 +89,33 @@ class ZipfParams {
   double zetan_;
   double eta_ = 0;
   double half_pow_theta_ = 0;
+};
+
+// Picks keys 0..n-1: uniform (zipf == nullptr) or from `zipf`, whose n must
+// match; Pair() gives two distinct ones, the first drawn first, the second
+// drawn again until it differs (so under Zipf both ends of a pair lean to the
+// hot keys).
+class KeyChooser {
+ public:
+  KeyChooser(size_t n, const ZipfParams* zipf, uint64_t seed) : n_(n), zipf_(zipf), rng_(seed) {}
+
+  size_t Next() {
+    if (zipf_ != nullptr) return static_cast<size_t>(zipf_->Sample(rng_.NextDouble()));
+    return static_cast<size_t>(rng_.Next() % n_);
+  }
+
+  // REQUIRES: n >= 2.
+  std::pair<size_t, size_t> Pair() {
+    const size_t a = Next();
+    size_t b = Next();
+    while (b == a) b = Next();
+    return {a, b};
+  }
+
+ private:
+  size_t n_;
+  const ZipfParams* zipf_;
+  Rng rng_;
 };
 
 }  // namespace revkv::bench

@@ -13,7 +13,11 @@
 #     repetitions, medians; about a minute);
 #  4. the cross-process contention suite (short version): OCC vs lock vs raw
 #     nats.c Get + Update with 1-8 engines, each its own connection and
-#     replica, on one nats-server; plus the lock latencies (about 2 minutes).
+#     replica, on one nats-server; plus the lock latencies (about 2 minutes);
+#  5. the multi-key contention suite (short version): a transfer between two
+#     accounts as a transaction with retry (UpdateManyWithRetry) vs under
+#     locks, locally against RocksDB's OptimisticTransactionDB and with 1-8
+#     engines on one nats-server (about 4 minutes).
 # Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,3 +50,4 @@ python3 "$ROOT/bench/replication_report.py" "$OUT/replication.json" \
   --markdown "$OUT/replication.md"
 
 "$ROOT/scripts/run_replicated_contention.sh"
+"$ROOT/scripts/run_txn_contention.sh"
