@@ -3,7 +3,7 @@
 #include <string>
 
 #include "replication/capabilities.h"
-#include "replication/json_field.h"
+#include "replication/jetstream_api.h"
 #include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 #include "revkv/validation.h"
@@ -40,54 +40,16 @@ uint64_t PermissionErrors(const NatsConnection* conn) {
   return conn != nullptr ? conn->permission_errors() : 0;
 }
 
-// A JetStream API request nats.c 3.4.1 cannot make (it predates the
-// fields): `body` to `subject`, the reply's JSON in `*reply`. An error reply
-// ({"error":{...}}) is returned as OK with its JSON, for the caller to read.
-Status RawApiRequest(const NatsConnection& conn, const std::string& subject,
-                     const std::string& body, const std::string& context, std::string* reply) {
-  natsMsg* msg = nullptr;
-  const uint64_t since = conn.permission_errors();
-  natsStatus s = natsConnection_Request(&msg, conn.nc(), subject.c_str(), body.data(),
-                                        static_cast<int>(body.size()),
-                                        conn.options().write_timeout.count());
-  if (s != NATS_OK) {
-    natsMsg_Destroy(msg);
-    return conn.FromRequest(s, context, static_cast<jsErrCode>(0), since, subject);
-  }
-  const char* data = natsMsg_GetData(msg);
-  reply->assign(data != nullptr ? data : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
-  natsMsg_Destroy(msg);
-  return Status::OK();
-}
-
-// The JetStream error code of an error reply, 0 if the reply is none.
-int ApiErrorCode(std::string_view reply) {
-  if (!JsonField(reply, "error")) return 0;
-  auto code = JsonField(reply, "err_code");
-  return code ? std::atoi(std::string(*code).c_str()) : -1;
-}
-
-Status ApiError(std::string_view reply, const std::string& context) {
-  const std::string description(JsonField(reply, "description").value_or("no description"));
-  return Status::InvalidArgument(context + ": the server said '" + description + "' (error " +
-                                 std::to_string(ApiErrorCode(reply)) + ")");
-}
-
 // Reads allow_msg_ttl, subject_delete_marker_ttl and allow_atomic, which
 // nats.c's stream info does not carry, into `out`.
 Status ReadNewerSettings(const NatsConnection& conn, const std::string& bucket, KvStream* out) {
-  std::string reply;
   const std::string name = StreamName(bucket);
-  const std::string context = "reading the TTL and batch settings of stream " + name;
-  if (Status s = RawApiRequest(conn, "$JS.API.STREAM.INFO." + name, "", context, &reply);
-      !s.ok()) {
-    return s;
-  }
-  if (ApiErrorCode(reply) != 0) return ApiError(reply, context);
-  out->allow_msg_ttl = JsonField(reply, "allow_msg_ttl").value_or("false") == "true";
-  const std::string marker(JsonField(reply, "subject_delete_marker_ttl").value_or("0"));
-  out->limit_marker_ttl = std::chrono::nanoseconds(std::atoll(marker.c_str()));
-  out->allow_atomic = JsonField(reply, "allow_atomic").value_or("false") == "true";
+  auto settings = ReadNewerStreamSettings(
+      conn, name, "reading the TTL and batch settings of stream " + name);
+  if (!settings.ok()) return settings.status();
+  out->allow_msg_ttl = settings->allow_msg_ttl;
+  out->limit_marker_ttl = settings->subject_delete_marker_ttl;
+  out->allow_atomic = settings->allow_atomic;
   return Status::OK();
 }
 
@@ -98,34 +60,33 @@ Status ReadNewerSettings(const NatsConnection& conn, const std::string& bucket, 
 // `allow_atomic`. An existing stream is Exists.
 Status CreateRaw(const NatsConnection& conn, const KvStreamRequest& req,
                  std::chrono::seconds marker_ttl, bool allow_atomic) {
-  const std::string name = StreamName(req.bucket);
-  const std::string context = "creating stream " + name + " for bucket '" + req.bucket + "'";
-  auto ns = [](auto d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-  };
-  std::string body = "{\"name\":\"" + name + "\",\"subjects\":[\"" + Subjects(req.bucket) +
-                     "\"],\"retention\":\"limits\",\"max_consumers\":-1,\"max_msgs\":-1,"
-                     "\"max_bytes\":-1,\"discard\":\"new\",\"max_age\":" +
-                     ns(req.max_age.value_or(req.max_age_if_created)) +
-                     ",\"max_msgs_per_subject\":" + std::to_string(req.history.value_or(1)) +
-                     ",\"max_msg_size\":" + std::to_string(req.max_value_size.value_or(-1)) +
-                     ",\"storage\":\"" + (req.memory_storage.value_or(false) ? "memory" : "file") +
-                     "\",\"num_replicas\":" + std::to_string(req.replicas.value_or(1)) +
-                     ",\"deny_delete\":true,\"allow_rollup_hdrs\":true,\"allow_direct\":true";
-  if (marker_ttl.count() > 0) {
-    body += ",\"allow_msg_ttl\":true,\"subject_delete_marker_ttl\":" + ns(marker_ttl);
+  KvStreamSpec spec;
+  spec.name = StreamName(req.bucket);
+  spec.subject = Subjects(req.bucket);
+  spec.history = req.history.value_or(1);
+  spec.replicas = req.replicas.value_or(1);
+  spec.memory_storage = req.memory_storage.value_or(false);
+  spec.max_age = req.max_age.value_or(req.max_age_if_created);
+  spec.max_msg_size = req.max_value_size.value_or(-1);
+  spec.marker_ttl = marker_ttl;
+  spec.allow_atomic = allow_atomic;
+  return CreateKvStreamRaw(conn, spec,
+                           "creating stream " + spec.name + " for bucket '" + req.bucket + "'");
+}
+
+std::string AtomicContext(const std::string& bucket) {
+  return "turning on atomic batches (allow_atomic) in stream " + StreamName(bucket) +
+         " of bucket '" + bucket + "'";
+}
+
+// BucketOptions::allow_atomic_batches needs a 2.12+ server.
+Status RequireAtomicBatches(const NatsConnection* conn, const std::string& bucket) {
+  const std::string context =
+      "bucket '" + bucket + "' asks for atomic batches (BucketOptions::allow_atomic_batches)";
+  if (conn == nullptr) {
+    return Status::InvalidArgument(context + ", which needs the bucket's NATS connection");
   }
-  if (allow_atomic) body += ",\"allow_atomic\":true";
-  body += "}";
-  std::string reply;
-  if (Status s = RawApiRequest(conn, "$JS.API.STREAM.CREATE." + name, body, context, &reply);
-      !s.ok()) {
-    return s;
-  }
-  const int code = ApiErrorCode(reply);
-  if (code == 0) return Status::OK();
-  if (code == JSStreamNameExistErr) return Status::Exists(context + ": it exists");
-  return ApiError(reply, context);
+  return conn->Require(Feature::kAtomicBatch, context);
 }
 
 }  // namespace
@@ -184,6 +145,10 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
         !s.ok()) {
       return s;
     }
+  }
+
+  if (req.allow_atomic_batches) {
+    if (Status s = RequireAtomicBatches(conn, req.bucket); !s.ok()) return s;
   }
 
   auto existing = ReadKvStream(js, req.bucket, conn);
@@ -290,7 +255,22 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
                                    "' exists on the server with other settings:" + diffs +
                                    "; leave those options unset to take the server's");
   }
+  if (req.allow_atomic_batches && !existing->allow_atomic) {
+    if (Status s = EnableAllowAtomic(*conn, existing->name, AtomicContext(req.bucket)); !s.ok()) {
+      return s;
+    }
+    existing->allow_atomic = true;
+  }
   return existing;
+}
+
+Status AllowAtomicBatches(const NatsConnection* conn, const std::string& bucket) {
+  if (Status s = RequireAtomicBatches(conn, bucket); !s.ok()) return s;
+  const std::string name = StreamName(bucket);
+  auto settings = ReadNewerStreamSettings(*conn, name, AtomicContext(bucket));
+  if (!settings.ok()) return settings.status();
+  if (settings->allow_atomic) return Status::OK();
+  return EnableAllowAtomic(*conn, name, AtomicContext(bucket));
 }
 
 }  // namespace revkv::replication

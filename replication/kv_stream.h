@@ -42,6 +42,10 @@ struct KvStreamRequest {
   std::chrono::nanoseconds max_age_if_created{0};
   // With false, a missing bucket is NotFound instead of being created.
   bool create_if_missing = true;
+  // Turn on atomic batches (allow_atomic, 2.12+) in an existing stream that
+  // lacks them, keeping every other setting; a stream created here has them
+  // on 2.12+ anyway. Needs `conn`; InvalidArgument on an older server.
+  bool allow_atomic_batches = false;
 };
 
 // The bound stream's identity and settings.
@@ -72,6 +76,12 @@ struct KvStream {
 // `js` belongs to), such a request is PermissionDenied rather than Timeout.
 Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& request,
                               const NatsConnection* conn = nullptr);
+
+// Turns on atomic batches (allow_atomic) in the bucket's stream if it lacks
+// them, with a stream update that keeps every other setting, including
+// those nats.c does not know. InvalidArgument: a server before 2.12.0 (or
+// no connection). NotFound: the stream is gone. Otherwise as BindKvStream.
+Status AllowAtomicBatches(const NatsConnection* conn, const std::string& bucket);
 
 // Reads the stream's current identity and last sequence.
 // NotFound: the stream is gone. Otherwise as BindKvStream.

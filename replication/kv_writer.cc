@@ -9,7 +9,7 @@
 
 #include "engine/record_codec.h"
 #include "replication/capabilities.h"
-#include "replication/json_field.h"
+#include "replication/jetstream_api.h"
 #include "replication/kv_stream.h"
 #include "replication/nats_status.h"
 #include "replication/nats_ttl.h"
@@ -559,17 +559,16 @@ Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
     const std::string body(natsMsg_GetData(reply) != nullptr ? natsMsg_GetData(reply) : "",
                            static_cast<size_t>(natsMsg_GetDataLength(reply)));
     natsMsg_Destroy(reply);
-    if (!JsonField(body, "error")) {
-      const auto seq = JsonField(body, "seq");
-      const auto count = JsonField(body, "count");
-      if (!seq || !count || std::strtoull(std::string(*count).c_str(), nullptr, 10) != writes.size()) {
+    const std::optional<PubAckReply> ack = ParsePubAck(body);
+    if (!ack || !ack->is_error) {
+      if (!ack || !ack->seq || ack->count != writes.size()) {
         return Status::IOError(what + ": the server's acknowledgement of the batch is not one "
                                "revkv understands: " + body);
       }
-      return static_cast<uint64_t>(std::strtoull(std::string(*seq).c_str(), nullptr, 10));
+      return *ack->seq;
     }
-    const int code = std::atoi(std::string(JsonField(body, "err_code").value_or("0")).c_str());
-    const std::string description(JsonField(body, "description").value_or("no description"));
+    const int code = ack->error_code;
+    const std::string& description = ack->description;
     const std::string said = what + ": the server refused the batch: " + description +
                              " (JetStream error " + std::to_string(code) + ")";
     const jsErrCode jerr = static_cast<jsErrCode>(code);
@@ -590,8 +589,9 @@ Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
     if (code == kJsAtomicPublishDisabled) {
       return Status::InvalidArgument(
           said + "; stream KV_" + bucket_ + " does not allow atomic batches (allow_atomic), "
-          "which revkv turns on only in buckets it creates on nats-server 2.12+; enable "
-          "allow_atomic on the stream, or write without a fence");
+          "which revkv turns on by itself only in buckets it creates on nats-server 2.12+; "
+          "open the bucket with BucketOptions::allow_atomic_batches (revkv --allow-atomic) "
+          "to turn it on, or write without a fence");
     }
     return FromNats(NATS_ERR, said, jerr);
   }

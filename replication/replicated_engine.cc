@@ -51,6 +51,9 @@ Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view na
 Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked(
     const std::string& name, const BucketOptions& options,
     std::chrono::nanoseconds max_age_if_created, std::chrono::seconds markers_if_created) {
+  if (options.allow_atomic_batches && buckets_.count(name) != 0) {
+    if (Status s = AllowAtomicBatches(conn_.get(), name); !s.ok()) return s;
+  }
   if (auto it = buckets_.find(name); it != buckets_.end()) return it->second;
 
   KvStreamRequest req;
@@ -64,6 +67,7 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   req.max_age_if_created = max_age_if_created;
   req.limit_marker_ttl_if_created = markers_if_created;
   req.create_if_missing = options.create_if_missing;
+  req.allow_atomic_batches = options.allow_atomic_batches;
   auto stream = BindKvStream(conn_->js(), req, conn_.get());
   if (!stream.ok()) return stream.status();
 

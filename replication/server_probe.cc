@@ -11,7 +11,7 @@
 #include <cstring>
 #include <optional>
 
-#include "replication/json_field.h"
+#include <nlohmann/json.hpp>
 
 namespace revkv::replication {
 namespace {
@@ -111,21 +111,36 @@ Result<ServerInfo> ParseInfoLine(std::string_view line) {
     return Status::Corruption("the server's first line is not a NATS INFO line: '" +
                               std::string(line.substr(0, 40)) + "'");
   }
-  std::string_view json = line.substr(5);
+  const std::string_view text = line.substr(5);
+  const nlohmann::json json =
+      nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) {
+    return Status::Corruption("the server's INFO line is not a JSON object: '" +
+                              std::string(text.substr(0, 80)) + "'");
+  }
+  auto string_field = [&json](const char* key) -> std::optional<std::string> {
+    auto it = json.find(key);
+    if (it == json.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  auto bool_field = [&json](const char* key) {
+    auto it = json.find(key);
+    return it != json.end() && it->is_boolean() && it->get<bool>();
+  };
   ServerInfo info;
-  auto version = JsonField(json, "version");
+  auto version = string_field("version");
   if (!version) return Status::Corruption("the server's INFO line has no version");
-  info.version_text = std::string(*version);
+  info.version_text = *version;
   auto parsed = ServerVersion::Parse(*version);
   if (!parsed.ok()) return Status::Corruption(std::string(parsed.status().message()));
   info.version = *parsed;
-  if (auto id = JsonField(json, "server_id")) info.server_id = std::string(*id);
-  if (auto name = JsonField(json, "server_name")) info.server_name = std::string(*name);
-  if (auto level = JsonField(json, "api_lvl")) {
-    std::from_chars(level->data(), level->data() + level->size(), info.api_level);
+  info.server_id = string_field("server_id").value_or("");
+  info.server_name = string_field("server_name").value_or("");
+  if (auto level = json.find("api_lvl"); level != json.end() && level->is_number_integer()) {
+    info.api_level = level->get<int>();
   }
-  info.jetstream = JsonField(json, "jetstream").value_or("false") == "true";
-  info.tls_required = JsonField(json, "tls_required").value_or("false") == "true";
+  info.jetstream = bool_field("jetstream");
+  info.tls_required = bool_field("tls_required");
   return info;
 }
 

@@ -600,7 +600,8 @@ TEST_F(cli, TxnCommitsAtOnceAndEntriesPrintsOneSnapshot) {
   RunResult done = Cli({"txn"}, "put b 2\n# a comment\n\ncreate c 3\ncheck a 1\ndelete gone\n");
   ASSERT_EQ(done.exit_code, 0) << done;
   EXPECT_EQ(done.out, "4\n");  // b at 2, c at 3, the tombstone of gone at 4
-  RunResult json = Cli({"--json", "txn"}, "update b 20 2\npurge c 3\n");
+  RunResult json = Cli({"--json", "txn"}, "{\"op\":\"update\",\"key\":\"b\",\"value\":\"20\","
+                                          "\"revision\":2}\n{\"op\":\"purge\",\"key\":\"c\",\"revision\":3}\n");
   ASSERT_EQ(json.exit_code, 0) << json;
   EXPECT_EQ(json.out, "{\"revision\":6,\"revisions\":{\"b\":5,\"c\":6}}\n");
   const struct {
@@ -634,6 +635,116 @@ TEST_F(cli, TxnCommitsAtOnceAndEntriesPrintsOneSnapshot) {
   RunResult missing = Cli({"--bucket", "nothing", "entries"});
   EXPECT_EQ(missing.exit_code, 0) << missing;
   EXPECT_EQ(missing.out, "");
+}
+
+// txn --json reads one JSON object per line, with the text form's
+// operations: a value with spaces as it is, bytes (a newline, a NUL, a
+// non-UTF-8 byte) in a JSON string or in base64, a key in base64 as
+// entries --json prints one; the output is as before.
+TEST_F(cli, TxnJsonReadsOneObjectPerLine) {
+  ASSERT_EQ(Put("a", "1"), 1u);
+  const std::string blob = Bytes("line1\nline2\0tail\xff");
+  const std::string input =
+      "{\"op\":\"put\",\"key\":\"spaced\",\"value\":\"hello brave world\"}\n"
+      "# a comment\n"
+      "\n"
+      "{\"op\":\"create\",\"key\":\"blob\",\"value\":\"bGluZTEKbGluZTIAdGFpbP8=\","
+      "\"value_encoding\":\"base64\"}\n"
+      "  {\"op\":\"check\",\"key\":\"a\",\"revision\":1}\r\n"
+      "{\"key_encoding\":\"base64\",\"key\":\"a2V5LmI=\",\"op\":\"put\","
+      "\"value\":\"tab\\tquote\\\" nul\\u0000\"}\n";
+  RunResult done = Cli({"--json", "txn"}, input);
+  ASSERT_EQ(done.exit_code, 0) << done;
+  EXPECT_EQ(done.out, "{\"revision\":4,\"revisions\":{\"spaced\":2,\"blob\":3,\"key.b\":4}}\n");
+  EXPECT_EQ(Cli({"get", "spaced"}).out, "hello brave world");
+  EXPECT_EQ(Cli({"get", "blob"}).out, blob);
+  EXPECT_EQ(Cli({"get", "key.b"}).out, Bytes("tab\tquote\" nul\0"));
+  RunResult entry = Cli({"--json", "entry", "blob"});
+  ASSERT_EQ(entry.exit_code, 0) << entry;
+  EXPECT_NE(entry.out.find("\"value\":\"bGluZTEKbGluZTIAdGFpbP8=\",\"value_encoding\":\"base64\""),
+            std::string::npos)
+      << entry;
+
+  // update, delete with a revision and purge without; the text output.
+  RunResult more = Cli({"--json", "txn"},
+                       "{\"op\":\"update\",\"key\":\"spaced\",\"value\":\"x y\",\"revision\":2}\n"
+                       "{\"op\":\"delete\",\"key\":\"blob\",\"revision\":3}\n"
+                       "{\"op\":\"purge\",\"key\":\"key.b\"}\n");
+  ASSERT_EQ(more.exit_code, 0) << more;
+  EXPECT_EQ(more.out, "{\"revision\":7,\"revisions\":{\"spaced\":5,\"blob\":6,\"key.b\":7}}\n");
+  EXPECT_EQ(Cli({"get", "spaced"}).out, "x y");
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "blob"})));
+
+  // The exit codes of the text form: a stale check or update 4, a create
+  // on a live key 3.
+  RunResult stale = Cli({"--json", "txn"}, "{\"op\":\"check\",\"key\":\"spaced\",\"revision\":2}\n"
+                                           "{\"op\":\"put\",\"key\":\"z\",\"value\":\"1\"}\n");
+  EXPECT_TRUE(FailsWith(4, stale)) << stale;
+  EXPECT_NE(stale.err.find("spaced"), std::string::npos) << stale;
+  RunResult absent = Cli({"--json", "txn"}, "{\"op\":\"check\",\"key\":\"a\",\"revision\":0}\n"
+                                            "{\"op\":\"put\",\"key\":\"z\",\"value\":\"1\"}\n");
+  EXPECT_TRUE(FailsWith(4, absent)) << absent;
+  RunResult moved = Cli({"--json", "txn"},
+                        "{\"op\":\"update\",\"key\":\"spaced\",\"value\":\"v\",\"revision\":2}\n");
+  EXPECT_TRUE(FailsWith(4, moved)) << moved;
+  RunResult exists =
+      Cli({"--json", "txn"}, "{\"op\":\"create\",\"key\":\"a\",\"value\":\"2\"}\n");
+  EXPECT_TRUE(FailsWith(3, exists)) << exists;
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "z"})));
+  EXPECT_EQ(Cli({"get", "spaced"}).out, "x y");
+}
+
+// A bad line exits 7, naming its number and what is wrong, and nothing is
+// written.
+TEST_F(cli, TxnJsonBadLinesExitSeven) {
+  const std::string ok = "{\"op\":\"put\",\"key\":\"x\",\"value\":\"1\"}\n";
+  const struct {
+    std::string input;
+    std::string says;  // in the message after "line 2 "
+  } refused[] = {
+      {ok + "{not json}\n", "not valid JSON"},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"1\"\n", "not valid JSON"},
+      {ok + "put y 1\n", "not valid JSON"},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"\xff\"}\n", "not valid JSON"},
+      {ok + "[1,2]\n", "not a JSON object"},
+      {ok + "{\"key\":\"y\",\"value\":\"1\"}\n", "no \"op\""},
+      {ok + "{\"op\":\"move\",\"key\":\"y\"}\n", "unknown op 'move'"},
+      {ok + "{\"op\":\"put\",\"key\":\"y\"}\n", "no \"value\""},
+      {ok + "{\"op\":\"put\",\"value\":\"1\"}\n", "no \"key\""},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":5}\n", "\"value\" is not a string"},
+      {ok + "{\"op\":\"put\",\"key\":[\"y\"],\"value\":\"1\"}\n", "\"key\" is not a string"},
+      {ok + "{\"op\":\"update\",\"key\":\"y\",\"value\":\"1\"}\n", "no \"revision\""},
+      {ok + "{\"op\":\"update\",\"key\":\"y\",\"value\":\"1\",\"revision\":-1}\n",
+       "\"revision\" is not a revision number"},
+      {ok + "{\"op\":\"update\",\"key\":\"y\",\"value\":\"1\",\"revision\":\"5\"}\n",
+       "\"revision\" is not a revision number"},
+      {ok + "{\"op\":\"delete\",\"key\":\"y\",\"revision\":1.5}\n",
+       "\"revision\" is not a revision number"},
+      {ok + "{\"op\":\"check\",\"key\":\"y\"}\n", "no \"revision\""},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"!!\",\"value_encoding\":\"base64\"}\n",
+       "\"value\" is not valid base64"},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"AAA\",\"value_encoding\":\"base64\"}\n",
+       "\"value\" is not valid base64"},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"AA==\",\"value_encoding\":\"hex\"}\n",
+       "\"value_encoding\" must be \"base64\""},
+      {ok + "{\"op\":\"put\",\"key\":\"y\",\"value\":\"1\",\"revison\":3}\n",
+       "unknown field 'revison'"},
+      {ok + "{\"op\":\"delete\",\"key\":\"y\",\"value\":\"1\"}\n", "unknown field 'value'"},
+  };
+  for (const auto& r : refused) {
+    RunResult out = Cli({"--json", "txn"}, r.input);
+    EXPECT_TRUE(FailsWith(7, out)) << "input: " << r.input << "\n" << out;
+    EXPECT_NE(out.err.find("line 2 of the transaction"), std::string::npos)
+        << "input: " << r.input << "\n" << out;
+    EXPECT_NE(out.err.find(r.says), std::string::npos) << "input: " << r.input << "\n" << out;
+  }
+  // As in the text form: a key twice, no write, a key revkv cannot write.
+  EXPECT_TRUE(FailsWith(7, Cli({"--json", "txn"}, ok + ok)));
+  EXPECT_TRUE(FailsWith(7, Cli({"--json", "txn"}, "{\"op\":\"check\",\"key\":\"x\",\"revision\":0}\n")));
+  EXPECT_TRUE(FailsWith(7, Cli({"--json", "txn"}, "")));
+  EXPECT_TRUE(FailsWith(
+      7, Cli({"--json", "txn"}, "{\"op\":\"put\",\"key\":\"bad..key\",\"value\":\"1\"}\n")));
+  EXPECT_TRUE(FailsWith(2, Cli({"get", "x"})));  // none of them wrote
 }
 
 TEST_F(cli, BinaryValueFromStdinRoundTrips) {
@@ -1608,6 +1719,35 @@ TEST_F(cli_nats, TxnCommitsAsOneBatchAndAnotherReplicaSeesItWhole) {
   EXPECT_TRUE(FailsWith(4, stale)) << stale;
   EXPECT_NE(stale.err.find("acct.a"), std::string::npos) << stale;
   EXPECT_EQ(On("a", {"get", "acct.a"}).out, "7");
+}
+
+// A bucket another client created without atomic batches: txn exits 7
+// naming --allow-atomic, which turns them on.
+TEST_F(cli_nats, AllowAtomicTurnsOnTransactionsInAForeignBucket) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(revkv::testing::ConnectClient(server_.url(), &nc, &js), NATS_OK);
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = "foreign";
+  cfg.History = 3;
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_CreateKeyValue(&kv, js, &cfg), NATS_OK);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+
+  const std::string txn = "put a 1\nput b 2\n";
+  RunResult refused = On("a", {"--bucket", "foreign", "txn"}, txn);
+  EXPECT_TRUE(FailsWith(7, refused)) << refused;
+  EXPECT_NE(refused.err.find("--allow-atomic"), std::string::npos) << refused;
+  RunResult done = On("a", {"--bucket", "foreign", "--allow-atomic", "txn"}, txn);
+  ASSERT_EQ(done.exit_code, 0) << done;
+  // Now on for every client, without the flag.
+  RunResult again = On("b", {"--bucket", "foreign", "txn"}, "put c 3\nput d 4\n");
+  ASSERT_EQ(again.exit_code, 0) << again;
+  EXPECT_EQ(On("b", {"--bucket", "foreign", "get", "b"}).out, "2");
+  EXPECT_TRUE(FailsWith(1, Cli({"--allow-atomic", "put", "k", "v"})));  // needs --nats
 }
 
 TEST_F(cli_nats, StaleUpdateAcrossReplicasConflicts) {

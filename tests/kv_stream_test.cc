@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "replication/jetstream_api.h"
+#include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 #include "tests/nats_server.h"
 
@@ -135,6 +138,109 @@ TEST_F(KvStreamTest, RejectsBadRequestsAndNonKvStreams) {
   plain.bucket = "plain";
   auto r = BindKvStream(js_, plain);
   EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+}
+
+// The raw JetStream API module: a stream created with the settings nats.c
+// 3.4.1 cannot send, read back, and updated without losing any field.
+TEST_F(KvStreamTest, JetStreamApiCreatesReadsAndUpdatesKeepingEveryField) {
+  if (!NatsServer::VersionAtLeast(2, 12)) GTEST_FAIL() << "runs on 2.12+ only";
+  NatsOptions o;
+  o.servers = {server_.url()};
+  auto conn = NatsConnection::Connect(o);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  const NatsConnection& c = **conn;
+
+  KvStreamSpec spec;
+  spec.name = "KV_api";
+  spec.subject = "$KV.api.>";
+  spec.history = 4;
+  spec.max_age = std::chrono::hours(1);
+  spec.max_msg_size = 2048;
+  spec.marker_ttl = std::chrono::seconds(3);
+  ASSERT_TRUE(CreateKvStreamRaw(c, spec, "creating KV_api").ok());
+  // The same again is no change; a different layout is Exists.
+  EXPECT_TRUE(CreateKvStreamRaw(c, spec, "creating KV_api").ok());
+  spec.history = 5;
+  Status exists = CreateKvStreamRaw(c, spec, "creating KV_api");
+  EXPECT_TRUE(exists.IsExists()) << exists.ToString();
+  EXPECT_EQ(exists.message(), "creating KV_api: it exists");
+
+  auto settings = ReadNewerStreamSettings(c, "KV_api", "reading KV_api");
+  ASSERT_TRUE(settings.ok()) << settings.status().ToString();
+  EXPECT_TRUE(settings->allow_msg_ttl);
+  EXPECT_EQ(settings->subject_delete_marker_ttl, std::chrono::seconds(3));
+  EXPECT_FALSE(settings->allow_atomic);
+
+  auto before = ReadStreamInfoJson(c, "KV_api", "reading KV_api");
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  const auto before_config = nlohmann::json::parse(before->config);
+  EXPECT_EQ(before_config.value("max_msgs_per_subject", 0), 4);
+  EXPECT_EQ(nlohmann::json::parse(before->state).value("messages", -1), 0);
+
+  std::string held;
+  Status updated =
+      UpdateStreamConfig(c, "KV_api", R"({"description":"orders","metadata":{"team":"billing"}})",
+                         "describing KV_api", &held);
+  ASSERT_TRUE(updated.ok()) << updated.ToString();
+  EXPECT_EQ(nlohmann::json::parse(held).value("description", ""), "orders");
+  ASSERT_TRUE(EnableAllowAtomic(c, "KV_api", "turning on batches").ok());
+
+  auto after = ReadStreamInfoJson(c, "KV_api", "reading KV_api");
+  ASSERT_TRUE(after.ok());
+  auto after_config = nlohmann::json::parse(after->config);
+  EXPECT_EQ(after_config.value("description", ""), "orders");
+  EXPECT_EQ(after_config["metadata"].value("team", ""), "billing");
+  EXPECT_TRUE(after_config.value("allow_atomic", false));
+  // Everything else as it was (the server's own _nats.* metadata aside).
+  auto comparable = [](nlohmann::json config) {
+    config.erase("description");
+    config.erase("allow_atomic");
+    config.erase("metadata");
+    return config;
+  };
+  EXPECT_EQ(comparable(after_config), comparable(before_config))
+      << before->config << "\n" << after->config;
+  auto settings_after = ReadNewerStreamSettings(c, "KV_api", "reading KV_api");
+  ASSERT_TRUE(settings_after.ok());
+  EXPECT_TRUE(settings_after->allow_msg_ttl);
+  EXPECT_EQ(settings_after->subject_delete_marker_ttl, std::chrono::seconds(3));
+  EXPECT_TRUE(settings_after->allow_atomic);
+
+  // Errors: a refused change (storage is fixed), a missing stream, a change
+  // that is not a JSON object.
+  Status refused = UpdateStreamConfig(c, "KV_api", R"({"storage":"memory"})", "moving KV_api");
+  EXPECT_TRUE(refused.IsInvalidArgument()) << refused.ToString();
+  EXPECT_NE(refused.ToString().find("moving KV_api: the server said '"), std::string::npos)
+      << refused.ToString();
+  EXPECT_NE(refused.ToString().find("(error 10"), std::string::npos) << refused.ToString();
+  auto missing = ReadStreamInfoJson(c, "KV_none", "reading KV_none");
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().ToString();
+  EXPECT_TRUE(UpdateStreamConfig(c, "KV_none", "{}", "x").IsNotFound());
+  EXPECT_TRUE(UpdateStreamConfig(c, "KV_api", "[1]", "x").IsInvalidArgument());
+  EXPECT_TRUE(UpdateStreamConfig(c, "KV_api", "{", "x").IsInvalidArgument());
+}
+
+TEST(jetstream_api, ParsesPublishAcknowledgementsAndErrors) {
+  auto ack = ParsePubAck(R"({"stream":"KV_a","seq":42,"batch":"b1","count":3})");
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_FALSE(ack->is_error);
+  EXPECT_EQ(ack->seq, 42u);
+  EXPECT_EQ(ack->count, 3u);
+  auto error = ParsePubAck(
+      R"({"error":{"code":400,"err_code":10174,"description":"atomic publish is disabled"},)"
+      R"("stream":"KV_a","seq":0})");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_TRUE(error->is_error);
+  EXPECT_EQ(error->error_code, 10174);
+  EXPECT_EQ(error->description, "atomic publish is disabled");
+  // Wrong types are absent fields, never exceptions.
+  auto odd = ParsePubAck(R"({"seq":"42","count":-1})");
+  ASSERT_TRUE(odd.has_value());
+  EXPECT_FALSE(odd->seq.has_value());
+  EXPECT_FALSE(odd->count.has_value());
+  EXPECT_FALSE(ParsePubAck("not json").has_value());
+  EXPECT_FALSE(ParsePubAck("[1,2]").has_value());
+  EXPECT_FALSE(ParsePubAck("").has_value());
 }
 
 TEST(nats_status, WrongLastSequenceIsConflictAndNoServerIsUnavailable) {

@@ -4,13 +4,15 @@
 // that moved; compares on unwritten keys ride on operations without a
 // condition of their own, and more of them than carriers is refused; a
 // replica never shows part of a transaction; fenced transactions; the
-// batch limit; and the refusal on an older server.
+// batch limit; the refusal on an older server; and a bucket another client
+// created without atomic batches, turned on by allow_atomic_batches.
 
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
 #include <atomic>
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -66,6 +68,71 @@ class replicated_txn : public ::testing::Test {
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     return out;
+  }
+
+  // A JetStream API request from a plain nats.c client; the reply's JSON.
+  nlohmann::json ApiRequest(const std::string& subject, const std::string& body) {
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    nlohmann::json out;
+    if (testing::ConnectClient(server_.url(), &nc, &js) == NATS_OK) {
+      natsMsg* reply = nullptr;
+      if (natsConnection_Request(&reply, nc, subject.c_str(), body.data(),
+                                 static_cast<int>(body.size()), 5000) == NATS_OK) {
+        out = nlohmann::json::parse(std::string(natsMsg_GetData(reply),
+                                                static_cast<size_t>(natsMsg_GetDataLength(reply))),
+                                    nullptr, false);
+      }
+      natsMsg_Destroy(reply);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return out;
+  }
+
+  // A KV bucket as another client makes it: the standard layout with
+  // per-message TTL and limit markers, a description and metadata, but
+  // without allow_atomic.
+  void CreateForeignBucket(const std::string& bucket) {
+    const nlohmann::json config = {
+        {"name", "KV_" + bucket},
+        {"subjects", nlohmann::json::array({"$KV." + bucket + ".>"})},
+        {"retention", "limits"},
+        {"max_msgs_per_subject", 5},
+        {"max_age", 3600000000000},
+        {"max_msg_size", 4096},
+        {"discard", "new"},
+        {"storage", "file"},
+        {"num_replicas", 1},
+        {"deny_delete", true},
+        {"allow_rollup_hdrs", true},
+        {"allow_direct", true},
+        {"allow_msg_ttl", true},
+        {"subject_delete_marker_ttl", 2000000000},
+        {"description", "made by another client"},
+        {"metadata", {{"team", "billing"}}},
+    };
+    const nlohmann::json created =
+        ApiRequest("$JS.API.STREAM.CREATE.KV_" + bucket, config.dump());
+    ASSERT_FALSE(created.is_discarded());
+    ASSERT_FALSE(created.contains("error")) << created.dump();
+    ASSERT_FALSE(created["config"].value("allow_atomic", false)) << created.dump();
+  }
+
+  // The stream's config without what the server derives itself (its
+  // _nats.* metadata, which follows the features in use).
+  nlohmann::json StreamConfig(const std::string& bucket) {
+    nlohmann::json info = ApiRequest("$JS.API.STREAM.INFO.KV_" + bucket, "");
+    if (info.is_discarded() || !info.contains("config")) return nullptr;
+    nlohmann::json config = info["config"];
+    if (config.contains("metadata")) {
+      nlohmann::json& metadata = config["metadata"];
+      for (auto it = metadata.begin(); it != metadata.end();) {
+        it = it.key().starts_with("_nats.") ? metadata.erase(it) : std::next(it);
+      }
+    }
+    config["created"] = info.value("created", "");
+    return config;
   }
 
   NatsServer server_;
@@ -332,6 +399,103 @@ TEST_F(replicated_txn, OlderServerRefusesNamingTheVersion) {
   EXPECT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
   EXPECT_NE(r.status().ToString().find("2.12.0"), std::string::npos) << r.status().ToString();
   EXPECT_TRUE((*bank)->Get("a").status().IsNotFound());
+}
+
+// A bucket another client created lacks allow_atomic: transactions on it
+// are refused, naming the option, until it is opened with
+// allow_atomic_batches, which turns it on with a stream update that keeps
+// every other setting. A bucket this engine already has open takes it too.
+TEST_F(replicated_txn, AllowAtomicBatchesTurnsItOnInAForeignBucketKeepingItsSettings) {
+  if (!ServerHasAtomicBatch()) GTEST_FAIL() << "runs on 2.12+ only (see CMakeLists.txt)";
+  ASSERT_NO_FATAL_FAILURE(CreateForeignBucket("bank"));
+  ASSERT_NO_FATAL_FAILURE(CreateForeignBucket("ledger"));
+  const nlohmann::json before = StreamConfig("bank");
+  ASSERT_FALSE(before.is_null());
+
+  TempDir da, db;
+  auto a = OpenEngine(da);
+  ASSERT_TRUE(a);
+  auto plain = a->OpenBucket("bank");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  const Txn txn{{}, {TxnOp::Put("a", "1"), TxnOp::Put("b", "1")}};
+  auto refused = (*plain)->Commit(txn);
+  ASSERT_TRUE(refused.status().IsInvalidArgument()) << refused.status().ToString();
+  EXPECT_NE(refused.status().ToString().find("BucketOptions::allow_atomic_batches"),
+            std::string::npos)
+      << refused.status().ToString();
+  EXPECT_TRUE((*plain)->Get("a").status().IsNotFound());
+
+  // Another engine opens it with the option: the stream gets allow_atomic,
+  // and keeps everything else.
+  auto b = OpenEngine(db);
+  ASSERT_TRUE(b);
+  auto enabled = b->OpenBucket("bank", {.allow_atomic_batches = true});
+  ASSERT_TRUE(enabled.ok()) << enabled.status().ToString();
+  auto done = (*enabled)->Commit(txn);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(*(*enabled)->Get("b"), "1");
+  nlohmann::json after = StreamConfig("bank");
+  ASSERT_FALSE(after.is_null());
+  EXPECT_TRUE(after.value("allow_atomic", false)) << after.dump();
+  after.erase("allow_atomic");
+  EXPECT_EQ(after, before) << "before: " << before.dump() << "\nafter: " << after.dump();
+  EXPECT_EQ(after.value("max_msgs_per_subject", 0), 5);
+  EXPECT_EQ(after.value("max_age", int64_t{0}), 3600000000000);
+  EXPECT_EQ(after.value("max_msg_size", 0), 4096);
+  EXPECT_TRUE(after.value("allow_msg_ttl", false));
+  EXPECT_EQ(after.value("subject_delete_marker_ttl", int64_t{0}), 2000000000);
+  EXPECT_TRUE(after.value("deny_delete", false));
+  EXPECT_TRUE(after.value("allow_direct", false));
+  EXPECT_EQ(after.value("description", ""), "made by another client");
+  EXPECT_EQ(after["metadata"].value("team", ""), "billing");
+
+  // The first engine's transactions now commit too, and its replica sees
+  // the other's.
+  auto also = (*plain)->Commit({{}, {TxnOp::Put("c", "1"), TxnOp::Put("d", "1")}});
+  ASSERT_TRUE(also.ok()) << also.status().ToString();
+  ASSERT_TRUE((*plain)->Sync(5s).ok());
+  EXPECT_EQ(*(*plain)->Get("a"), "1");
+  // Opening it with the option again changes nothing.
+  {
+    TempDir dc;
+    auto c = OpenEngine(dc);
+    ASSERT_TRUE(c);
+    auto again = c->OpenBucket("bank", {.allow_atomic_batches = true});
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+  }
+
+  // A bucket the engine has open already: reopening it with the option turns
+  // it on.
+  auto ledger = a->OpenBucket("ledger");
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_TRUE((*ledger)->Commit(txn).status().IsInvalidArgument());
+  auto reopened = a->OpenBucket("ledger", {.allow_atomic_batches = true});
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  auto committed = (*reopened)->Commit(txn);
+  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  EXPECT_TRUE(StreamConfig("ledger").value("allow_atomic", false));
+}
+
+// On a server without atomic batches the option is refused, naming the
+// version; on 2.12+ it is accepted for a bucket revkv creates (which has
+// them already).
+TEST_F(replicated_txn, AllowAtomicBatchesOnAnOlderServerNamesTheVersion) {
+  TempDir da;
+  auto a = OpenEngine(da);
+  ASSERT_TRUE(a);
+  auto bank = a->OpenBucket("bank", {.allow_atomic_batches = true});
+  if (ServerHasAtomicBatch()) {
+    ASSERT_TRUE(bank.ok()) << bank.status().ToString();
+    EXPECT_TRUE(StreamConfig("bank").value("allow_atomic", false));
+    return;
+  }
+  ASSERT_TRUE(bank.status().IsInvalidArgument()) << bank.status().ToString();
+  EXPECT_NE(bank.status().ToString().find("2.12.0"), std::string::npos)
+      << bank.status().ToString();
+  EXPECT_NE(bank.status().ToString().find("allow_atomic_batches"), std::string::npos)
+      << bank.status().ToString();
+  // Nothing was created.
+  EXPECT_TRUE(ApiRequest("$JS.API.STREAM.INFO.KV_bank", "").contains("error"));
 }
 
 }  // namespace

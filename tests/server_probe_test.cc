@@ -168,6 +168,29 @@ TEST(server_probe, RejectsAFirstLineThatIsNotInfo) {
   EXPECT_EQ(ok->version.ToString(), "2.9.10");
 }
 
+// The INFO line is read as JSON: a field of the same name inside a nested
+// object, escapes and field order do not fool it, and a line that is not
+// JSON is Corruption.
+TEST(server_probe, ReadsTheInfoLineAsJson) {
+  auto info = ParseInfoLine(
+      R"(INFO {"cluster":{"version":"9.9.9","jetstream":false},"server_name":"n\"1\u00e9",)"
+      R"("tls_required":true,"api_lvl":2,"jetstream":true,"version":"2.12.1"})");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->version.ToString(), "2.12.1");
+  EXPECT_EQ(info->server_name, "n\"1\xc3\xa9");
+  EXPECT_TRUE(info->jetstream);
+  EXPECT_TRUE(info->tls_required);
+  EXPECT_EQ(info->api_level, 2);
+  // Wrong types read as absent.
+  auto odd = ParseInfoLine(R"(INFO {"version":"2.10.0","jetstream":"yes","api_lvl":"2"})");
+  ASSERT_TRUE(odd.ok()) << odd.status().ToString();
+  EXPECT_FALSE(odd->jetstream);
+  EXPECT_EQ(odd->api_level, 0);
+  EXPECT_TRUE(ParseInfoLine(R"(INFO {"version":2})").status().IsCorruption());
+  EXPECT_TRUE(ParseInfoLine(R"(INFO {"version":"2.10.0")").status().IsCorruption());
+  EXPECT_TRUE(ParseInfoLine("INFO ").status().IsCorruption());
+}
+
 TEST(server_probe, ReadsTheBootstrappedServersVersion) {
   NatsServer s;
   ASSERT_TRUE(s.Start()) << s.error();

@@ -25,6 +25,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,7 +69,11 @@ constexpr std::string_view kUsage =
     "                                  one per line: put KEY VALUE, create KEY VALUE,\n"
     "                                  update KEY VALUE REVISION, delete KEY [REVISION],\n"
     "                                  purge KEY [REVISION], check KEY REVISION (0: absent\n"
-    "                                  or deleted); prints the last revision\n"
+    "                                  or deleted); prints the last revision. With --json,\n"
+    "                                  one JSON object per line instead, e.g.\n"
+    "                                  {\"op\":\"update\",\"key\":\"a\",\"value\":\"v\",\"revision\":5}\n"
+    "                                  (\"value_encoding\":\"base64\" or \"key_encoding\":\n"
+    "                                  \"base64\" for bytes, as entries --json prints them)\n"
     "  history KEY                     print KEY's retained revisions, oldest first\n"
     "  watch [FILTER]                  print changes as they happen, until interrupted;\n"
     "                                  with --nats it follows the local replica DIR\n"
@@ -80,7 +85,7 @@ constexpr std::string_view kUsage =
     "Options (anywhere on the command line, as --flag VALUE or --flag=VALUE):\n"
     "  --db DIR         the store's directory (required)\n"
     "  --bucket NAME    the bucket (default: default)\n"
-    "  --json           print entries and key lists as JSON\n"
+    "  --json           print entries and key lists as JSON; txn reads JSON lines\n"
     "  --history N      revisions kept per key (1..64), applied when the bucket is created\n"
     "  --sync           fsync every write before it returns\n"
     "  --revision N     delete/purge: only if KEY's latest revision is N\n"
@@ -103,6 +108,9 @@ constexpr std::string_view kUsage =
     "                   credentials for the server (one kind)\n"
     "  --tls-ca F, --tls-cert F, --tls-key F\n"
     "                   TLS: a CA to trust, a client certificate and its key\n"
+    "  --allow-atomic   turn on atomic batches (allow_atomic, 2.12+) in an existing\n"
+    "                   bucket's stream that lacks them, keeping its other settings;\n"
+    "                   txn and fenced writes need them\n"
     "  --limit-marker-ttl DUR\n"
     "                   when the bucket is created: its stream allows --ttl, and the\n"
     "                   server marks each expiry with a marker kept for DUR (2.11+)\n"
@@ -219,6 +227,7 @@ struct Args {
   bool sync = false;
   bool help = false;
   bool local = false;             // --local: no catch-up before reads
+  bool allow_atomic = false;      // --allow-atomic
   std::vector<std::string> nats;  // every --nats value, comma lists split
   std::optional<std::string> user;
   std::optional<std::string> password;
@@ -267,7 +276,8 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
     std::optional<std::string_view> inline_value;
     if (eq != std::string_view::npos) inline_value = arg.substr(eq + 1);
 
-    if (name == "help" || name == "json" || name == "sync" || name == "local") {
+    if (name == "help" || name == "json" || name == "sync" || name == "local" ||
+        name == "allow-atomic") {
       if (inline_value) {
         note("--" + std::string(name) + " takes no value");
         continue;
@@ -276,6 +286,7 @@ std::string ParseArgs(int argc, char** argv, Args* args) {
       if (name == "json") args->json = true;
       if (name == "sync") args->sync = true;
       if (name == "local") args->local = true;
+      if (name == "allow-atomic") args->allow_atomic = true;
       continue;
     }
     std::optional<std::string>* target = nullptr;
@@ -708,6 +719,143 @@ int ParseTxn(std::string_view text, revkv::Txn* txn) {
     } else {
       return bad("unknown operation " + Quote(op) +
                  "; use put, create, update, delete, purge or check");
+    }
+  }
+  return kExitOk;
+}
+
+// Strict base64 (RFC 4648, standard alphabet, with padding), as Base64
+// writes it. nullopt if `text` is not that.
+std::optional<std::string> DecodeBase64(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  auto sextet = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    const size_t pad = last ? (text[i + 3] == '=') + (text[i + 2] == '=' && text[i + 3] == '=')
+                            : 0;
+    uint32_t n = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const int v = k < 4 - pad ? sextet(text[i + k]) : 0;
+      if (v < 0) return std::nullopt;
+      n = (n << 6) | static_cast<uint32_t>(v);
+    }
+    out += static_cast<char>((n >> 16) & 0xff);
+    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
+    if (pad < 1) out += static_cast<char>(n & 0xff);
+  }
+  return out;
+}
+
+// Parses `txn --json`'s standard input: one JSON object per line, as
+// {"op":"update","key":"a","value":"v","revision":5}. "op" is put, create,
+// update, delete, purge or check, with the fields of the text form: "key"
+// always, "value" for put, create and update, "revision" (a whole number)
+// for update and check and optionally for delete and purge; check with
+// revision 0 means absent or tombstoned. "key_encoding" and
+// "value_encoding" may be "base64", as `entries --json` prints bytes that
+// are not UTF-8. Blank lines and lines starting with '#' are skipped.
+// Returns the exit code (kExitOk, or kExitInvalidArgument after printing
+// what is wrong with which line).
+int ParseTxnJson(std::string_view text, revkv::Txn* txn) {
+  using nlohmann::json;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    size_t first = 0;
+    while (first < line.size() && std::isspace(static_cast<unsigned char>(line[first]))) ++first;
+    if (first == line.size() || line[first] == '#') continue;
+    auto bad = [&](const std::string& why) {
+      return Fail(kExitInvalidArgument, "InvalidArgument: line " + std::to_string(line_no) +
+                                            " of the transaction (" + Quote(std::string(line)) +
+                                            "): " + why);
+    };
+    const json obj = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (obj.is_discarded()) return bad("not valid JSON (or not UTF-8)");
+    if (!obj.is_object()) return bad("not a JSON object; give one like {\"op\":\"put\",...}");
+    const auto op_field = obj.find("op");
+    if (op_field == obj.end() || !op_field->is_string()) {
+      return bad("no \"op\" string; give put, create, update, delete, purge or check");
+    }
+    const std::string op = op_field->get<std::string>();
+    const bool with_value = op == "put" || op == "create" || op == "update";
+    const bool tombstone = op == "delete" || op == "purge";
+    if (!with_value && !tombstone && op != "check") {
+      return bad("unknown op " + Quote(op) + "; use put, create, update, delete, purge or check");
+    }
+    const bool needs_revision = op == "update" || op == "check";
+    for (const auto& item : obj.items()) {
+      const std::string& name = item.key();
+      const bool known = name == "op" || name == "key" || name == "key_encoding" ||
+                         ((name == "value" || name == "value_encoding") && with_value) ||
+                         (name == "revision" && (needs_revision || tombstone));
+      if (!known) return bad("unknown field " + Quote(name) + " for op " + Quote(op));
+    }
+    // A string field, decoded as its "<name>_encoding" says.
+    std::string why;
+    auto bytes = [&](const char* name) -> std::optional<std::string> {
+      const auto field = obj.find(name);
+      if (field == obj.end()) {
+        why = std::string("no \"") + name + "\" for op " + Quote(op);
+        return std::nullopt;
+      }
+      if (!field->is_string()) {
+        why = std::string("\"") + name + "\" is not a string";
+        return std::nullopt;
+      }
+      std::string value = field->get<std::string>();
+      const std::string encoding_name = std::string(name) + "_encoding";
+      const auto encoding = obj.find(encoding_name);
+      if (encoding == obj.end()) return value;
+      if (!encoding->is_string() || encoding->get<std::string>() != "base64") {
+        why = "\"" + encoding_name + "\" must be \"base64\" (or absent for UTF-8 text)";
+        return std::nullopt;
+      }
+      auto decoded = DecodeBase64(value);
+      if (!decoded) why = std::string("\"") + name + "\" is not valid base64";
+      return decoded;
+    };
+    const std::optional<std::string> key = bytes("key");
+    if (!key) return bad(why);
+    std::optional<std::string> value;
+    if (with_value) {
+      value = bytes("value");
+      if (!value) return bad(why);
+    }
+    std::optional<uint64_t> revision;
+    if (const auto field = obj.find("revision"); field != obj.end()) {
+      if (!field->is_number_unsigned()) {
+        return bad("\"revision\" is not a revision number (a whole number, 0 or more)");
+      }
+      revision = field->get<uint64_t>();
+    } else if (needs_revision) {
+      return bad("no \"revision\" for op " + Quote(op) +
+                 (op == "check" ? " (0: absent or deleted)" : ""));
+    }
+    if (op == "put") {
+      txn->ops.push_back(revkv::TxnOp::Put(*key, *value));
+    } else if (op == "create") {
+      txn->ops.push_back(revkv::TxnOp::Create(*key, *value));
+    } else if (op == "update") {
+      txn->ops.push_back(revkv::TxnOp::Update(*key, *value, *revision));
+    } else if (op == "delete") {
+      txn->ops.push_back(revkv::TxnOp::Delete(*key, revision));
+    } else if (op == "purge") {
+      txn->ops.push_back(revkv::TxnOp::Purge(*key, revision));
+    } else {
+      txn->compares.push_back(*revision == 0 ? revkv::TxnCompare::Absent(*key)
+                                             : revkv::TxnCompare::RevisionIs(*key, *revision));
     }
   }
   return kExitOk;
@@ -1179,6 +1327,9 @@ int Run(int argc, char** argv) {
   }
   if (args.fence && !spec->writes) return UsageError("--fence applies only to writes");
   if (args.fence && command == "lock") return UsageError("--fence does not apply to lock");
+  if (args.allow_atomic && (command == "lock" || command == "watch")) {
+    return UsageError("--allow-atomic does not apply to " + command);
+  }
 
   const bool replicated = !args.nats.empty();
   if (!replicated) {
@@ -1192,6 +1343,7 @@ int Run(int argc, char** argv) {
         {"--tls-key", args.tls_key.has_value()},
         {"--write-timeout", args.write_timeout.has_value()},
         {"--limit-marker-ttl", args.limit_marker_ttl.has_value()},
+        {"--allow-atomic", args.allow_atomic},
         {"--local", args.local}};
     for (const auto& [flag, given] : nats_only) {
       if (given) return UsageError(std::string(flag) + " applies only with --nats");
@@ -1220,6 +1372,7 @@ int Run(int argc, char** argv) {
     nats_options.write_timeout = *d;
   }
   revkv::BucketOptions bucket_options;
+  bucket_options.allow_atomic_batches = args.allow_atomic;
   if (args.history) {
     auto h = ParseUint64(*args.history);
     if (!h || *h < 1 || *h > static_cast<uint64_t>(revkv::kMaxHistory)) {
@@ -1313,7 +1466,9 @@ int Run(int argc, char** argv) {
   if (command == "txn") {
     std::string input;
     if (int rc = ReadStdin(&input); rc != kExitOk) return rc;
-    if (int rc = ParseTxn(input, &txn); rc != kExitOk) return rc;
+    if (int rc = args.json ? ParseTxnJson(input, &txn) : ParseTxn(input, &txn); rc != kExitOk) {
+      return rc;
+    }
     if (txn.ops.empty()) {
       return Fail(kExitInvalidArgument, "InvalidArgument: the transaction on standard input has "
                                         "no write (put, create, update, delete or purge)");

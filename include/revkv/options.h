@@ -183,6 +183,17 @@ struct BucketOptions {
   // Default: 0.
   std::chrono::seconds limit_marker_ttl{0};
 
+  // Turn on atomic batch publish (allow_atomic, nats-server 2.12+) in an
+  // existing bucket's stream that lacks it, with a stream update that keeps
+  // every other setting. Buckets revkv creates on 2.12+ have it already; a
+  // bucket another client created, or one revkv created on an older server
+  // since upgraded, does not, and its transactions (Bucket::Commit) and
+  // fenced writes are InvalidArgument until it is turned on. Once on, it
+  // stays on for every client of the bucket. On an older server:
+  // InvalidArgument naming 2.12.0. Local buckets ignore it.
+  // Default: false.
+  bool allow_atomic_batches = false;
+
   // Create the bucket when it does not exist. With false, a missing bucket
   // is NotFound and nothing is created: locally, or on the server for a
   // replicated bucket (e.g. to read without leaving a mistyped bucket
