@@ -18,6 +18,11 @@ constexpr std::chrono::milliseconds kMaxBatchDelay{2};
 // How long an atomic batch may wait for its commit message, which the
 // server may have removed since (history limits, max_age).
 constexpr std::chrono::milliseconds kMaxOpenBatch{1000};
+// The bounds of a catch-up held after a gap (see ApplyLoop::gap_hold_):
+// past them the replica applies what it has rather than fall further
+// behind or hold more in memory.
+constexpr std::chrono::milliseconds kMaxGapHold{5000};
+constexpr size_t kMaxGapHeld = 1 << 16;
 
 // The header in which nats-server (2.11+) names why it wrote a limit marker.
 constexpr char kMarkerReason[] = "Nats-Marker-Reason";
@@ -115,6 +120,10 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   loop->js_ = js;
   loop->timer_ = std::thread(&ApplyLoop::FlushTimer, loop.get());
   const uint64_t applied = loop->replica_->LastRevision();
+  {
+    std::lock_guard<std::mutex> lock(loop->batch_mu_);
+    loop->last_seen_ = applied;
+  }
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Ordered = true;
@@ -201,6 +210,14 @@ void ApplyLoop::Handle(natsMsg* msg) {
     return;
   }
   const uint64_t pending = read->pending;
+  const uint64_t seq = read->entry.revision;
+  if (seq > last_seen_) {
+    if (seq > last_seen_ + 1 && pending > 0 && !gap_hold_) {
+      gap_hold_ = true;
+      hold_since_ = std::chrono::steady_clock::now();
+    }
+    last_seen_ = seq;
+  }
   // A batch's messages are consecutive in the stream: a message of another
   // batch, or of none, means the open one's commit is gone.
   if (!open_batch_.empty() && read->batch_id != open_batch_) open_batch_.clear();
@@ -217,10 +234,19 @@ void ApplyLoop::Handle(natsMsg* msg) {
     batch_last_ = read->entry.revision;
     batch_.push_back(std::move(read->entry));
   }
+  if (gap_hold_ && (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxGapHeld ||
+                    std::chrono::steady_clock::now() >= hold_since_ + kMaxGapHold)) {
+    gap_hold_ = false;
+  }
   // Batch while the server says more is pending; apply at once when idle.
-  // An atomic batch is applied whole, at its commit message.
+  // An atomic batch is applied whole, at its commit message; a catch-up
+  // across a gap, once caught up.
   if (!open_batch_.empty()) {
     flush_due_ = open_since_ + kMaxOpenBatch;
+    if (gap_hold_) flush_due_ = std::max(flush_due_, hold_since_ + kMaxGapHold);
+    batch_cv_.notify_one();
+  } else if (gap_hold_) {
+    flush_due_ = hold_since_ + kMaxGapHold;
     batch_cv_.notify_one();
   } else if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
     FlushLocked();
@@ -286,6 +312,7 @@ void ApplyLoop::FlushTimer() {
     }
     if (std::chrono::steady_clock::now() >= flush_due_) {
       open_batch_.clear();  // its commit message never came
+      gap_hold_ = false;    // or the rest of the catch-up
       FlushLocked();
     } else {
       batch_cv_.wait_until(lock, flush_due_);

@@ -132,6 +132,16 @@ class ApplyLoop {
   // removed the rest), ends it.
   std::string open_batch_;                             // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point open_since_;   // GUARDED_BY(batch_mu_)
+  // A catch-up across a gap in the stream's sequences. The missing messages
+  // were removed (history limits, TTLs, purges), and a removed message's key
+  // may have a later message still to come: until it does, the replica
+  // would show that key older than the messages around it, a state the
+  // stream never had (half of a transaction, say). So after such a gap
+  // nothing is applied until the consumer reports nothing more pending,
+  // bounded by kMaxGapHold and kMaxGapHeld.
+  uint64_t last_seen_ = 0;                             // GUARDED_BY(batch_mu_)
+  bool gap_hold_ = false;                              // GUARDED_BY(batch_mu_)
+  std::chrono::steady_clock::time_point hold_since_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
   std::thread timer_;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -160,6 +161,49 @@ TEST_F(ApplyLoopTest, RestartResumesAfterTheAppliedRevisionAndReReadsNothing) {
   ASSERT_TRUE(loop_->WaitApplied(25, std::chrono::steady_clock::now() + 5s).ok());
   EXPECT_EQ(loop_->messages_received(), 5u) << "a resumed loop re-read applied messages";
   ExpectReplicaMatches({"r.0", "r.19", "r.new.4"});
+}
+
+// A replica that catches up across a gap (messages the history limit
+// removed while it was away) must not show a state the stream never had. Here
+// "a" and "b" were written as a pair, then "a" was rewritten until the history
+// limit (5) dropped its half of the pair. Catching up, the loop sees b's half,
+// then 600 other messages, then a's rewrites. Applied in batches of 512, the
+// replica would show the new b with the old a at every point in between.
+TEST_F(ApplyLoopTest, CatchUpAcrossAGapShowsNoStateTheStreamNeverHad) {
+  StartLoop();
+  Put("a", "0");
+  const uint64_t synced = Put("b", "0");
+  ASSERT_TRUE(loop_->WaitApplied(synced, std::chrono::steady_clock::now() + 5s).ok());
+  loop_.reset();
+  const uint64_t pair_a = Put("a", "1");
+  const uint64_t pair_b = Put("b", "1");
+  for (int i = 0; i < 600; ++i) Put("z." + std::to_string(i), "filler");
+  uint64_t rewrite = 0;
+  for (int i = 2; i <= 6; ++i) {
+    const uint64_t r = Put("a", std::to_string(i));
+    if (rewrite == 0) rewrite = r;
+  }
+  kvEntry* gone = nullptr;
+  ASSERT_EQ(kvStore_GetRevision(&gone, kv_, "a", pair_a), NATS_NOT_FOUND)
+      << "the history limit should have removed a's half of the pair";
+  // Each applied entry with the revision its WriteBatch ended at: a state
+  // readers could see.
+  std::mutex mu;
+  std::map<uint64_t, uint64_t> batch_end;
+  const uint64_t id = replica_->AddCommitListener([&](const Entry& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    batch_end[e.revision] = replica_->LastRevision();
+  });
+  StartLoop();
+  ASSERT_TRUE(loop_->WaitApplied(rewrite + 4, std::chrono::steady_clock::now() + 10s).ok());
+  replica_->RemoveCommitListener(id);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(batch_end.count(pair_b), 1u);
+  EXPECT_GE(batch_end[pair_b], rewrite)
+      << "the replica showed b at revision " << pair_b << " with a still at its old value, "
+      << "at revision " << batch_end[pair_b] << "; a's next message is " << rewrite;
+  EXPECT_EQ(*replica_->Get("a"), "6");
+  EXPECT_EQ(*replica_->Get("b"), "1");
 }
 
 TEST_F(ApplyLoopTest, WaitAppliedTimesOut) {
