@@ -8,6 +8,7 @@ RESULTS.json is Google Benchmark output (--benchmark_out=... with
 paired with its baseline at the same thread count:
 
     BM_EngineGet    <-> BM_RawGet            target >= 0.8
+    BM_EngineGetCached <-> BM_RawGet         target >= 3.0
     BM_EnginePut    <-> BM_RawPut            no target
     BM_EngineUpdate <-> BM_RawGetWriteBatch  target >= 0.8
 
@@ -33,6 +34,7 @@ import gbench_json  # bench/, next to this script
 # (operation label, raw baseline, engine benchmark, target ratio or None)
 PAIRS = [
     ("Get", "BM_RawGet", "BM_EngineGet", 0.8),
+    ("Get, hot-key cache (entry_cache_bytes)", "BM_RawGet", "BM_EngineGetCached", 3.0),
     ("Put", "BM_RawPut", "BM_EnginePut", None),
     ("Update (CAS)", "BM_RawGetWriteBatch", "BM_EngineUpdate", 0.8),
     # Baseline is revkv's own CAS update: acquire+release must cost at most 2x.

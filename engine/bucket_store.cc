@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/entry_cache.h"
 #include "engine/layout.h"
 #include "engine/rocks.h"
 #include "revkv/validation.h"
@@ -62,7 +63,13 @@ class HeldSnapshot {
 BucketStore::BucketStore(std::shared_ptr<StoreCore> core, std::string name,
                          rocksdb::ColumnFamilyHandle* cf, rocksdb::ColumnFamilyHandle* log_cf,
                          BucketConfigValues config)
-    : core_(std::move(core)), name_(std::move(name)), cf_(cf), log_cf_(log_cf), config_(config) {}
+    : core_(std::move(core)), name_(std::move(name)), cf_(cf), log_cf_(log_cf), config_(config) {
+  // A follower sees the holder's commits only through the store, never
+  // through its own commit path: it cannot keep a cache exact.
+  if (core_->options.entry_cache_bytes > 0 && !is_follower()) {
+    cache_ = std::make_unique<EntryCache>(core_->options.entry_cache_bytes);
+  }
+}
 
 void BucketStore::SetExpiry(const ExpiryRules& rules) {
   max_age_ns_.store(rules.max_age_ns, std::memory_order_relaxed);
@@ -83,8 +90,56 @@ Status BucketStore::ExpiredError(std::string_view key) const {
 std::string BucketStore::Describe(std::string_view key) const {
   return "key '" + std::string(key) + "' of bucket '" + name_ + "'";
 }
+Status BucketStore::Unreadable(std::string_view key, Operation op, uint64_t revision,
+                               int64_t created_ns, int64_t ttl_ns) const {
+  if (ExpiredNow(created_ns, ttl_ns)) return ExpiredError(key);
+  if (op != Operation::kPut) {
+    return Status::NotFound(Describe(key) + " not found: " +
+                                (op == Operation::kDelete ? "deleted" : "purged") +
+                                " at revision " + std::to_string(revision),
+                            revision);
+  }
+  return Status::OK();
+}
+
+Result<bool> BucketStore::CachedLatest(std::string_view key, Entry* e) {
+  if (cache_->Lookup(key, e)) return true;
+  const uint64_t stamp = cache_->Stamp(key);
+  rocksdb::PinnableSlice slice;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
+  if (rs.IsNotFound()) return false;
+  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
+  if (!rec.ok()) return rec.status();
+  if (rec->entry.key != key) {
+    return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
+                              rec->entry.key + "'; restore the store from a backup or replica");
+  }
+  *e = std::move(rec->entry);
+  cache_->Fill(*e, stamp);
+  return true;
+}
+
 Result<std::string> BucketStore::Get(std::string_view key) {
   if (Status s = ValidateReadKey(key); !s.ok()) return s;
+  if (cache_) {
+    std::string value;
+    Operation op;
+    uint64_t revision;
+    int64_t created_ns, ttl_ns;
+    if (cache_->LookupValue(key, &value, &op, &revision, &created_ns, &ttl_ns)) {
+      if (Status s = Unreadable(key, op, revision, created_ns, ttl_ns); !s.ok()) return s;
+      return value;
+    }
+    Entry e;
+    auto found = CachedLatest(key, &e);
+    if (!found.ok()) return found.status();
+    if (!*found) return Status::NotFound(Describe(key) + " not found");
+    if (Status s = Unreadable(key, e.operation, e.revision, e.created_ns, e.ttl_ns); !s.ok()) {
+      return s;
+    }
+    return std::move(e.value);
+  }
   rocksdb::PinnableSlice slice;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
   if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
@@ -98,38 +153,36 @@ Result<std::string> BucketStore::Get(std::string_view key) {
       !s.ok()) {
     return s;
   }
-  if (ExpiredNow(times.created_ns, times.ttl_ns)) return ExpiredError(key);
-  if (op != Operation::kPut) {
-    return Status::NotFound(Describe(key) + " not found: " +
-                                (op == Operation::kDelete ? "deleted" : "purged") +
-                                " at revision " + std::to_string(revision),
-                            revision);
-  }
+  if (Status s = Unreadable(key, op, revision, times.created_ns, times.ttl_ns); !s.ok()) return s;
   return value;
 }
 
 Result<Entry> BucketStore::GetEntry(std::string_view key) {
   if (Status s = ValidateReadKey(key); !s.ok()) return s;
-  rocksdb::PinnableSlice slice;
-  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
-  if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
-  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
-  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
-  if (!rec.ok()) return rec.status();
-  Entry& e = rec->entry;
-  if (ExpiredNow(e.created_ns, e.ttl_ns)) return ExpiredError(key);
-  if (e.operation != Operation::kPut) {
-    return Status::NotFound(Describe(key) + " not found: " +
-                                (e.operation == Operation::kDelete ? "deleted" : "purged") +
-                                " at revision " + std::to_string(e.revision),
-                            e.revision);
+  Entry e;
+  if (cache_) {
+    auto found = CachedLatest(key, &e);
+    if (!found.ok()) return found.status();
+    if (!*found) return Status::NotFound(Describe(key) + " not found");
+  } else {
+    rocksdb::PinnableSlice slice;
+    rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
+    if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
+    if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
+    auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
+    if (!rec.ok()) return rec.status();
+    if (rec->entry.key != key) {
+      return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
+                                rec->entry.key + "'; restore the store from a backup or replica");
+    }
+    e = std::move(rec->entry);
   }
-  if (e.key != key) {
-    return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" + e.key +
-                              "'; restore the store from a backup or replica");
+  if (Status s = Unreadable(key, e.operation, e.revision, e.created_ns, e.ttl_ns); !s.ok()) {
+    return s;
   }
-  return std::move(e);
+  return e;
 }
+
 Status BucketStore::ReadHead(std::string_view key, KeyHead* head) {
   rocksdb::PinnableSlice current;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &current);

@@ -21,6 +21,7 @@
 
 #include <rocksdb/write_batch.h>
 
+#include "engine/entry_cache.h"
 #include "engine/expiry.h"
 #include "engine/record_codec.h"
 #include "engine/replica_sink.h"
@@ -53,6 +54,10 @@ class BucketStore {
   bool ExpiredNow(int64_t created_ns, int64_t ttl_ns) const;
   Status ExpiredError(std::string_view key) const;
   std::string Describe(std::string_view key) const;
+
+  // The cache of latest entries (Options::entry_cache_bytes), nullptr when
+  // off. The commit path keeps it exact.
+  EntryCache* cache() const { return cache_.get(); }
 
   // ---- Reads, as the Bucket interface's ----
 
@@ -125,6 +130,13 @@ class BucketStore {
                     const std::function<void(std::string_view, Record&&)>& fn);
   // The bucket's revision as of `snapshot` (nullptr: now).
   Result<uint64_t> RevisionAt(const rocksdb::Snapshot* snapshot);
+  // NotFound (deleted, purged or expired) unless a record with these
+  // fields is a live entry.
+  Status Unreadable(std::string_view key, Operation op, uint64_t revision, int64_t created_ns,
+                    int64_t ttl_ns) const;
+  // The key's latest record through the cache (a miss reads the store and
+  // fills it); false: the store has none.
+  Result<bool> CachedLatest(std::string_view key, Entry* e);
 
   const std::shared_ptr<StoreCore> core_;
   const std::string name_;
@@ -134,6 +146,8 @@ class BucketStore {
 
   std::atomic<int64_t> max_age_ns_{0};
   std::atomic<int64_t> grace_ns_{0};
+
+  std::unique_ptr<EntryCache> cache_;  // constant after construction
 };
 
 }  // namespace revkv::engine

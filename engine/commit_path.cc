@@ -123,6 +123,11 @@ Status CommitPath::FinishLocked(Staging* staging, uint64_t last, const std::stri
   }
   last_revision_.store(last, std::memory_order_release);
   for (const Entry& e : staging->entries) RememberLocked(e);
+  // After the store has them, so that a read that missed the cache and
+  // read the store before this cannot fill it with what they replaced.
+  if (EntryCache* cache = store_->cache()) {
+    for (const Entry& e : staging->entries) cache->Commit(e);
+  }
   if (has_listeners_.load(std::memory_order_relaxed)) {
     for (const Entry& e : staging->entries) {
       for (const auto& [id, listener] : listeners_) listener(e);
@@ -276,6 +281,7 @@ Status CommitPath::Reset(int64_t source) {
       !s.ok()) {
     return s;
   }
+  if (EntryCache* cache = store_->cache()) cache->Clear();
   skips_ = ReplicaSink::SkipSummary{};
   return Status::OK();
 }
@@ -353,6 +359,7 @@ int64_t CommitPath::ReapDue(int64_t now_ns) {
                                : std::nullopt);
       s = store_->Write(&batch, "expiring " + store_->Describe(due.key));
       write_cache_.erase(due.key);
+      if (EntryCache* cache = store_->cache()) cache->Invalidate(due.key);
     }
     if (!s.ok()) {
       // A full disk, say: try again later; reads already treat it as gone.

@@ -133,6 +133,15 @@ struct Options {
   // Size of the shared block cache, in bytes.
   // Default: 64 MiB.
   size_t block_cache_bytes = 64 << 20;
+
+  // A cache of latest entries for hot keys, per bucket, in bytes (keys,
+  // values and about 100 bytes each); 0: none. Get and GetEntry of a cached
+  // key read no store at all. Every commit (a write, a transaction, an entry
+  // the replica applies) updates the cache before it returns, so reads from
+  // it are exactly as current as reads from the store. Least recently used
+  // entries go first. A read-only follower keeps no cache.
+  // Default: 0.
+  size_t entry_cache_bytes = 0;
 };
 
 struct BucketOptions {
