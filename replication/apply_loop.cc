@@ -149,6 +149,14 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
     if (conn == nullptr) return FromNats(s, context, jerr);
     return conn->FromRequest(s, context, jerr, since, "$JS.API.CONSUMER.CREATE." + stream);
   }
+  // No limit on the messages nats.c queues for the loop. With one, a
+  // replica slower than the stream for long enough would lose messages
+  // silently: nats.c's ordered consumer counts a message as delivered before
+  // it checks the limit, so a dropped message leaves no gap it would notice
+  // and resubscribe for (nats.c 3.4.1's jsSub_checkOrderedMsg; nats.go fixed
+  // the same, nats.go#2107). The consumer's flow control bounds the queue.
+  s = natsSubscription_SetPendingLimits(loop->sub_, -1, -1);
+  if (s != NATS_OK) return FromNats(s, "lifting the pending limits of bucket '" + bucket + "'");
   s = natsSubscription_SetOnCompleteCB(loop->sub_, &ApplyLoop::OnComplete, loop.get());
   if (s != NATS_OK) return FromNats(s, "watching the subscription of bucket '" + bucket + "'");
   // A server that refuses the deliver subject leaves the replica starved

@@ -97,6 +97,8 @@ class ApplyLoop {
   // that count what a resume re-reads.
   uint64_t messages_received() const;
 
+  natsSubscription* TEST_subscription() const { return sub_; }
+
  private:
   ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica);
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);

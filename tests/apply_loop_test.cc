@@ -206,6 +206,17 @@ TEST_F(ApplyLoopTest, CatchUpAcrossAGapShowsNoStateTheStreamNeverHad) {
   EXPECT_EQ(*replica_->Get("b"), "1");
 }
 
+// nats.c drops messages past a subscription's pending limits, and its
+// ordered consumer does not notice a dropped message (it counts it as
+// delivered first): the loop's subscription must have no limit.
+TEST_F(ApplyLoopTest, TheSubscriptionHasNoPendingLimit) {
+  StartLoop();
+  int msgs = 0, bytes = 0;
+  ASSERT_EQ(natsSubscription_GetPendingLimits(loop_->TEST_subscription(), &msgs, &bytes), NATS_OK);
+  EXPECT_LT(msgs, 0);
+  EXPECT_LT(bytes, 0);
+}
+
 TEST_F(ApplyLoopTest, WaitAppliedTimesOut) {
   StartLoop();
   auto s = loop_->WaitApplied(1000, std::chrono::steady_clock::now() + 100ms);
