@@ -85,6 +85,11 @@ Result<uint64_t> LocalBucket::CommitWrite(Operation op, std::string_view key,
                                    std::to_string(config.max_value_size) +
                                    " (BucketOptions::max_value_size)");
   }
+  if (Status s = CheckIdempotencyKey(
+          options, op == Operation::kPut && pre == Precondition::kNone && !options.fence);
+      !s.ok()) {
+    return s;
+  }
   if (is_follower()) return ReadOnlyError();
   const TtlWrite ttl_write = TtlWriteOfWrite(op, pre == Precondition::kAbsentOrTombstone,
                                              pre == Precondition::kRevision);
@@ -120,6 +125,7 @@ Result<TxnResult> LocalBucket::Commit(const Txn& txn, const WriteOptions& option
       !s.ok()) {
     return s;
   }
+  if (Status s = CheckIdempotencyKey(options, false); !s.ok()) return s;
   if (is_follower()) return ReadOnlyError();
   std::vector<KeyCompare> compares;
   for (const TxnCompare& c : txn.compares) {

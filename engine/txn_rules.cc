@@ -72,4 +72,27 @@ Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t
   return Status::OK();
 }
 
+Status CheckIdempotencyKey(const WriteOptions& options, bool plain_put) {
+  const std::string& id = options.idempotency_key;
+  if (id.empty()) return Status::OK();
+  if (!plain_put) {
+    return Status::InvalidArgument(
+        "WriteOptions::idempotency_key is for a Put without a fence; compare-and-swap writes "
+        "(Create, Update, Delete/Purge with a revision, transactions) are safe to retry by their "
+        "revision check");
+  }
+  if (id.size() > 256) {
+    return Status::InvalidArgument("WriteOptions::idempotency_key is " + std::to_string(id.size()) +
+                                   " bytes; give at most 256");
+  }
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) {
+      return Status::InvalidArgument(
+          "WriteOptions::idempotency_key holds a byte that is not printable ASCII (it goes into "
+          "the Nats-Msg-Id header); use e.g. a UUID");
+    }
+  }
+  return Status::OK();
+}
+
 }  // namespace revkv::engine

@@ -10,6 +10,7 @@
 
 #include "engine/expiry.h"
 #include "revkv/entry.h"
+#include "revkv/options.h"
 #include "revkv/status.h"
 #include "revkv/txn.h"
 
@@ -22,6 +23,11 @@ namespace revkv::engine {
 // where the single-key write of that kind may not take it.
 Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t max_value_size,
                 std::chrono::seconds ttl);
+
+// OK, or InvalidArgument: WriteOptions::idempotency_key on anything but a
+// Put without a fence (`plain_put`), or an id that is not 1..256 printable
+// ASCII characters.
+Status CheckIdempotencyKey(const WriteOptions& options, bool plain_put);
 
 // The entry operation an operation writes.
 Operation OperationOf(const TxnOp& op);

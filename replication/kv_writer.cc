@@ -110,7 +110,7 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
 
 Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::string_view value,
                                    Expect expect, uint64_t last_sequence, ms timeout, sec ttl,
-                                   const std::string* fence_subject) {
+                                   const std::string* fence_subject, const std::string* msg_id) {
   if (Status s = CheckKeyAndValue(key, value); !s.ok()) return s;
   const std::string subject = prefix_ + std::string(key);
   natsMsg* msg = nullptr;
@@ -132,6 +132,9 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   po.MaxWait = timeout.count();
   if (expect == Expect::kNoMessage) po.ExpectNoMessage = true;
   if (expect == Expect::kLastSequence) po.ExpectLastSubjectSeq = last_sequence;
+  // A repeat within the duplicate window is stored once; its ack names the
+  // first one's sequence (and says Duplicate), which is the revision.
+  if (msg_id != nullptr && !msg_id->empty()) po.MsgId = msg_id->c_str();
   jsPubAck* ack = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const auto start = std::chrono::steady_clock::now();
@@ -195,8 +198,9 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
 }
 
 Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value, ms timeout,
-                               sec ttl) {
-  return Publish(Operation::kPut, key, value, Expect::kNothing, 0, Effective(timeout), ttl);
+                               sec ttl, const std::string& msg_id) {
+  return Publish(Operation::kPut, key, value, Expect::kNothing, 0, Effective(timeout), ttl,
+                 nullptr, &msg_id);
 }
 
 Result<uint64_t> KvWriter::Update(std::string_view key, std::string_view value,

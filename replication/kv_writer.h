@@ -47,8 +47,10 @@ class KvWriter {
   // caller checks that the stream allows it.
   using ms = std::chrono::milliseconds;
   using sec = std::chrono::seconds;
+  // `msg_id` (may be empty): the message's Nats-Msg-Id; a duplicate within
+  // the stream's duplicate window returns the first one's revision.
   Result<uint64_t> Put(std::string_view key, std::string_view value, ms timeout = ms(0),
-                       sec ttl = sec(0));
+                       sec ttl = sec(0), const std::string& msg_id = {});
   Result<uint64_t> Create(std::string_view key, std::string_view value, ms timeout = ms(0),
                           sec ttl = sec(0));
   Result<uint64_t> Update(std::string_view key, std::string_view value, uint64_t expected,
@@ -130,7 +132,8 @@ class KvWriter {
   // last message instead of the key's (`expect` is then kNothing).
   Result<uint64_t> Publish(Operation op, std::string_view key, std::string_view value,
                            Expect expect, uint64_t last_sequence, ms timeout, sec ttl = sec(0),
-                           const std::string* fence_subject = nullptr);
+                           const std::string* fence_subject = nullptr,
+                           const std::string* msg_id = nullptr);
   // One message of an atomic batch: `op` on `subject`, stored only if the
   // subject's last message is `expected_last` (0: none) before the batch.
   struct BatchWrite {

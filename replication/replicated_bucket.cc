@@ -59,6 +59,11 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
     return Status::InvalidArgument("WriteOptions::timeout is negative; give 0 (the write "
                                    "timeout) or more");
   }
+  if (Status s = engine::CheckIdempotencyKey(
+          options, write == engine::TtlWrite::kPut && !cas && !options.fence);
+      !s.ok()) {
+    return s;
+  }
   if (Status s = engine::CheckWriteTtl(name(), history(), write, options.ttl); !s.ok()) return s;
   if (options.ttl.count() > 0) {
     if (Status s = conn_->Require(Feature::kMessageTtl, "a write with a TTL to bucket '" + name() + "'");
@@ -99,7 +104,7 @@ Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view va
     return writer_->FencedWrite(Operation::kPut, key, value, *options.fence, options.timeout,
                                 options.ttl);
   }
-  return writer_->Put(key, value, options.timeout, options.ttl);
+  return writer_->Put(key, value, options.timeout, options.ttl, options.idempotency_key);
 }
 
 Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,

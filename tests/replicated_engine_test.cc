@@ -79,6 +79,48 @@ TEST_F(ReplicatedEngineTest, TwoEnginesConvergeAndSyncMakesReadsCurrent) {
   EXPECT_EQ(seen->value, "queued");
 }
 
+// A Put retried with the same idempotency key (as after a Timeout) is stored
+// once: the server deduplicates the Nats-Msg-Id within the stream's
+// duplicate window and answers with the first revision, also to another
+// engine sending the same id. A new id writes again; other writes refuse one.
+TEST_F(ReplicatedEngineTest, PutsWithOneIdempotencyKeyAreStoredOnce) {
+  auto a = OpenEngine(dir_a_);
+  auto b = OpenEngine(dir_b_);
+  ASSERT_TRUE(a && b);
+  auto ba = *a->OpenBucket("orders");
+  auto bb = *b->OpenBucket("orders");
+  auto first = ba->Put("order.1", "placed", {.idempotency_key = "req-7f3a"});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto again = ba->Put("order.1", "placed", {.idempotency_key = "req-7f3a"});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, *first);
+  auto elsewhere = bb->Put("order.1", "placed", {.idempotency_key = "req-7f3a"});
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status().ToString();
+  EXPECT_EQ(*elsewhere, *first);
+  ASSERT_TRUE(ba->Sync(5s).ok());
+  EXPECT_EQ(ba->GetStatus().stream_last, *first) << "a repeat was stored";
+  auto next = ba->Put("order.1", "shipped", {.idempotency_key = "req-80b1"});
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, *first + 1);
+  auto plain = ba->Put("order.1", "shipped");  // no key: every Put is stored
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(*plain, *next + 1);
+  EXPECT_TRUE(ba->Update("order.1", "x", *plain, {.idempotency_key = "req-1"})
+                  .status()
+                  .IsInvalidArgument());
+  EXPECT_TRUE(ba->Create("order.2", "x", {.idempotency_key = "req-2"}).status().IsInvalidArgument());
+  EXPECT_TRUE(ba->Put("order.1", "x", {.idempotency_key = "has space"}).status().IsInvalidArgument());
+  EXPECT_TRUE(
+      ba->Put("order.1", "x", {.idempotency_key = std::string(257, 'k')}).status().IsInvalidArgument());
+  // A local bucket checks the id and ignores it: its writes are never unknown.
+  auto local = *a->OpenBucket("scratch", {.local_only = true});
+  EXPECT_EQ(*local->Put("k", "v", {.idempotency_key = "req-9"}), 1u);
+  EXPECT_EQ(*local->Put("k", "v", {.idempotency_key = "req-9"}), 2u);
+  EXPECT_TRUE(local->Delete("k", std::nullopt, {.idempotency_key = "req-9"})
+                  .status()
+                  .IsInvalidArgument());
+}
+
 TEST_F(ReplicatedEngineTest, CasAndUpdateWithRetryAcrossEnginesLoseNothing) {
   auto a = OpenEngine(dir_a_);
   auto b = OpenEngine(dir_b_);

@@ -248,6 +248,21 @@ struct WriteOptions {
   // before 2.11.
   // Default: 0.
   std::chrono::seconds ttl{0};
+
+  // Put only: an id that makes retrying this Put safe. A replicated bucket
+  // sends it as the message's Nats-Msg-Id, and the server stores a message
+  // with an id it has already stored within the stream's duplicate window
+  // (duplicate_window: 2 minutes for a KV bucket, or its max_age when
+  // shorter) only once, answering the repeat with the first one's revision.
+  // So a Put that ended in Timeout or Unavailable (outcome unknown) can be
+  // sent again with the same id, within the window, and is stored at most
+  // once. Reused after the window, the id writes again. Give each logical
+  // write its own id (e.g. a UUID); 1..256 printable ASCII characters.
+  // A local bucket's writes never end with an unknown outcome: it checks the
+  // id and otherwise ignores it. InvalidArgument with any write but a Put,
+  // with a fence, or for a bad id.
+  // Default: empty (none).
+  std::string idempotency_key{};
 };
 
 struct LockOptions {
