@@ -275,36 +275,51 @@ Result<int64_t> BucketStore::ReplicaSource() {
 }
 Status BucketStore::ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot,
                                DecodeParts parts,
-                               const std::function<void(std::string_view, Record&&)>& fn) {
+                               const std::function<bool(std::string_view, Record&&)>& fn,
+                               std::string_view after) {
   if (Status s = ValidateReadFilter(filter); !s.ok()) return s;
   std::string prefix = LatestKey(LiteralPrefix(filter));
+  // Past `after`: its own record, then the next key up. Latest keys sort as
+  // their keys do ('k' + key).
+  std::string start = prefix;
+  if (!after.empty() && LatestKey(after) >= prefix) start = LatestKey(after);
   std::string upper(1, static_cast<char>(kLatestPrefix + 1));
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   ro.snapshot = snapshot;
   std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, cf_));
-  for (it->Seek(prefix); it->Valid(); it->Next()) {
+  for (it->Seek(start); it->Valid(); it->Next()) {
     std::string_view raw = it->key().ToStringView();
     if (raw.substr(0, prefix.size()) != prefix) break;
     std::string_view key = raw.substr(1);
+    if (!after.empty() && key <= after) continue;
     if (!FilterMatches(filter, key)) continue;
     auto rec = DecodeRecord(it->value().ToStringView(), parts, RecordName{name_, key});
     if (!rec.ok()) return rec.status();
-    fn(key, std::move(*rec));
+    if (!fn(key, std::move(*rec))) break;
   }
   if (!it->status().ok()) return FromRocks(it->status(), "listing keys of bucket '" + name_ + "'");
   return Status::OK();
 }
 
 Result<std::vector<std::string>> BucketStore::Keys(std::string_view filter) {
+  return KeysAfter(filter, {}, SIZE_MAX);
+}
+
+Result<std::vector<std::string>> BucketStore::KeysAfter(std::string_view filter,
+                                                        std::string_view after, size_t limit) {
   std::vector<std::string> keys;
-  Status s = ScanLatest(filter, nullptr, DecodeParts::kHeader, [&](std::string_view key, Record&& rec) {
-    if (rec.entry.operation == Operation::kPut &&
-        !ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) {
-      keys.emplace_back(key);
-    }
-  });
+  Status s = ScanLatest(
+      filter, nullptr, DecodeParts::kHeader,
+      [&](std::string_view key, Record&& rec) {
+        if (rec.entry.operation == Operation::kPut &&
+            !ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) {
+          keys.emplace_back(key);
+        }
+        return keys.size() < limit;
+      },
+      after);
   if (!s.ok()) return s;
   return keys;
 }
@@ -313,9 +328,10 @@ Result<std::vector<Entry>> BucketStore::LatestEntries(std::string_view filter,
                                                       const rocksdb::Snapshot* snapshot) {
   std::vector<Entry> entries;
   Status s = ScanLatest(filter, snapshot, DecodeParts::kAll, [&](std::string_view key, Record&& rec) {
-    if (ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) return;
+    if (ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) return true;
     rec.entry.key.assign(key);
     entries.push_back(std::move(rec.entry));
+    return true;
   });
   if (!s.ok()) return s;
   std::sort(entries.begin(), entries.end(),
@@ -432,10 +448,11 @@ Result<EntriesSnapshot> BucketStore::Entries(std::string_view filter) {
                         [&](std::string_view key, Record&& rec) {
                           if (rec.entry.operation != Operation::kPut ||
                               ExpiredNow(rec.entry.created_ns, rec.entry.ttl_ns)) {
-                            return;
+                            return true;
                           }
                           rec.entry.key.assign(key);
                           out.entries.push_back(std::move(rec.entry));
+                          return true;
                         });
   if (!s.ok()) return s;
   return out;  // ScanLatest walks the keys in order

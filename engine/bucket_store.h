@@ -64,6 +64,8 @@ class BucketStore {
   Result<std::string> Get(std::string_view key);
   Result<Entry> GetEntry(std::string_view key);
   Result<std::vector<std::string>> Keys(std::string_view filter);
+  Result<std::vector<std::string>> KeysAfter(std::string_view filter, std::string_view after,
+                                             size_t limit);
   Result<std::vector<Entry>> History(std::string_view key);
   // Entries of the revision log after `after_revision`, up to `last`.
   Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit, uint64_t last);
@@ -125,9 +127,11 @@ class BucketStore {
   Status Write(rocksdb::WriteBatch* batch, const std::string& what);
 
  private:
-  // Calls `fn` with every latest record whose key matches `filter`.
+  // Calls `fn` with every latest record whose key matches `filter` (and
+  // sorts after `after`, when given), in key order, until it returns false.
   Status ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot, DecodeParts parts,
-                    const std::function<void(std::string_view, Record&&)>& fn);
+                    const std::function<bool(std::string_view, Record&&)>& fn,
+                    std::string_view after = {});
   // The bucket's revision as of `snapshot` (nullptr: now).
   Result<uint64_t> RevisionAt(const rocksdb::Snapshot* snapshot);
   // NotFound (deleted, purged or expired) unless a record with these

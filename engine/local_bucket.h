@@ -64,6 +64,11 @@ class LocalBucket final : public Bucket,
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override {
     return store_.Keys(filter);
   }
+  Result<std::vector<std::string>> KeysAfter(std::string_view filter, std::string_view after,
+                                             size_t limit) override {
+    if (limit == 0) return Status::InvalidArgument("KeysAfter needs a limit of at least 1");
+    return store_.KeysAfter(filter, after, limit);
+  }
   Result<std::vector<Entry>> History(std::string_view key) override { return store_.History(key); }
   Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) override;
   uint64_t LastRevision() override;

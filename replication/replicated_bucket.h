@@ -62,6 +62,10 @@ class ReplicatedBucket final : public Bucket {
   Result<std::vector<std::string>> Keys(std::string_view filter = ">") override {
     return replica_->Keys(filter);
   }
+  Result<std::vector<std::string>> KeysAfter(std::string_view filter, std::string_view after,
+                                             size_t limit) override {
+    return replica_->KeysAfter(filter, after, limit);
+  }
   Result<std::vector<Entry>> History(std::string_view key) override {
     return replica_->History(key);
   }

@@ -2,6 +2,8 @@
 // paths, revisions, history, filters, persistence and concurrency.
 
 #include <gtest/gtest.h>
+
+#include <cstdio>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -326,6 +328,40 @@ TEST_F(BucketTest, KeysFiltersWithStarAndGreaterThan) {
   EXPECT_TRUE(bucket_->Keys("a.>.b").status().IsInvalidArgument());
   EXPECT_TRUE(bucket_->Keys("a..b").status().IsInvalidArgument());
   EXPECT_TRUE(bucket_->Keys("a b").status().IsInvalidArgument());
+}
+
+TEST_F(BucketTest, KeysAfterPagesThroughTheKeysInOrder) {
+  for (int i = 0; i < 25; ++i) {
+    char key[16];
+    std::snprintf(key, sizeof key, "k.%02d", i);
+    ASSERT_TRUE(bucket_->Put(key, "v").ok());
+  }
+  ASSERT_TRUE(bucket_->Put("other", "v").ok());
+  ASSERT_TRUE(bucket_->Delete("k.07").ok());  // tombstones are no page entries
+  using V = std::vector<std::string>;
+  auto all = bucket_->Keys("k.>");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 24u);
+  V paged;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    auto page = bucket_->KeysAfter("k.>", after, 5);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    ++pages;
+    paged.insert(paged.end(), page->begin(), page->end());
+    if (page->size() < 5) break;
+    after = page->back();
+    ASSERT_LT(pages, 10);
+  }
+  EXPECT_EQ(paged, *all);
+  EXPECT_EQ(pages, 5);  // 5+5+5+5+4
+  EXPECT_EQ(*bucket_->KeysAfter(">", "k.23", 3), (V{"k.24", "other"}));
+  EXPECT_EQ(*bucket_->KeysAfter(">", "a", 2), (V{"k.00", "k.01"})) << "`after` need not exist";
+  EXPECT_EQ(*bucket_->KeysAfter("k.>", "k.06", 1), (V{"k.08"}));
+  EXPECT_EQ(*bucket_->KeysAfter("k.>", "zzz", 4), V{});
+  EXPECT_TRUE(bucket_->KeysAfter(">", "", 0).status().IsInvalidArgument());
+  EXPECT_TRUE(bucket_->KeysAfter("a..b", "", 1).status().IsInvalidArgument());
 }
 
 TEST_F(BucketTest, ChangesSinceReturnsRetainedEntriesInOrderWithLimit) {

@@ -85,6 +85,10 @@ class RacingStore final : public Bucket {
   Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options) override {
     return inner_->Commit(txn, options);
   }
+  Result<std::vector<std::string>> KeysAfter(std::string_view filter, std::string_view after,
+                                             size_t limit) override {
+    return inner_->KeysAfter(filter, after, limit);
+  }
   Result<std::vector<std::string>> Keys(std::string_view filter) override {
     return inner_->Keys(filter);
   }

@@ -233,6 +233,15 @@ class Bucket {
   //   damaged record.
   virtual Result<std::vector<std::string>> Keys(std::string_view filter = ">") = 0;
 
+  // One page of Keys: at most `limit` live keys matching `filter` that sort
+  // after `after` (empty: from the first), sorted. Page through a large
+  // bucket by passing the last key of each page as the next `after`; a page
+  // shorter than `limit` is the last. Each page reads only as far as it
+  // needs, so a page costs the same in a bucket of any size.
+  // InvalidArgument: malformed filter, or `limit` 0. Corruption: as Keys.
+  virtual Result<std::vector<std::string>> KeysAfter(std::string_view filter,
+                                                     std::string_view after, size_t limit) = 0;
+
   // Returns the retained revisions of `key`, oldest first, tombstones
   // included: at most history() of them; after a Purge only the Purge.
   // NotFound: the key has no entry at all.
