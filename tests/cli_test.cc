@@ -880,6 +880,33 @@ TEST_F(cli, ReadCommandsCreateNeitherStoreNorBucket) {
 
 // ---- Invalid input ----
 
+// keys pages through the bucket (4,096 keys a page): more keys than a page
+// come out whole, in order, as text and as one JSON array.
+TEST_F(cli, KeysListsMoreThanOnePage) {
+  constexpr int kCount = 9000;
+  std::string want;
+  {
+    auto engine = revkv::Engine::Open({.path = db()});
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    auto bucket = (*engine)->OpenBucket("default");
+    ASSERT_TRUE(bucket.ok());
+    for (int i = 0; i < kCount; ++i) {
+      char key[16];
+      std::snprintf(key, sizeof key, "k.%05d", i);
+      ASSERT_TRUE((*bucket)->Put(key, "v").ok());
+      want += std::string(key) + "\n";
+    }
+  }
+  RunResult text = Cli({"keys"});
+  ASSERT_EQ(text.exit_code, 0) << text;
+  EXPECT_EQ(text.out, want);
+  RunResult json = Cli({"--json", "keys"});
+  ASSERT_EQ(json.exit_code, 0) << json;
+  auto parsed = ParseJson(json.out);
+  ASSERT_TRUE(parsed.has_value()) << json.out.substr(0, 200);
+  ASSERT_EQ(parsed->items.size(), static_cast<size_t>(kCount));
+}
+
 TEST_F(cli, BadKeysAreInvalidAndWriteNothing) {
   const uint64_t rev = Put("good", "v");
   for (const char* key : {"a..b", ".a", "a.", "a b", "a*b", ""}) {

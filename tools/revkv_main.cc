@@ -1635,20 +1635,32 @@ int Run(int argc, char** argv) {
     return FinishOutput();
   }
   if (command == "keys") {
-    auto keys = bucket.Keys(filter);
-    if (!keys.ok()) return FailStatus(keys.status());
-    std::string out;
-    if (args.json) {
-      out = "[";
-      for (size_t i = 0; i < keys->size(); ++i) {
-        if (i > 0) out += ",";
-        out += JsonString((*keys)[i]);
+    // Page by page, so that a bucket of millions of keys is never held in
+    // memory at once.
+    constexpr size_t kPage = 4096;
+    std::string after;
+    bool first = true;
+    while (true) {
+      auto keys = bucket.KeysAfter(filter, after, kPage);
+      if (!keys.ok()) return FailStatus(keys.status());
+      std::string out;
+      for (const std::string& k : *keys) {
+        if (args.json) {
+          out += first ? "[" : ",";
+          out += JsonString(k);
+        } else {
+          out += k + "\n";
+        }
+        first = false;
       }
-      out += "]\n";
-    } else {
-      for (const std::string& k : *keys) out += k + "\n";
+      if (keys->size() < kPage) {
+        if (args.json) out += first ? "[]\n" : "]\n";
+        Write(out);
+        break;
+      }
+      Write(out);
+      after = keys->back();
     }
-    Write(out);
     return FinishOutput();
   }
   if (command == "entries") {
