@@ -105,17 +105,10 @@ Status BucketStore::Unreadable(std::string_view key, Operation op, uint64_t revi
 Result<bool> BucketStore::CachedLatest(std::string_view key, Entry* e) {
   if (cache_->Lookup(key, e)) return true;
   const uint64_t stamp = cache_->Stamp(key);
-  rocksdb::PinnableSlice slice;
-  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
-  if (rs.IsNotFound()) return false;
-  if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
-  auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
-  if (!rec.ok()) return rec.status();
-  if (rec->entry.key != key) {
-    return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
-                              rec->entry.key + "'; restore the store from a backup or replica");
-  }
-  *e = std::move(rec->entry);
+  auto stored = ReadLatest(key);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return false;
+  *e = std::move(**stored);
   cache_->Fill(*e, stamp);
   return true;
 }
@@ -165,17 +158,10 @@ Result<Entry> BucketStore::GetEntry(std::string_view key) {
     if (!found.ok()) return found.status();
     if (!*found) return Status::NotFound(Describe(key) + " not found");
   } else {
-    rocksdb::PinnableSlice slice;
-    rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), cf_, LatestKey(key), &slice);
-    if (rs.IsNotFound()) return Status::NotFound(Describe(key) + " not found");
-    if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
-    auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
-    if (!rec.ok()) return rec.status();
-    if (rec->entry.key != key) {
-      return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
-                                rec->entry.key + "'; restore the store from a backup or replica");
-    }
-    e = std::move(rec->entry);
+    auto stored = ReadLatest(key);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value()) return Status::NotFound(Describe(key) + " not found");
+    e = std::move(**stored);
   }
   if (Status s = Unreadable(key, e.operation, e.revision, e.created_ns, e.ttl_ns); !s.ok()) {
     return s;
@@ -511,7 +497,10 @@ Result<std::optional<Entry>> BucketStore::ReadLatest(std::string_view key) {
   if (!rs.ok()) return FromRocks(rs, "reading " + Describe(key));
   auto rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, RecordName{name_, key});
   if (!rec.ok()) return rec.status();
-  rec->entry.key.assign(key);
+  if (rec->entry.key != key) {
+    return Status::Corruption(RecordName{name_, key}.ToString() + " names key '" +
+                              rec->entry.key + "'; restore the store from a backup or replica");
+  }
   return std::optional<Entry>(std::move(rec->entry));
 }
 

@@ -78,7 +78,8 @@ class BucketStore {
   // The revision counter as stored (a follower's view of LastRevision).
   uint64_t StoredRevision();
   // The key's latest record as stored, decoded (tombstones included;
-  // expiry not judged): std::nullopt when there is none.
+  // expiry not judged): std::nullopt when there is none. Corruption: the
+  // record is damaged or names another key.
   Result<std::optional<Entry>> ReadLatest(std::string_view key);
 
   // ---- The replica's bookkeeping in the meta family ----
