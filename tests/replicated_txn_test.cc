@@ -36,6 +36,19 @@ class replicated_txn : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.Start()) << server_.error(); }
 
+  // Two engines with their own replicas of bucket "bank".
+  void OpenTwo(std::unique_ptr<Engine>* a, std::unique_ptr<Engine>* b,
+               std::shared_ptr<Bucket>* ja, std::shared_ptr<Bucket>* jb) {
+    *a = OpenEngine(dir_a_);
+    *b = OpenEngine(dir_b_);
+    ASSERT_TRUE(*a && *b);
+    auto opened_a = (*a)->OpenBucket("bank");
+    auto opened_b = (*b)->OpenBucket("bank");
+    ASSERT_TRUE(opened_a.ok() && opened_b.ok());
+    *ja = *opened_a;
+    *jb = *opened_b;
+  }
+
   std::unique_ptr<Engine> OpenEngine(const TempDir& dir) {
     Options o;
     o.path = dir.path();
@@ -136,6 +149,7 @@ class replicated_txn : public ::testing::Test {
   }
 
   NatsServer server_;
+  TempDir dir_a_, dir_b_;
 };
 
 TEST_F(replicated_txn, EveryKindCommitsAsOneBatchThatOtherClientsRead) {
@@ -185,21 +199,17 @@ TEST_F(replicated_txn, EveryKindCommitsAsOneBatchThatOtherClientsRead) {
 
 TEST_F(replicated_txn, StaleTransactionWritesNothingAndNamesTheKeyThatMoved) {
   if (!ServerHasAtomicBatch()) GTEST_FAIL() << "runs on 2.12+ only (see CMakeLists.txt)";
-  TempDir da, db;
-  auto a = OpenEngine(da);
-  auto b = OpenEngine(db);
-  ASSERT_TRUE(a && b);
-  auto ja = a->OpenBucket("bank");
-  auto jb = b->OpenBucket("bank");
-  ASSERT_TRUE(ja.ok() && jb.ok());
-  const uint64_t rx = *(*ja)->Put("x", "1");
-  const uint64_t ry = *(*ja)->Put("y", "1");
-  const uint64_t rz = *(*ja)->Put("z", "1");
-  ASSERT_TRUE((*jb)->Sync(5s).ok());
-  const uint64_t moved = *(*jb)->Update("y", "b", ry);  // A's replica may not know yet
-  ASSERT_TRUE((*jb)->Sync(5s).ok());
-  const uint64_t last = (*jb)->LastRevision();
-  auto stale = (*ja)->Commit({{TxnCompare::RevisionIs("z", rz)},
+  std::unique_ptr<Engine> a, b;
+  std::shared_ptr<Bucket> ja, jb;
+  ASSERT_NO_FATAL_FAILURE(OpenTwo(&a, &b, &ja, &jb));
+  const uint64_t rx = *ja->Put("x", "1");
+  const uint64_t ry = *ja->Put("y", "1");
+  const uint64_t rz = *ja->Put("z", "1");
+  ASSERT_TRUE(jb->Sync(5s).ok());
+  const uint64_t moved = *jb->Update("y", "b", ry);  // A's replica may not know yet
+  ASSERT_TRUE(jb->Sync(5s).ok());
+  const uint64_t last = jb->LastRevision();
+  auto stale = ja->Commit({{TxnCompare::RevisionIs("z", rz)},
                               {TxnOp::Update("x", "a", rx), TxnOp::Update("y", "a", ry),
                                TxnOp::Put("w", "a")}});
   ASSERT_TRUE(stale.status().IsConflict()) << stale.status().ToString();
@@ -207,12 +217,12 @@ TEST_F(replicated_txn, StaleTransactionWritesNothingAndNamesTheKeyThatMoved) {
   ASSERT_TRUE(stale.status().revision_known());
   EXPECT_EQ(stale.status().revision(), moved);
   // A compare that moved is named too.
-  auto stale_compare = (*ja)->Commit({{TxnCompare::RevisionIs("y", ry)}, {TxnOp::Put("w", "a")}});
+  auto stale_compare = ja->Commit({{TxnCompare::RevisionIs("y", ry)}, {TxnOp::Put("w", "a")}});
   ASSERT_TRUE(stale_compare.status().IsConflict()) << stale_compare.status().ToString();
   EXPECT_NE(stale_compare.status().ToString().find("'y'"), std::string::npos);
-  auto exists = (*ja)->Commit({{}, {TxnOp::Create("x", "again"), TxnOp::Put("w", "a")}});
+  auto exists = ja->Commit({{}, {TxnOp::Create("x", "again"), TxnOp::Put("w", "a")}});
   EXPECT_TRUE(exists.status().IsExists()) << exists.status().ToString();
-  for (auto* bucket : {&*ja, &*jb}) {
+  for (auto* bucket : {&ja, &jb}) {
     ASSERT_TRUE((*bucket)->Sync(5s).ok());
     EXPECT_EQ((*bucket)->LastRevision(), last) << "a refused transaction was stored";
     EXPECT_EQ(*(*bucket)->Get("x"), "1");
@@ -252,19 +262,15 @@ TEST_F(replicated_txn, CompareOnAnUnwrittenKeyNeedsAnOperationToCarryIt) {
 // part of a batch.
 TEST_F(replicated_txn, ReplicaNeverShowsPartOfATransaction) {
   if (!ServerHasAtomicBatch()) GTEST_FAIL() << "runs on 2.12+ only (see CMakeLists.txt)";
-  TempDir da, db;
-  auto a = OpenEngine(da);
-  auto b = OpenEngine(db);
-  ASSERT_TRUE(a && b);
-  auto ja = a->OpenBucket("bank");
-  auto jb = b->OpenBucket("bank");
-  ASSERT_TRUE(ja.ok() && jb.ok());
+  std::unique_ptr<Engine> a, b;
+  std::shared_ptr<Bucket> ja, jb;
+  ASSERT_NO_FATAL_FAILURE(OpenTwo(&a, &b, &ja, &jb));
   constexpr int kAccounts = 4, kStart = 100;
   for (int i = 0; i < kAccounts; ++i) {
-    ASSERT_TRUE((*ja)->Put("acct." + std::to_string(i), std::to_string(kStart)).ok());
+    ASSERT_TRUE(ja->Put("acct." + std::to_string(i), std::to_string(kStart)).ok());
   }
-  ASSERT_TRUE((*jb)->Sync(5s).ok());
-  auto* replicated = dynamic_cast<replication::ReplicatedBucket*>(jb->get());
+  ASSERT_TRUE(jb->Sync(5s).ok());
+  auto* replicated = dynamic_cast<replication::ReplicatedBucket*>(jb.get());
   ASSERT_NE(replicated, nullptr);
   std::atomic<bool> stop{false};
   std::atomic<int> scans{0}, bad{0}, transfers{0};
@@ -284,16 +290,16 @@ TEST_F(replicated_txn, ReplicaNeverShowsPartOfATransaction) {
     const int from = static_cast<int>(rng() % kAccounts);
     const int to = (from + 1) % kAccounts;
     const std::string kf = "acct." + std::to_string(from), kt = "acct." + std::to_string(to);
-    auto ef = (*ja)->GetEntry(kf);
-    auto et = (*ja)->GetEntry(kt);
+    auto ef = ja->GetEntry(kf);
+    auto et = ja->GetEntry(kt);
     ASSERT_TRUE(ef.ok() && et.ok());
-    auto r = (*ja)->Commit(
+    auto r = ja->Commit(
         {{}, {TxnOp::Update(kf, std::to_string(std::stoi(ef->value) - 1), ef->revision),
               TxnOp::Update(kt, std::to_string(std::stoi(et->value) + 1), et->revision)}});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     ++transfers;
   }
-  ASSERT_TRUE((*jb)->Sync(5s).ok());
+  ASSERT_TRUE(jb->Sync(5s).ok());
   stop = true;
   reader.join();
   EXPECT_GT(transfers.load(), 20);
@@ -341,21 +347,17 @@ TEST_F(replicated_txn, FencedTransactionAndTheBatchLimit) {
 // transfer is lost, and the total holds.
 TEST_F(replicated_txn, UpdateManyWithRetryAcrossEnginesConservesTheTotal) {
   if (!ServerHasAtomicBatch()) GTEST_FAIL() << "runs on 2.12+ only (see CMakeLists.txt)";
-  TempDir da, db;
-  auto a = OpenEngine(da);
-  auto b = OpenEngine(db);
-  ASSERT_TRUE(a && b);
-  auto ja = a->OpenBucket("bank");
-  auto jb = b->OpenBucket("bank");
-  ASSERT_TRUE(ja.ok() && jb.ok());
+  std::unique_ptr<Engine> a, b;
+  std::shared_ptr<Bucket> ja, jb;
+  ASSERT_NO_FATAL_FAILURE(OpenTwo(&a, &b, &ja, &jb));
   const std::vector<std::string> accounts = {"acct.0", "acct.1", "acct.2"};
-  for (const auto& k : accounts) ASSERT_TRUE((*ja)->Put(k, "100").ok());
-  ASSERT_TRUE((*jb)->Sync(5s).ok());
+  for (const auto& k : accounts) ASSERT_TRUE(ja->Put(k, "100").ok());
+  ASSERT_TRUE(jb->Sync(5s).ok());
   std::atomic<int> done{0}, failed{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      auto& bucket = t % 2 == 0 ? *ja : *jb;
+      auto& bucket = t % 2 == 0 ? ja : jb;
       for (int i = 0; i < 40; ++i) {
         const size_t from = static_cast<size_t>((t + i) % 3), to = (from + 1) % 3;
         auto r = bucket->UpdateManyWithRetry(
@@ -377,8 +379,8 @@ TEST_F(replicated_txn, UpdateManyWithRetryAcrossEnginesConservesTheTotal) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(done.load(), 160);
-  ASSERT_TRUE((*ja)->Sync(5s).ok());
-  auto all = (*ja)->Entries("acct.>");
+  ASSERT_TRUE(ja->Sync(5s).ok());
+  auto all = ja->Entries("acct.>");
   ASSERT_TRUE(all.ok());
   int total = 0;
   for (const Entry& e : all->entries) total += std::stoi(e.value);
