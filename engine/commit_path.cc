@@ -121,13 +121,16 @@ Status CommitPath::FinishLocked(Staging* staging, uint64_t last, const std::stri
     for (const auto& [key, head] : staging->heads) write_cache_.erase(key);
     return s;
   }
-  last_revision_.store(last, std::memory_order_release);
   for (const Entry& e : staging->entries) RememberLocked(e);
   // After the store has them, so that a read that missed the cache and
   // read the store before this cannot fill it with what they replaced.
   if (EntryCache* cache = store_->cache()) {
+    if (staging->clears) cache->Clear();
     for (const Entry& e : staging->entries) cache->Commit(e);
   }
+  // Last: a reader that sees the new revision (a replicated write waiting
+  // for its own revision to apply) must find the entries in the cache too.
+  last_revision_.store(last, std::memory_order_release);
   if (has_listeners_.load(std::memory_order_relaxed)) {
     for (const Entry& e : staging->entries) {
       for (const auto& [id, listener] : listeners_) listener(e);
@@ -276,12 +279,12 @@ Status CommitPath::Reset(int64_t source) {
   std::lock_guard<std::mutex> lock(write_mu_);
   Staging staging;
   store_->StageReset(&staging.batch, source);
+  staging.clears = true;
   write_cache_.clear();
   if (Status s = FinishLocked(&staging, 0, "resetting the replica of bucket '" + store_->name() + "'");
       !s.ok()) {
     return s;
   }
-  if (EntryCache* cache = store_->cache()) cache->Clear();
   skips_ = ReplicaSink::SkipSummary{};
   return Status::OK();
 }

@@ -108,6 +108,7 @@ class CommitPath {
     std::unordered_map<std::string, KeyHead> heads;
     std::vector<Entry> entries;
     int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
+    bool clears = false;  // it empties the bucket: every cached entry goes
   };
   // The key's latest record, as staged or as stored.
   Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);

@@ -167,6 +167,39 @@ TEST_F(EntryCacheTest, ReadersNeverSeeOlderThanAReturnedWrite) {
   EXPECT_LE(local_->store().cache()->bytes(), local_->store().cache()->capacity());
 }
 
+// A replicated write waits until LastRevision() reaches its revision and
+// then reads: once LastRevision() shows a commit, a read through the cache
+// must show it too. One key, so its latest revision is the bucket's last.
+TEST_F(EntryCacheTest, AReadAfterLastRevisionShowsThatCommit) {
+  Open(16 << 10);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0}, stale{0}, worst{0};
+  ASSERT_TRUE(bucket_->Put("k", "0").ok());
+  std::thread writer([&] {
+    for (uint64_t n = 1; !stop; ++n) ASSERT_TRUE(bucket_->Put("k", std::to_string(n)).ok());
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        const uint64_t last = bucket_->LastRevision();
+        auto e = bucket_->GetEntry("k");
+        ++reads;
+        if (!e.ok() || e->revision < last) {
+          ++stale;
+          if (e.ok()) worst = last - e->revision;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(1500ms);
+  stop = true;
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_GT(reads.load(), 1000u);
+  EXPECT_EQ(stale.load(), 0u) << "reads older than LastRevision(), e.g. by " << worst.load();
+}
+
 // The race the stamp closes, step by step: a read misses and reads the
 // store, a commit then replaces the key, and the read's fill comes last. The
 // fill must not put the older entry back.
