@@ -7,6 +7,7 @@
 //   BM_ReplicatedPut/8 thr vs BM_NatsPublishAsync   8 writers on distinct keys, one engine, vs
 //                                                   js_PublishAsync pipelined from one thread
 //                                                   (BM_NatsPublishSync, 8 threads: context)
+//   BM_ReplicatedPutAsync  vs BM_NatsPublishAsync   PutAsync pipelined from one thread
 //   BM_ReplicationLag      vs BM_NatsPublishRtt     engine A Put -> engine B's watch callback,
 //                                                   vs one js_Publish round trip (p50/p99, µs)
 //   BM_ReplicaBootstrap    vs BM_NatsOrderedReplay  a new replica of 100k keys (Open, OpenBucket,
@@ -26,6 +27,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -442,6 +444,36 @@ void BM_ReplicatedPut(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// One thread pipelining PutAsync over the same 8 x kKeys keys, waiting for
+// every future each kAsyncBatch writes (so each batch is acknowledged and
+// applied locally before the next): the pair of BM_NatsPublishAsync.
+void BM_ReplicatedPutAsync(benchmark::State& state) {
+  World& w = TheWorld();
+  if (!w.error.empty()) return state.SkipWithError(w.error.c_str());
+  std::vector<std::string> keys;
+  for (int n = 0; n < kKeys; ++n) {
+    for (int t = 0; t < kWriters; ++t) keys.push_back("w" + std::to_string(t) + "." + std::to_string(n));
+  }
+  const std::string value(kValueBytes, 'p');
+  std::vector<std::future<revkv::Result<uint64_t>>> futures;
+  futures.reserve(kAsyncBatch);
+  size_t i = 0;
+  while (state.KeepRunningBatch(kAsyncBatch)) {
+    futures.clear();
+    for (int n = 0; n < kAsyncBatch; ++n) {
+      futures.push_back(w.bucket->PutAsync(keys[i++ % keys.size()], value));
+    }
+    for (auto& f : futures) {
+      auto r = f.get();
+      if (!r.ok()) {
+        state.SkipWithError(r.status().ToString().c_str());
+        return;
+      }
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // ---- Replication lag ----
 
 // One synchronous js_Publish to "$KV.rawkv.rtt.<n>": request, store, ack.
@@ -650,6 +682,7 @@ BENCHMARK(BM_ReplicatedUpdate)->UseRealTime();
 BENCHMARK(BM_NatsPublishAsync)->UseRealTime();
 BENCHMARK(BM_NatsPublishSync)->Threads(kWriters)->UseRealTime();
 BENCHMARK(BM_ReplicatedPut)->Threads(1)->Threads(kWriters)->UseRealTime();
+BENCHMARK(BM_ReplicatedPutAsync)->UseRealTime();
 BENCHMARK(BM_NatsPublishRtt)->Iterations(kLatencySamples)->UseRealTime();
 BENCHMARK(BM_ReplicationLag)->Iterations(kLatencySamples)->UseRealTime();
 BENCHMARK(BM_ReplicaBootstrap)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -23,6 +23,11 @@ constexpr std::chrono::milliseconds kMaxOpenBatch{1000};
 // behind or hold more in memory.
 constexpr std::chrono::milliseconds kMaxGapHold{5000};
 constexpr size_t kMaxGapHeld = 1 << 16;
+// A held catch-up also ends when no message came for this long: the
+// consumer's pending count may name messages the server removed since it
+// counted them (a history-1 key rewritten, say), which never come. A
+// consumer that still has messages delivers them far faster than this.
+constexpr std::chrono::milliseconds kGapQuiet{100};
 
 // The header in which nats-server (2.11+) names why it wrote a limit marker.
 constexpr char kMarkerReason[] = "Nats-Marker-Reason";
@@ -249,12 +254,15 @@ void ApplyLoop::Handle(natsMsg* msg) {
   // Batch while the server says more is pending; apply at once when idle.
   // An atomic batch is applied whole, at its commit message; a catch-up
   // across a gap, once caught up.
+  const auto hold_due = [&] {
+    return std::min(hold_since_ + kMaxGapHold, std::chrono::steady_clock::now() + kGapQuiet);
+  };
   if (!open_batch_.empty()) {
     flush_due_ = open_since_ + kMaxOpenBatch;
-    if (gap_hold_) flush_due_ = std::max(flush_due_, hold_since_ + kMaxGapHold);
+    if (gap_hold_) flush_due_ = std::max(flush_due_, hold_due());
     batch_cv_.notify_one();
   } else if (gap_hold_) {
-    flush_due_ = hold_since_ + kMaxGapHold;
+    flush_due_ = hold_due();
     batch_cv_.notify_one();
   } else if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
     FlushLocked();
@@ -275,8 +283,21 @@ void ApplyLoop::FlushLocked() {
     return;
   }
   if (!skipped.empty()) WarnSkippedLocked(skipped);
-  std::lock_guard<std::mutex> lock(mu_);
-  applied_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_cv_.notify_all();
+  }
+  NotifyApplied();
+}
+
+void ApplyLoop::SetOnApplied(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(on_applied_mu_);
+  on_applied_ = std::move(fn);
+}
+
+void ApplyLoop::NotifyApplied() {
+  std::lock_guard<std::mutex> lock(on_applied_mu_);
+  if (on_applied_) on_applied_();
 }
 
 void ApplyLoop::WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped) {
@@ -376,8 +397,11 @@ Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point
       StopLocked(s);
       return s;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    applied_cv_.notify_all();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_cv_.notify_all();
+    }
+    NotifyApplied();
   }
   return s;
 }

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,6 +94,11 @@ class ApplyLoop {
   // Timeout: not caught up by `deadline`. As WaitApplied otherwise.
   Status CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
+  // `fn` runs after each batch the replica applied (on the thread that
+  // applied it; it must not call back into the loop); nullptr removes it.
+  // Once this returns, the previous one no longer runs.
+  void SetOnApplied(std::function<void()> fn);
+
   // Messages handed to the replica so far (redeliveries included), for tests
   // that count what a resume re-reads.
   uint64_t messages_received() const;
@@ -140,13 +146,19 @@ class ApplyLoop {
   // would show that key older than the messages around it, a state the
   // stream never had (half of a transaction, say). So after such a gap
   // nothing is applied until the consumer reports nothing more pending,
-  // bounded by kMaxGapHold and kMaxGapHeld.
+  // bounded by kMaxGapHold and kMaxGapHeld, or until no message came for
+  // kGapQuiet (the pending count may name messages removed since).
   uint64_t last_seen_ = 0;                             // GUARDED_BY(batch_mu_)
   bool gap_hold_ = false;                              // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point hold_since_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
   std::thread timer_;
+
+  std::mutex on_applied_mu_;
+  std::function<void()> on_applied_;  // GUARDED_BY(on_applied_mu_)
+  // Runs on_applied_; callers hold no lock of the loop's but batch_mu_.
+  void NotifyApplied();
 
   mutable std::mutex mu_;
   std::condition_variable applied_cv_;

@@ -27,11 +27,12 @@ uint64_t SequenceInError() {
   return std::strtoull(at + std::strlen("wrong last sequence: "), nullptr, 10);
 }
 
-// The message of `op` on `subject`, with Nats-TTL when `ttl` is not 0.
-natsStatus BuildMessage(natsMsg** out, const std::string& subject, Operation op,
-                        std::string_view value, std::chrono::seconds ttl) {
+}  // namespace
+
+natsStatus BuildKvMessage(natsMsg** out, const std::string& subject, Operation op,
+                          std::string_view value, std::chrono::seconds ttl, const char* reply) {
   natsMsg* msg = nullptr;
-  natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, value.data(),
+  natsStatus s = natsMsg_Create(&msg, subject.c_str(), reply, value.data(),
                                 static_cast<int>(value.size()));
   if (s == NATS_OK && op == Operation::kDelete) s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
   if (s == NATS_OK && op == Operation::kPurge) {
@@ -48,6 +49,8 @@ natsStatus BuildMessage(natsMsg** out, const std::string& subject, Operation op,
   *out = msg;
   return NATS_OK;
 }
+
+namespace {
 
 // A batch id no other batch in flight has (the server allows 64 characters).
 std::string NewBatchId() {
@@ -82,6 +85,22 @@ Status KvWriter::CheckKeyAndValue(std::string_view key, std::string_view value) 
   return Status::OK();
 }
 
+Status KvWriter::WrongRevision(std::string_view key, uint64_t expected, uint64_t current) const {
+  return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
+                              bucket_ + "': expected " + std::to_string(expected) +
+                              ", current is " + std::to_string(current) +
+                              "; re-read the key and retry",
+                          current);
+}
+
+Status KvWriter::InFlightConflict(std::string_view key) const {
+  // Nothing was stored, and which revision wins is not known yet.
+  return Status::ConflictRevisionUnknown(
+      "another compare-and-swap on key '" + std::string(key) + "' of bucket '" + bucket_ +
+      "' was in flight, so the clustered stream refused this one (JetStream error 10164) "
+      "without naming the current revision; sync the replica, re-read the key and retry");
+}
+
 Status KvWriter::CheckFence(std::string_view key, const Fence& fence) {
   if (Status s = ValidateKey(fence.lock); !s.ok()) {
     return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
@@ -114,7 +133,7 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   if (Status s = CheckKeyAndValue(key, value); !s.ok()) return s;
   const std::string subject = prefix_ + std::string(key);
   natsMsg* msg = nullptr;
-  natsStatus s = BuildMessage(&msg, subject, op, value, ttl);
+  natsStatus s = BuildKvMessage(&msg, subject, op, value, ttl);
   if (s == NATS_OK && fence_subject != nullptr) {
     s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence",
                           std::to_string(last_sequence).c_str());
@@ -158,20 +177,9 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   if (s != NATS_OK) {
     jsPubAck_Destroy(ack);
     if (jerr == JSStreamWrongLastSequenceErr) {
-      const uint64_t current = SequenceInError();
-      return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
-                                  bucket_ + "': expected " + std::to_string(last_sequence) +
-                                  ", current is " + std::to_string(current) +
-                                  "; re-read the key and retry",
-                              current);
+      return WrongRevision(key, last_sequence, SequenceInError());
     }
-    if (static_cast<int>(jerr) == kJsWrongLastSequenceInFlight) {
-      // Nothing was stored, and which revision wins is not known yet.
-      return Status::ConflictRevisionUnknown(
-          "another compare-and-swap on key '" + std::string(key) + "' of bucket '" + bucket_ +
-          "' was in flight, so the clustered stream refused this one (JetStream error 10164) "
-          "without naming the current revision; sync the replica, re-read the key and retry");
-    }
+    if (static_cast<int>(jerr) == kJsWrongLastSequenceInFlight) return InFlightConflict(key);
     if (s == NATS_TIMEOUT && conn_ != nullptr &&
         conn_->PermissionDeniedSince(denials_before, subject)) {
       return Status::PermissionDenied("the server denied publishing to '" + subject +
@@ -193,8 +201,25 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   jsPubAck_Destroy(ack);
   // Read-your-writes: wait for the replica, but an acknowledged write is a
   // success even if the replica is slow (the caller can Sync).
-  loop_->WaitApplied(revision, start + timeout).ok();
+  WaitOwnWrite(key, revision, start + timeout);
   return revision;
+}
+
+uint64_t KvWriter::ReplicaRevision(std::string_view key) {
+  auto entry = replica_->GetEntry(key);
+  return entry.ok() ? entry->revision : entry.status().revision();
+}
+
+void KvWriter::WaitOwnWrite(std::string_view key, uint64_t revision,
+                            std::chrono::steady_clock::time_point deadline) {
+  if (!loop_->WaitApplied(revision, deadline).ok()) return;
+  // Applied up to the revision, the replica may still not show it: a
+  // replica behind a history-1 stream passes messages the server replaced
+  // (the key written again) before its consumer delivered them, and shows
+  // the key's later message only when that arrives.
+  while (ReplicaRevision(key) < revision) {
+    if (!loop_->WaitApplied(loop_->applied() + 1, deadline).ok()) return;
+  }
 }
 
 Result<uint64_t> KvWriter::Put(std::string_view key, std::string_view value, ms timeout,
@@ -514,7 +539,7 @@ Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
     for (size_t i = 0; i < writes.size() && s == NATS_OK; ++i) {
       const BatchWrite& w = writes[i];
       natsMsg* msg = nullptr;
-      s = BuildMessage(&msg, w.subject, w.op, w.value, w.ttl);
+      s = BuildKvMessage(&msg, w.subject, w.op, w.value, w.ttl);
       if (s != NATS_OK) break;
       msgs.push_back(msg);
       s = natsMsgHeader_Set(msg, "Nats-Batch-Id", id.c_str());

@@ -30,6 +30,13 @@
 
 namespace revkv::replication {
 
+// The message of `op` on `subject` (a KV-Operation header for a Delete or
+// Purge, Nats-Rollup for a Purge), with Nats-TTL when `ttl` is not 0.
+// `reply`: the reply subject (nullptr: none).
+natsStatus BuildKvMessage(natsMsg** out, const std::string& subject, Operation op,
+                          std::string_view value, std::chrono::seconds ttl,
+                          const char* reply = nullptr);
+
 class KvWriter {
  public:
   // `js`, `loop`, `replica` and `conn` (if given) must outlive the writer.
@@ -116,6 +123,25 @@ class KvWriter {
                                              std::chrono::steady_clock::time_point sent)>;
   void SetRewriteObserver(RewriteObserver observer);
 
+  // InvalidArgument unless `key` and `value` may be written.
+  Status CheckKeyAndValue(std::string_view key, std::string_view value) const;
+  // Conflict at once if the replica proves `expected` stale for `key`.
+  Status PreCheck(std::string_view key, uint64_t expected);
+  // The Conflict of a compare-and-swap on `key` that expected `expected`
+  // while the server holds `current` (JetStream error 10071).
+  Status WrongRevision(std::string_view key, uint64_t expected, uint64_t current) const;
+  // The Conflict of one refused while another was in flight (10164).
+  Status InFlightConflict(std::string_view key) const;
+  ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
+  const std::string& subject_prefix() const { return prefix_; }
+  // The key's revision in the replica (a tombstone's included; 0: none).
+  uint64_t ReplicaRevision(std::string_view key);
+  // Read-your-writes for a write of `key` acknowledged at `revision`: waits
+  // until `deadline` for the replica to apply it and show the key at that
+  // revision or a later one.
+  void WaitOwnWrite(std::string_view key, uint64_t revision,
+                    std::chrono::steady_clock::time_point deadline);
+
   // The key's revision on the server now (its last message's sequence, a
   // tombstone's included), or 0 if the server holds no message of it. One
   // round trip to the stream leader.
@@ -170,13 +196,8 @@ class KvWriter {
   // revision it is given, or on "no message" for 0.
   Result<uint64_t> CreateRounds(std::string_view key, ms timeout,
                                 const std::function<Result<uint64_t>(uint64_t, ms)>& attempt);
-  // InvalidArgument unless `key` and `value` may be written.
-  Status CheckKeyAndValue(std::string_view key, std::string_view value) const;
   // InvalidArgument for a fence that names a bad lock or `key` itself.
   static Status CheckFence(std::string_view key, const Fence& fence);
-  ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
-  // Conflict at once if the replica proves `expected` stale for `key`.
-  Status PreCheck(std::string_view key, uint64_t expected);
 
   // Fenced compare-and-swap writes of this process under one lock take
   // turns: each rewrites the lock's record, so together they would only

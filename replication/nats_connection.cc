@@ -24,6 +24,10 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::Connect(const NatsOption
   if (o.connect_timeout.count() <= 0 || o.write_timeout.count() <= 0) {
     return Status::InvalidArgument("NATS connect and write timeouts must be positive");
   }
+  if (o.max_writes_in_flight == 0) {
+    return Status::InvalidArgument("NatsOptions::max_writes_in_flight is 0; allow at least one "
+                                   "asynchronous write in flight (the default is 1024)");
+  }
   std::unique_ptr<NatsConnection> conn(new NatsConnection(o));
   natsOptions* opts = nullptr;
   natsStatus s = natsOptions_Create(&opts);

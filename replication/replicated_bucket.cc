@@ -23,7 +23,10 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
       max_age_(stream.max_age),
       allow_msg_ttl_(stream.allow_msg_ttl),
       locks_bucket_(std::move(locks_bucket)),
-      limit_marker_ttl_(stream.limit_marker_ttl) {
+      limit_marker_ttl_(stream.limit_marker_ttl),
+      async_(std::make_unique<AsyncWriter>(conn_.get(), writer_.get(), loop_.get(), replica_,
+                                           replica_->name(),
+                                           conn_->options().max_writes_in_flight)) {
   sink_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              conn_->options().max_clock_skew)
                                              .count()});
@@ -160,6 +163,94 @@ Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
                                 options.ttl);
   }
   return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
+}
+
+std::future<Result<uint64_t>> ReplicatedBucket::PutAsync(std::string_view key,
+                                                         std::string_view value,
+                                                         const WriteOptions& options) {
+  if (Status s = CheckWrite(options, false, engine::TtlWrite::kPut); !s.ok()) {
+    return Ready(Result<uint64_t>(s));
+  }
+  if (options.fence) {
+    return async_->Run<uint64_t>(
+        [this, key = std::string(key), value = std::string(value), options] {
+          return Put(key, value, options);
+        });
+  }
+  return async_->Publish({Operation::kPut, std::string(key), std::string(value), std::nullopt,
+                          options.ttl, options.idempotency_key, options.timeout, {}});
+}
+
+std::future<Result<uint64_t>> ReplicatedBucket::CreateAsync(std::string_view key,
+                                                            std::string_view value,
+                                                            const WriteOptions& options) {
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) {
+    return Ready(Result<uint64_t>(s));
+  }
+  auto create = [this, key = std::string(key), value = std::string(value), options] {
+    return Create(key, value, options);
+  };
+  if (options.fence) return async_->Run<uint64_t>(create);
+  // The first round as Create's (KvWriter::CreateRounds): a CAS on the
+  // tombstone the replica holds, else on "no message". A refusal goes on
+  // with Create's further rounds.
+  auto seen = replica_->GetEntry(key);
+  const uint64_t tombstone =
+      !seen.ok() && seen.status().IsNotFound() ? seen.status().revision() : 0;
+  return async_->Publish({Operation::kPut, std::string(key), std::string(value), tombstone,
+                          options.ttl, {}, options.timeout, create});
+}
+
+std::future<Result<uint64_t>> ReplicatedBucket::UpdateAsync(std::string_view key,
+                                                            std::string_view value,
+                                                            uint64_t expected_revision,
+                                                            const WriteOptions& options) {
+  if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) {
+    return Ready(Result<uint64_t>(s));
+  }
+  if (options.fence) {
+    return async_->Run<uint64_t>(
+        [this, key = std::string(key), value = std::string(value), expected_revision, options] {
+          return Update(key, value, expected_revision, options);
+        });
+  }
+  return async_->Publish({Operation::kPut, std::string(key), std::string(value),
+                          expected_revision, options.ttl, {}, options.timeout, {}});
+}
+
+std::future<Result<uint64_t>> ReplicatedBucket::DeleteAsync(
+    std::string_view key, std::optional<uint64_t> expected_revision, const WriteOptions& options) {
+  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kDelete);
+      !s.ok()) {
+    return Ready(Result<uint64_t>(s));
+  }
+  if (options.fence) {
+    return async_->Run<uint64_t>([this, key = std::string(key), expected_revision, options] {
+      return Delete(key, expected_revision, options);
+    });
+  }
+  return async_->Publish({Operation::kDelete, std::string(key), {}, expected_revision,
+                          std::chrono::seconds(0), {}, options.timeout, {}});
+}
+
+std::future<Result<uint64_t>> ReplicatedBucket::PurgeAsync(
+    std::string_view key, std::optional<uint64_t> expected_revision, const WriteOptions& options) {
+  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
+      !s.ok()) {
+    return Ready(Result<uint64_t>(s));
+  }
+  if (options.fence) {
+    return async_->Run<uint64_t>([this, key = std::string(key), expected_revision, options] {
+      return Purge(key, expected_revision, options);
+    });
+  }
+  return async_->Publish({Operation::kPurge, std::string(key), {}, expected_revision, options.ttl,
+                          {}, options.timeout, {}});
+}
+
+std::future<Result<TxnResult>> ReplicatedBucket::CommitAsync(const Txn& txn,
+                                                             const WriteOptions& options) {
+  return async_->Run<TxnResult>([this, txn, options] { return Commit(txn, options); });
 }
 
 engine::CatchUp ReplicatedBucket::ConflictCatchUp(std::optional<std::string> key) {

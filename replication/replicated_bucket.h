@@ -13,6 +13,7 @@
 #include "engine/replica_sink.h"
 #include "engine/expiry.h"
 #include "replication/apply_loop.h"
+#include "replication/async_writer.h"
 #include "replication/kv_stream.h"
 #include "replication/kv_writer.h"
 #include "replication/nats_connection.h"
@@ -53,6 +54,26 @@ class ReplicatedBucket final : public Bucket {
                          const WriteOptions& options = {}) override;
   // One atomic batch (nats-server 2.12+); see revkv/bucket.h.
   Result<TxnResult> Commit(const Txn& txn, const WriteOptions& options = {}) override;
+  // Pipelined through AsyncWriter; fenced writes and transactions on its
+  // worker threads. See revkv/bucket.h.
+  std::future<Result<uint64_t>> PutAsync(std::string_view key, std::string_view value,
+                                         const WriteOptions& options = {}) override;
+  std::future<Result<uint64_t>> CreateAsync(std::string_view key, std::string_view value,
+                                            const WriteOptions& options = {}) override;
+  std::future<Result<uint64_t>> UpdateAsync(std::string_view key, std::string_view value,
+                                            uint64_t expected_revision,
+                                            const WriteOptions& options = {}) override;
+  std::future<Result<uint64_t>> DeleteAsync(
+      std::string_view key, std::optional<uint64_t> expected_revision = std::nullopt,
+      const WriteOptions& options = {}) override;
+  std::future<Result<uint64_t>> PurgeAsync(
+      std::string_view key, std::optional<uint64_t> expected_revision = std::nullopt,
+      const WriteOptions& options = {}) override;
+  std::future<Result<TxnResult>> CommitAsync(const Txn& txn,
+                                             const WriteOptions& options = {}) override;
+  // Completes every asynchronous write in flight and takes no more (the
+  // engine calls it as it is destroyed).
+  void ShutdownWrites() { async_->Shutdown(); }
   Result<EntriesSnapshot> Entries(std::string_view filter = ">") override {
     return replica_->Entries(filter);
   }
@@ -127,6 +148,8 @@ class ReplicatedBucket final : public Bucket {
   const std::string locks_bucket_;  // the engine's (Options::locks_bucket)
   const std::chrono::nanoseconds limit_marker_ttl_;
   engine::KeyGate update_gate_;
+  // Last, so that it goes first: its threads use the writer and the loop.
+  const std::unique_ptr<AsyncWriter> async_;
 };
 
 }  // namespace revkv::replication

@@ -37,6 +37,11 @@ Result<std::unique_ptr<Engine>> ReplicatedEngine::Open(const Options& options) {
                            options));
 }
 
+ReplicatedEngine::~ReplicatedEngine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, bucket] : buckets_) bucket->ShutdownWrites();
+}
+
 Result<std::shared_ptr<Bucket>> ReplicatedEngine::OpenBucket(std::string_view name_view,
                                                              const BucketOptions& options) {
   if (options.local_only) return local_->OpenBucket(name_view, options);

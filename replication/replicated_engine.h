@@ -20,6 +20,8 @@ namespace revkv::replication {
 class ReplicatedEngine final : public Engine {
  public:
   static Result<std::unique_ptr<Engine>> Open(const Options& options);
+  // Completes every bucket's asynchronous writes in flight first.
+  ~ReplicatedEngine() override;
 
   Result<std::shared_ptr<Bucket>> OpenBucket(std::string_view name,
                                              const BucketOptions& options) override;

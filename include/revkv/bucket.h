@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -340,6 +341,58 @@ class Bucket {
                                                  const WatchOptions& options,
                                                  WatchCallback callback) = 0;
 
+  // Asynchronous writes. Each validates its arguments as the synchronous
+  // call does and returns a future of the same result; a bad argument gives
+  // a future that is ready at once with InvalidArgument.
+  //
+  // A replicated bucket pipelines Put, Create, Update, Delete and Purge:
+  // the message goes out at once with its expectation headers and the call
+  // returns without waiting for the server, so many writes are in flight on
+  // the one connection. At most NatsOptions::max_writes_in_flight writes of
+  // a bucket are in flight; a call beyond that waits until one completes
+  // (backpressure). A future completes once its outcome is exact:
+  //  - the revision, once the server acknowledged it and the local replica
+  //    has applied it (read-your-writes holds when the future completes; if
+  //    the replica is slower than the write's timeout, the acknowledged
+  //    revision all the same, as the synchronous call does);
+  //  - Conflict or Exists, as the synchronous call (nothing written);
+  //  - Timeout or Unavailable: the outcome is unknown, as for the
+  //    synchronous call (a Put with WriteOptions::idempotency_key may be
+  //    retried safely within the stream's duplicate window).
+  // Writes still in flight when the Engine or the Bucket is destroyed
+  // complete first, each with one of these. Fenced writes and transactions
+  // take several dependent round trips: they run on the bucket's own
+  // threads (two), so they are in flight alongside the others, but not
+  // pipelined within themselves.
+  // A local bucket's futures are ready when the call returns.
+  virtual std::future<Result<uint64_t>> PutAsync(std::string_view key, std::string_view value,
+                                                 const WriteOptions& options = {}) {
+    return Ready(Put(key, value, options));
+  }
+  virtual std::future<Result<uint64_t>> CreateAsync(std::string_view key, std::string_view value,
+                                                    const WriteOptions& options = {}) {
+    return Ready(Create(key, value, options));
+  }
+  virtual std::future<Result<uint64_t>> UpdateAsync(std::string_view key, std::string_view value,
+                                                    uint64_t expected_revision,
+                                                    const WriteOptions& options = {}) {
+    return Ready(Update(key, value, expected_revision, options));
+  }
+  virtual std::future<Result<uint64_t>> DeleteAsync(
+      std::string_view key, std::optional<uint64_t> expected_revision = std::nullopt,
+      const WriteOptions& options = {}) {
+    return Ready(Delete(key, expected_revision, options));
+  }
+  virtual std::future<Result<uint64_t>> PurgeAsync(
+      std::string_view key, std::optional<uint64_t> expected_revision = std::nullopt,
+      const WriteOptions& options = {}) {
+    return Ready(Purge(key, expected_revision, options));
+  }
+  virtual std::future<Result<TxnResult>> CommitAsync(const Txn& txn,
+                                                     const WriteOptions& options = {}) {
+    return Ready(Commit(txn, options));
+  }
+
   // How current the local copy is: the applied revision, the stream's last
   // revision, the lag, whether the server is reachable, and the messages
   // the replica skipped. For a
@@ -347,6 +400,15 @@ class Bucket {
   // write timeout); it never fails: what could not be learned is nullopt,
   // with the reason in `error`.
   virtual BucketStatus GetStatus() = 0;
+
+ protected:
+  // A future that is ready with `result`.
+  template <class T>
+  static std::future<Result<T>> Ready(Result<T> result) {
+    std::promise<Result<T>> done;
+    done.set_value(std::move(result));
+    return done.get_future();
+  }
 };
 
 // DESIGN's spelling of Bucket::UpdateWithRetry.

@@ -56,6 +56,12 @@ struct NatsOptions {
   // Default: 5 s.
   std::chrono::milliseconds write_timeout{5000};
 
+  // The most asynchronous writes (Bucket::PutAsync and the others) one
+  // bucket keeps in flight; a call beyond it waits until one completes.
+  // At least 1.
+  // Default: 1024.
+  size_t max_writes_in_flight = 1024;
+
   // Connect only to `servers`, never to the other nodes a cluster
   // advertises. Set it when the listed addresses are the only way in, such
   // as a proxy or a port forward in front of each node: a cluster advertises
