@@ -3,7 +3,9 @@
 //
 //   BM_ReplicatedGet       vs BM_NatsKvGet          Get from the local replica vs kvStore_Get
 //   BM_ReplicatedUpdate    vs BM_NatsKvUpdate       CAS Update (publish, ack, applied locally)
-//                                                   vs kvStore_Update, one thread
+//                                                   vs kvStore_Update, one thread, on a bucket
+//                                                   with a watcher (BM_NatsKvUpdateWatched; without
+//                                                   one: context)
 //   BM_ReplicatedPut/8 thr vs BM_NatsPublishAsync   8 writers on distinct keys, one engine, vs
 //                                                   js_PublishAsync pipelined from one thread
 //                                                   (BM_NatsPublishSync, 8 threads: context)
@@ -31,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "revkv/revkv.h"
@@ -352,6 +355,51 @@ void BM_NatsKvUpdate(benchmark::State& state) {
       return state.SkipWithError("kvStore_Update failed");
     }
   }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// BM_NatsKvUpdate on a bucket with an active watcher, as a deployment
+// has (every revkv bucket has one: its replica's consumer). The watcher is
+// nats.c's kvStore_WatchAll on its own connection, drained by a thread.
+void BM_NatsKvUpdateWatched(benchmark::State& state) {
+  World& w = TheWorld();
+  if (!w.error.empty()) return state.SkipWithError(w.error.c_str());
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  kvStore* kv = nullptr;
+  kvWatcher* watcher = nullptr;
+  if (revkv::testing::ConnectClient(w.server.url(), &nc, &js) != NATS_OK ||
+      js_KeyValue(&kv, js, "rawkv") != NATS_OK || kvStore_WatchAll(&watcher, kv, nullptr) != NATS_OK) {
+    kvStore_Destroy(kv);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return state.SkipWithError("cannot watch the raw bucket");
+  }
+  std::atomic<bool> stop{false};
+  std::thread drain([&] {
+    while (!stop) {
+      kvEntry* e = nullptr;
+      if (kvWatcher_Next(&e, watcher, 100) == NATS_OK) kvEntry_Destroy(e);
+    }
+  });
+  kvEntry* e = nullptr;
+  uint64_t rev = 0;
+  if (kvStore_Get(&e, w.raw, "key.0") == NATS_OK) rev = kvEntry_Revision(e);
+  kvEntry_Destroy(e);
+  const std::string value(kValueBytes, 'u');
+  for (auto _ : state) {
+    if (kvStore_Update(&rev, w.raw, "key.0", value.data(), static_cast<int>(value.size()), rev) !=
+        NATS_OK) {
+      state.SkipWithError("kvStore_Update failed");
+      break;
+    }
+  }
+  stop = true;
+  drain.join();
+  kvWatcher_Destroy(watcher);
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -678,6 +726,7 @@ void BM_NatsOrderedReplay(benchmark::State& state) {
 BENCHMARK(BM_NatsKvGet)->UseRealTime();
 BENCHMARK(BM_ReplicatedGet)->UseRealTime();
 BENCHMARK(BM_NatsKvUpdate)->UseRealTime();
+BENCHMARK(BM_NatsKvUpdateWatched)->UseRealTime();
 BENCHMARK(BM_ReplicatedUpdate)->UseRealTime();
 BENCHMARK(BM_NatsPublishAsync)->UseRealTime();
 BENCHMARK(BM_NatsPublishSync)->Threads(kWriters)->UseRealTime();

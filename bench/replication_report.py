@@ -34,6 +34,7 @@ import sys
 from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
+import targets_json  # bench/, next to this script
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
@@ -49,9 +50,15 @@ ROWS = [
     ("Get (revkv reads its replica)",
      ("BM_NatsKvGet", 1, "ns", "`kvStore_Get`"),
      ("BM_ReplicatedGet", 1, "ns", "Get"), FASTER, 50.0),
-    ("CAS Update, one thread",
-     ("BM_NatsKvUpdate", 1, "ns", "`kvStore_Update`"),
+    ("CAS Update, one thread, bucket with a watcher",
+     ("BM_NatsKvUpdateWatched", 1, "ns", "`kvStore_Update`"),
      ("BM_ReplicatedUpdate", 1, "ns", "Update"), LATENCY, 1.1),
+    ("CAS Update, one thread (context: bucket without a consumer)",
+     ("BM_NatsKvUpdate", 1, "ns", "`kvStore_Update`"),
+     ("BM_ReplicatedUpdate", 1, "ns", "Update"), LATENCY, None),
+    ("Pipelined writes, 1 thread",
+     ("BM_NatsPublishAsync", 1, "ips", "`js_PublishAsync`, 1 thread"),
+     ("BM_ReplicatedPutAsync", 1, "ips", "PutAsync"), RATE, 0.8),
     ("Writes, 8 threads on distinct keys",
      ("BM_NatsPublishAsync", 1, "ips", "`js_PublishAsync`, 1 thread"),
      ("BM_ReplicatedPut", 8, "ips", "Put"), RATE, 0.5),
@@ -72,7 +79,7 @@ ROWS = [
      ("BM_ReplicationLag", 1, "p50_us", "lag p50"), LATENCY, None),
     ("Bootstrap of 100k keys",
      ("BM_NatsOrderedReplay", 1, "ips", "ordered consumer"),
-     ("BM_ReplicaBootstrap", 1, "ips", "new replica + Sync"), RATE, 0.5),
+     ("BM_ReplicaBootstrap", 1, "ips", "new replica + Sync"), RATE, 1.0),
 ]
 
 
@@ -148,7 +155,20 @@ def fmt_ratio(ratio, target, passes):
     return text
 
 
-def build_rows(results):
+# The DESIGN §8 target each row checks, by its first column (bench/targets.py).
+TARGET_NAMES = {
+    "Get (revkv reads its replica)": "replicated_get",
+    "CAS Update, one thread, bucket with a watcher": "replicated_cas",
+    "Pipelined writes, 1 thread": "pipelined_puts",
+    "Writes, 8 threads on distinct keys": "writes_8_threads",
+    "Replication lag A→B, p99 vs publish RTT p50": "replication_lag",
+    "Bootstrap of 100k keys": "bootstrap",
+}
+
+
+def build_rows(results, targets=None):
+    """Rows of the table; with a list `targets`, also appends each checked
+    target's verdict there (targets_json.entry)."""
     rows = []
     missing = []
     for what, (bname, bthreads, bmetric, blabel), (rname, rthreads, rmetric, rlabel), kind, \
@@ -181,6 +201,9 @@ def build_rows(results):
         else:
             ratio_s = fmt_ratio(ratio, target, passes)
         verdict = "—" if target is None else ("✔" if passes(ratio) else "✘")
+        if targets is not None and target is not None and what in TARGET_NAMES:
+            targets.append(targets_json.entry(TARGET_NAMES[what], ratio, target,
+                                              higher_is_better=kind != LATENCY, detail=what))
         rows.append((what, f"{blabel} {fmt_value(bmetric, base)}",
                      f"{rlabel} {fmt_value(rmetric, rev)}", shown(ratio_s), target_s, verdict))
     return rows, missing
@@ -201,11 +224,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="Google Benchmark JSON output of revkv_replication_bench")
     parser.add_argument("--markdown", metavar="OUT.md", help="also write the table to this file")
+    parser.add_argument("--targets", metavar="OUT.json",
+                        help="also write the DESIGN §8 verdicts for bench/targets.py")
     args = parser.parse_args()
 
     data = load(args.results)
     results, errors = collect(data)
-    rows, missing = build_rows(results)
+    targets = []
+    rows, missing = build_rows(results, targets)
+    if args.targets:
+        targets_json.write(args.targets, targets)
 
     ctx = data.get("context", {})
     keys = ("date", "host_name", "num_cpus", "nats_server", "revkv_value_bytes",
