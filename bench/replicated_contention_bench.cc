@@ -85,8 +85,11 @@
 
 #include <benchmark/benchmark.h>
 #include <nats/nats.h>
-#include <sys/resource.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,12 +97,15 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -233,14 +239,6 @@ bool IsWrongLastSequence() {
   return last != nullptr && std::strstr(last, "wrong last sequence") != nullptr;
 }
 
-// CPU time (user + system) used so far by this process, all threads.
-double ProcessCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
 // CPU time used so far by process `pid` (the nats-server), from /proc; 0 if
 // it cannot be read.
 double PidCpuSeconds(pid_t pid) {
@@ -260,12 +258,6 @@ double PidCpuSeconds(pid_t pid) {
 }
 
 pid_t g_server_pid = -1;  // the nats-server's, once started
-
-struct CpuSample {
-  double self = 0;
-  double server = 0;
-  static CpuSample Now() { return {ProcessCpuSeconds(), PidCpuSeconds(g_server_pid)}; }
-};
 
 revkv::Options EngineOptions(const std::string& path, const std::string& url) {
   revkv::Options o;
@@ -300,14 +292,35 @@ struct RawClient {
 // ---------------------------------------------------------------------------
 // The server and the families' buckets.
 
-struct Family {
+// What a family's bucket holds, derived from its strategy and workload alone
+// so that a worker process can rebuild it from its command line.
+struct FamilySpec {
   Strategy strategy;
   Workload workload;
   std::string bucket;                   // "rc_occ_hot"
   std::vector<std::string> keys;        // "c.00042"
   std::vector<std::string> lock_names;  // "ctr.rc_lock_hot.c.00042"
-  std::unique_ptr<RawClient> checker;   // reads the server's truth
-  uint64_t increments = 0;              // successful, over every case so far
+};
+
+FamilySpec MakeSpec(Strategy s, Workload w) {
+  FamilySpec spec{s, w, std::string("rc_") + StrategyName(s) + "_" + WorkloadName(w), {}, {}};
+  char buf[32];
+  for (size_t i = 0; i < NumKeys(w); ++i) {
+    std::snprintf(buf, sizeof(buf), "c.%05zu", i);
+    spec.keys.emplace_back(buf);
+    // A fenced lock lives in the counter's bucket, next to its key.
+    spec.lock_names.push_back(Fenced(s) ? "lock." + spec.keys.back()
+                                        : "ctr." + spec.bucket + "." + spec.keys.back());
+  }
+  return spec;
+}
+
+// The driver's view of a family: its buckets are set up once, and the
+// checker reads the server's truth after every case.
+struct Family {
+  FamilySpec spec;
+  std::unique_ptr<RawClient> checker;
+  uint64_t increments = 0;  // successful, over every case so far
 };
 
 struct World {
@@ -324,7 +337,7 @@ World* g_world = nullptr;  // created in main, destroyed there after the runs
 
 std::string SetupFamily(Family* f, const std::string& url) {
   const std::string zero = EncodeCounter(0);
-  if (f->strategy == Strategy::kRaw) {
+  if (f->spec.strategy == Strategy::kRaw) {
     natsConnection* nc = nullptr;
     jsCtx* js = nullptr;
     natsStatus s = revkv::testing::ConnectClient(url, &nc, &js);
@@ -332,15 +345,15 @@ std::string SetupFamily(Family* f, const std::string& url) {
     if (s == NATS_OK) {
       kvConfig cfg;
       kvConfig_Init(&cfg);
-      cfg.Bucket = f->bucket.c_str();
+      cfg.Bucket = f->spec.bucket.c_str();
       cfg.History = 1;
       s = js_CreateKeyValue(&kv, js, &cfg);
     }
     std::string err = s == NATS_OK ? "" : NatsError("create raw bucket", s);
-    for (size_t i = 0; err.empty() && i < f->keys.size(); ++i) {
+    for (size_t i = 0; err.empty() && i < f->spec.keys.size(); ++i) {
       uint64_t rev = 0;
-      s = kvStore_Put(&rev, kv, f->keys[i].c_str(), zero.data(), static_cast<int>(zero.size()));
-      if (s != NATS_OK) err = NatsError(("preload " + f->keys[i]).c_str(), s);
+      s = kvStore_Put(&rev, kv, f->spec.keys[i].c_str(), zero.data(), static_cast<int>(zero.size()));
+      if (s != NATS_OK) err = NatsError(("preload " + f->spec.keys[i]).c_str(), s);
     }
     kvStore_Destroy(kv);
     jsCtx_Destroy(js);
@@ -352,15 +365,15 @@ std::string SetupFamily(Family* f, const std::string& url) {
     revkv::testing::TempDir dir;
     auto engine = revkv::Engine::Open(EngineOptions(dir.path(), url));
     if (!engine.ok()) return "setup engine: " + engine.status().ToString();
-    auto bucket = (*engine)->OpenBucket(f->bucket, {.history = 1});
-    if (!bucket.ok()) return "OpenBucket(" + f->bucket + "): " + bucket.status().ToString();
-    for (const auto& key : f->keys) {
+    auto bucket = (*engine)->OpenBucket(f->spec.bucket, {.history = 1});
+    if (!bucket.ok()) return "OpenBucket(" + f->spec.bucket + "): " + bucket.status().ToString();
+    for (const auto& key : f->spec.keys) {
       auto r = (*bucket)->Put(key, zero);
       if (!r.ok()) return "preload " + key + ": " + r.status().ToString();
     }
   }
   f->checker = std::make_unique<RawClient>();
-  return f->checker->Connect(url, f->bucket);
+  return f->checker->Connect(url, f->spec.bucket);
 }
 
 Family* FamilyFor(Strategy s, Workload w, std::string* err) {
@@ -369,24 +382,14 @@ Family* FamilyFor(Strategy s, Workload w, std::string* err) {
     *err = world.error;
     return nullptr;
   }
-  const std::string name = std::string("rc_") + StrategyName(s) + "_" + WorkloadName(w);
+  const std::string name = MakeSpec(s, w).bucket;
   auto it = world.families.find(name);
   if (it != world.families.end()) {
     if (it->second == nullptr) *err = world.setup_errors[name];
     return it->second.get();
   }
   auto f = std::make_unique<Family>();
-  f->strategy = s;
-  f->workload = w;
-  f->bucket = name;
-  char buf[32];
-  for (size_t i = 0; i < NumKeys(w); ++i) {
-    std::snprintf(buf, sizeof(buf), "c.%05zu", i);
-    f->keys.emplace_back(buf);
-    // A fenced lock lives in the counter's bucket, next to its key.
-    f->lock_names.push_back(Fenced(s) ? "lock." + f->keys.back()
-                                      : "ctr." + name + "." + f->keys.back());
-  }
+  f->spec = MakeSpec(s, w);
   std::string e = SetupFamily(f.get(), world.server.url());
   if (!e.empty()) {
     *err = name + ": " + e;
@@ -401,7 +404,7 @@ Family* FamilyFor(Strategy s, Workload w, std::string* err) {
 // when no engine is writing.
 std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
   uint64_t sum = 0;
-  for (const auto& key : f.keys) {
+  for (const auto& key : f.spec.keys) {
     kvEntry* e = nullptr;
     natsStatus s = kvStore_Get(&e, f.checker->kv, key.c_str());
     if (s != NATS_OK) {
@@ -421,24 +424,13 @@ std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
 }
 
 // ---------------------------------------------------------------------------
-// One engine of a case: opens its client, waits for the common start,
-// increments until the deadline.
-
-struct RunControl {
-  std::mutex mu;
-  std::condition_variable cv;
-  int ready = 0;               // GUARDED_BY(mu): engines set up (or failed to)
-  int finished = 0;            // GUARDED_BY(mu): engines done incrementing
-  bool go = false;             // GUARDED_BY(mu)
-  bool abort = false;          // GUARDED_BY(mu)
-  Clock::time_point deadline;  // set before go
-  CpuSample cpu_end;           // GUARDED_BY(mu): when the last engine stopped
-  std::atomic<bool> stop{false};
-};
+// One engine of a case, in its own process: opens its engine (or raw client),
+// waits for the common start, increments until the deadline.
 
 class Worker {
  public:
-  Worker(Family& f, int index) : f_(f), index_(index), chooser_(f.workload, Seed(f, index)) {
+  Worker(FamilySpec spec, int index)
+      : f_(std::move(spec)), index_(index), chooser_(f_.workload, Seed(f_, index)) {
     mutate_ = [this](const std::optional<std::string>& current) -> std::optional<std::string> {
       bad_value_ = false;  // may run more than once per update
       std::optional<uint64_t> n;
@@ -488,12 +480,12 @@ class Worker {
     return "";
   }
 
-  // Increments until the deadline or a stop. Returns false with *err on failure.
-  bool Run(RunControl& rc, std::string* err) {
+  // Increments until the deadline. Returns false with *err on failure.
+  bool Run(Clock::time_point deadline, std::string* err) {
     latency_ns_.reserve(1 << 14);
-    while (!rc.stop.load(std::memory_order_relaxed)) {
+    for (;;) {
       const Clock::time_point t0 = Clock::now();
-      if (t0 >= rc.deadline) break;
+      if (t0 >= deadline) break;
       const size_t i = chooser_.Next();
       bool ok = false;
       switch (f_.strategy) {
@@ -519,7 +511,7 @@ class Worker {
     return true;
   }
 
-  // Closes the engine or client (in parallel with the others).
+  // Closes the engine or client.
   void Close() {
     bucket_.reset();
     engine_.reset();
@@ -533,7 +525,7 @@ class Worker {
   std::vector<int64_t>& lock_wait_ns() { return lock_wait_ns_; }
 
  private:
-  static uint64_t Seed(const Family& f, int index) {
+  static uint64_t Seed(const FamilySpec& f, int index) {
     return static_cast<uint64_t>(index) * 1000003 + static_cast<uint64_t>(f.strategy) * 101 +
            static_cast<uint64_t>(f.workload);
   }
@@ -695,7 +687,7 @@ class Worker {
     return false;
   }
 
-  Family& f_;
+  const FamilySpec f_;
   const int index_;
   KeyChooser chooser_;
   revkv::Mutator mutate_;
@@ -715,6 +707,328 @@ class Worker {
   std::vector<int64_t> lock_wait_ns_;
 };
 
+// ---------------------------------------------------------------------------
+// Worker processes and the driver's side of them.
+//
+// The driver spawns each worker as this binary with --rc_worker=... (an exec,
+// not a bare fork: the driver runs nats.c threads, which a forked child would
+// not have). The worker reads the driver's commands on its stdin and writes
+// its reports on fd 3, one line each:
+//   worker -> driver  READY                      engine open and warmed up
+//                     ERROR <message>            failed (open or run); exits
+//   driver -> worker  GO <start_ns> <end_ns>     steady_clock (CLOCK_MONOTONIC,
+//                                                the same in every process)
+//                                                times of the common start
+//                                                and of the deadline
+//   worker -> driver  RESULT <ops> <conflicts> <last_end_ns>
+//                     LAT <n> <ns>...            latency of each increment
+//                     WAIT <n> <ns>...           time in Acquire (locks)
+//                     END | ERROR <message>
+//   driver -> worker  EXIT (or EOF)              close the engine and exit
+// The driver sends EXIT only after every worker has reported, so that no
+// closing engine slows down the last increments of the others.
+
+constexpr int kReportFd = 3;
+constexpr std::string_view kWorkerFlag = "--rc_worker=";
+
+// Writes one report line; a newline inside `text` would split it.
+void Report(FILE* out, const std::string& text) {
+  std::string line = text;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  std::fprintf(out, "%s\n", line.c_str());
+  std::fflush(out);
+}
+
+void ReportSamples(FILE* out, const char* tag, const std::vector<int64_t>& v) {
+  std::fprintf(out, "%s %zu", tag, v.size());
+  for (int64_t x : v) std::fprintf(out, " %lld", static_cast<long long>(x));
+  std::fputc('\n', out);
+  std::fflush(out);
+}
+
+int64_t SinceEpochNs(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+Clock::time_point FromEpochNs(int64_t ns) {
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+std::optional<Strategy> StrategyByName(std::string_view name) {
+  for (Strategy s : kStrategies) {
+    if (name == StrategyName(s)) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<Workload> WorkloadByName(std::string_view name) {
+  for (Workload w : kWorkloads) {
+    if (name == WorkloadName(w)) return w;
+  }
+  return std::nullopt;
+}
+
+// The worker's command line: --rc_worker=STRATEGY,WORKLOAD,INDEX,
+// BACKOFF_INITIAL_US,BACKOFF_MAX_US,URL (the URL last: it has no comma).
+std::string WorkerArg(Strategy s, Workload w, int index, const std::string& url) {
+  return std::string(kWorkerFlag) + StrategyName(s) + "," + WorkloadName(w) + "," +
+         std::to_string(index) + "," + std::to_string(g_mode.occ_initial_backoff.count()) + "," +
+         std::to_string(g_mode.occ_max_backoff.count()) + "," + url;
+}
+
+// The worker process's main. Returns its exit code.
+int WorkerMain(std::string_view arg) {
+  FILE* out = fdopen(kReportFd, "w");
+  if (out == nullptr) {
+    std::fprintf(stderr, "rc_worker: fd %d is not open for the report\n", kReportFd);
+    return 2;
+  }
+  std::vector<std::string> parts;
+  for (size_t pos = 0;;) {
+    const size_t comma = arg.find(',', pos);
+    if (parts.size() == 5 || comma == std::string_view::npos) {
+      parts.emplace_back(arg.substr(pos));
+      break;
+    }
+    parts.emplace_back(arg.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  std::optional<Strategy> strategy = parts.size() == 6 ? StrategyByName(parts[0]) : std::nullopt;
+  std::optional<Workload> workload = parts.size() == 6 ? WorkloadByName(parts[1]) : std::nullopt;
+  if (!strategy || !workload) {
+    Report(out, "ERROR bad worker arguments: " + std::string(arg));
+    return 2;
+  }
+  const int index = std::atoi(parts[2].c_str());
+  g_mode.occ_initial_backoff = std::chrono::microseconds(std::atoll(parts[3].c_str()));
+  g_mode.occ_max_backoff = std::chrono::microseconds(std::atoll(parts[4].c_str()));
+
+  Worker worker(MakeSpec(*strategy, *workload), index);
+  std::string err = worker.Open(parts[5]);
+  if (!err.empty()) {
+    Report(out, "ERROR " + err);
+    return 1;
+  }
+  Report(out, "READY");
+  std::string line;
+  long long start_ns = 0, deadline_ns = 0;
+  if (!std::getline(std::cin, line) ||
+      std::sscanf(line.c_str(), "GO %lld %lld", &start_ns, &deadline_ns) != 2) {
+    return 0;  // the driver gave up on this case
+  }
+  std::this_thread::sleep_until(FromEpochNs(start_ns));
+  const bool ok = worker.Run(FromEpochNs(deadline_ns), &err);
+  Report(out, "RESULT " + std::to_string(worker.done()) + " " +
+                  std::to_string(worker.conflicts()) + " " +
+                  std::to_string(SinceEpochNs(worker.end())));
+  ReportSamples(out, "LAT", worker.latency_ns());
+  ReportSamples(out, "WAIT", worker.lock_wait_ns());
+  Report(out, ok ? "END" : "ERROR " + err);
+  while (std::getline(std::cin, line) && line != "EXIT") {
+  }
+  worker.Close();
+  return ok ? 0 : 1;
+}
+
+// Reads lines from a pipe, waiting at most until a deadline.
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+  ~LineReader() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // The next line, without its newline; nullopt at EOF, on an error or at
+  // the deadline (*why says which).
+  std::optional<std::string> Next(Clock::time_point deadline, std::string* why) {
+    for (;;) {
+      const size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        *why = "no report in time";
+        return std::nullopt;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+      if (r < 0 && errno != EINTR) {
+        *why = std::string("poll: ") + std::strerror(errno);
+        return std::nullopt;
+      }
+      if (r <= 0) continue;
+      char chunk[65536];
+      const ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *why = n == 0 ? "the worker exited without a report" : std::strerror(errno);
+        return std::nullopt;
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+// One spawned worker, as the driver sees it.
+struct Child {
+  pid_t pid = -1;
+  int control = -1;  // the worker's stdin
+  std::unique_ptr<LineReader> reports;
+
+  // Writes one command line; false if the worker is gone.
+  bool Send(const std::string& line) {
+    const std::string text = line + "\n";
+    return control >= 0 && write(control, text.data(), text.size()) ==
+                               static_cast<ssize_t>(text.size());
+  }
+  void CloseControl() {
+    if (control >= 0) close(control);
+    control = -1;
+  }
+};
+
+// Spawns this binary as a worker. Empty on success.
+std::string SpawnWorker(const std::string& worker_arg, Child* child) {
+  int control[2], reports[2];
+  if (pipe2(control, O_CLOEXEC) != 0) return std::string("pipe2: ") + std::strerror(errno);
+  if (pipe2(reports, O_CLOEXEC) != 0) {
+    close(control[0]);
+    close(control[1]);
+    return std::string("pipe2: ") + std::strerror(errno);
+  }
+  // dup2 onto the same number would leave FD_CLOEXEC set: move it first.
+  if (reports[1] == kReportFd) {
+    const int moved = fcntl(reports[1], F_DUPFD_CLOEXEC, 10);
+    close(reports[1]);
+    reports[1] = moved;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, control[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, reports[1], kReportFd);
+  std::string exe = "/proc/self/exe";
+  std::string arg = worker_arg;
+  char* argv[] = {exe.data(), arg.data(), nullptr};
+  const int rc = posix_spawn(&child->pid, exe.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(control[0]);
+  close(reports[1]);
+  child->control = control[1];
+  child->reports = std::make_unique<LineReader>(reports[0]);
+  if (rc != 0) {
+    child->pid = -1;
+    return std::string("posix_spawn: ") + std::strerror(rc);
+  }
+  return "";
+}
+
+// Parses "TAG <n> <v>..." into *out. False if the line is not that.
+bool ParseSamples(const std::string& line, std::string_view tag, std::vector<int64_t>* out) {
+  const char* p = line.c_str();
+  const char* end = p + line.size();
+  if (line.compare(0, tag.size(), tag) != 0) return false;
+  p += tag.size();
+  auto next = [&](int64_t* v) {
+    while (p < end && *p == ' ') ++p;
+    auto [ptr, ec] = std::from_chars(p, end, *v);
+    if (ec != std::errc()) return false;
+    p = ptr;
+    return true;
+  };
+  int64_t n = 0;
+  if (!next(&n) || n < 0) return false;
+  out->reserve(out->size() + static_cast<size_t>(n));
+  for (int64_t i = 0, v = 0; i < n; ++i) {
+    if (!next(&v)) return false;
+    out->push_back(v);
+  }
+  return true;
+}
+
+// What the driver collects from one worker after its run.
+struct WorkerResult {
+  uint64_t done = 0;
+  uint64_t conflicts = 0;
+  Clock::time_point end;
+  std::string error;  // empty: the worker ran to the deadline
+};
+
+// Reads a worker's RESULT, LAT, WAIT and END lines, appending the samples.
+// Empty on success (a worker's own ERROR is in result->error instead).
+std::string ReadResult(Child& c, Clock::time_point deadline, WorkerResult* result,
+                       std::vector<int64_t>* latency, std::vector<int64_t>* lock_wait) {
+  std::string why;
+  std::optional<std::string> line = c.reports->Next(deadline, &why);
+  if (!line) return why;
+  unsigned long long done = 0, conflicts = 0;
+  long long end_ns = 0;
+  if (line->compare(0, 6, "ERROR ") == 0) {
+    result->error = line->substr(6);
+    return "";
+  }
+  if (std::sscanf(line->c_str(), "RESULT %llu %llu %lld", &done, &conflicts, &end_ns) != 3) {
+    return "unexpected report: " + line->substr(0, 200);
+  }
+  result->done = done;
+  result->conflicts = conflicts;
+  result->end = FromEpochNs(end_ns);
+  line = c.reports->Next(deadline, &why);
+  if (!line || !ParseSamples(*line, "LAT", latency)) return line ? "bad LAT line" : why;
+  line = c.reports->Next(deadline, &why);
+  if (!line || !ParseSamples(*line, "WAIT", lock_wait)) return line ? "bad WAIT line" : why;
+  line = c.reports->Next(deadline, &why);
+  if (!line) return why;
+  if (line->compare(0, 6, "ERROR ") == 0) {
+    result->error = line->substr(6);
+  } else if (*line != "END") {
+    return "unexpected report: " + line->substr(0, 200);
+  }
+  return "";
+}
+
+// Ends every worker still running (they are ours) and reaps them all.
+// Returns the first abnormal exit, if any.
+std::string ReapAll(std::vector<Child>& children, bool kill_first) {
+  std::string first;
+  for (auto& c : children) c.CloseControl();
+  for (auto& c : children) {
+    if (c.pid <= 0) continue;
+    if (kill_first) kill(c.pid, SIGKILL);
+    int status = 0;
+    while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!kill_first && first.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      first = "worker " + std::to_string(c.pid) +
+              (WIFSIGNALED(status) ? " died of signal " + std::to_string(WTERMSIG(status))
+                                   : " exited with " + std::to_string(WEXITSTATUS(status)));
+    }
+    c.pid = -1;
+  }
+  return first;
+}
+
+// CPU time used so far by the nats-server and by every worker.
+struct CpuSample {
+  double server = 0;
+  double workers = 0;
+  static CpuSample Now(const std::vector<Child>& children) {
+    CpuSample s;
+    s.server = PidCpuSeconds(g_server_pid);
+    for (const auto& c : children) s.workers += PidCpuSeconds(c.pid);
+    return s;
+  }
+};
+
 void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workload workload) {
   const int engines = static_cast<int>(state.range(0));
   std::string err;
@@ -723,68 +1037,71 @@ void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workloa
   const std::string url = g_world->server.url();
   const std::string case_name = std::string(StrategyName(strategy)) + "/" + WorkloadName(workload) +
                                 " engines:" + std::to_string(engines);
+  auto fail = [&](const std::string& msg) {
+    g_failed = true;
+    std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), msg.c_str());
+    state.SkipWithError(msg.c_str());
+  };
 
   for (auto _ : state) {
-    std::vector<std::unique_ptr<Worker>> workers;
-    for (int i = 0; i < engines; ++i) workers.push_back(std::make_unique<Worker>(*f, i));
-    RunControl rc;
-    std::vector<std::string> errors(static_cast<size_t>(engines));
-    std::vector<std::thread> threads;
-    for (int i = 0; i < engines; ++i) {
-      threads.emplace_back([&, i] {
-        Worker& w = *workers[static_cast<size_t>(i)];
-        std::string& e = errors[static_cast<size_t>(i)];
-        e = w.Open(url);
-        {
-          std::unique_lock<std::mutex> lk(rc.mu);
-          ++rc.ready;
-          if (!e.empty()) rc.abort = true;
-          rc.cv.notify_all();
-          rc.cv.wait(lk, [&] { return rc.go || rc.abort; });
-        }
-        if (e.empty() && !rc.abort && !w.Run(rc, &e)) rc.stop = true;
-        // Close only when every engine has stopped, so that no closing
-        // engine slows down the last increments of the others.
-        std::unique_lock<std::mutex> lk(rc.mu);
-        if (++rc.finished == engines) rc.cpu_end = CpuSample::Now();
-        rc.cv.notify_all();
-        rc.cv.wait(lk, [&] { return rc.finished == engines; });
-        lk.unlock();
-        w.Close();
-      });
+    // Spawn every worker, then wait until all have opened and warmed up.
+    std::vector<Child> children(static_cast<size_t>(engines));
+    for (int i = 0; i < engines && err.empty(); ++i) {
+      err = SpawnWorker(WorkerArg(strategy, workload, i, url), &children[static_cast<size_t>(i)]);
     }
-    Clock::time_point start;
-    CpuSample cpu_start;
-    {
-      std::unique_lock<std::mutex> lk(rc.mu);
-      rc.cv.wait(lk, [&] { return rc.ready == engines; });
-      cpu_start = CpuSample::Now();
-      start = Clock::now();
-      rc.deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(g_mode.case_seconds));
-      rc.go = true;
-      rc.cv.notify_all();
+    const Clock::time_point open_deadline = Clock::now() + std::chrono::seconds(120);
+    for (auto& c : children) {
+      if (!err.empty()) break;
+      std::string why;
+      std::optional<std::string> line = c.reports->Next(open_deadline, &why);
+      if (!line) {
+        err = "worker " + std::to_string(c.pid) + " did not open: " + why;
+      } else if (*line != "READY") {
+        err = "worker " + std::to_string(c.pid) + ": " + *line;
+      }
     }
-    for (auto& t : threads) t.join();
+    if (!err.empty()) {
+      ReapAll(children, /*kill_first=*/true);
+      return fail(err);
+    }
+
+    // The common start, a little ahead so that every worker is waiting for
+    // it; the measured window excludes opening, warm-up and closing.
+    const CpuSample cpu_start = CpuSample::Now(children);
+    const Clock::time_point start = Clock::now() + std::chrono::milliseconds(20);
+    const Clock::time_point deadline =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(g_mode.case_seconds));
+    const std::string go =
+        "GO " + std::to_string(SinceEpochNs(start)) + " " + std::to_string(SinceEpochNs(deadline));
+    for (auto& c : children) {
+      if (!c.Send(go)) err = "worker " + std::to_string(c.pid) + " is gone before the start";
+    }
 
     uint64_t done = 0, conflicts = 0;
     Clock::time_point end = start;
     std::vector<int64_t> latency, lock_wait;
-    for (auto& w : workers) {
-      done += w->done();
-      conflicts += w->conflicts();
-      end = std::max(end, w->end());
-      latency.insert(latency.end(), w->latency_ns().begin(), w->latency_ns().end());
-      lock_wait.insert(lock_wait.end(), w->lock_wait_ns().begin(), w->lock_wait_ns().end());
-    }
-    f->increments += done;
-    for (const auto& e : errors) {
+    const Clock::time_point report_deadline = deadline + std::chrono::seconds(120);
+    for (auto& c : children) {
+      if (!err.empty()) break;
+      WorkerResult r;
+      std::string e = ReadResult(c, report_deadline, &r, &latency, &lock_wait);
       if (!e.empty()) {
-        g_failed = true;
-        std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), e.c_str());
-        return state.SkipWithError(e.c_str());
+        err = "worker " + std::to_string(c.pid) + ": " + e;
+        break;
       }
+      done += r.done;
+      conflicts += r.conflicts;
+      end = std::max(end, r.end);
+      if (!r.error.empty() && err.empty()) err = r.error;
     }
+    const CpuSample cpu_end = CpuSample::Now(children);
+    f->increments += done;
+    for (auto& c : children) c.Send("EXIT");
+    const std::string exit_error = ReapAll(children, /*kill_first=*/!err.empty());
+    if (err.empty()) err = exit_error;
+    if (!err.empty()) return fail(err);
+
     const double seconds = std::chrono::duration<double>(end - start).count();
     state.SetIterationTime(seconds);
     state.counters["engines"] = engines;
@@ -792,31 +1109,26 @@ void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workloa
     state.counters["ops_per_s"] = seconds > 0 ? static_cast<double>(done) / seconds : 0;
     state.counters["conflicts_per_op"] =
         done > 0 ? static_cast<double>(conflicts) / static_cast<double>(done) : 0;
-    // Where the CPU went (100 = one core busy): this process (the engines or
-    // raw clients, all threads) and the nats-server. Both share the machine.
+    // Where the CPU went (100 = one core busy): all worker processes
+    // together (engines or raw clients) and the nats-server, from the
+    // start until every worker had reported. All share the machine.
     state.counters["client_cpu_pct"] =
-        seconds > 0 ? 100 * (rc.cpu_end.self - cpu_start.self) / seconds : 0;
+        seconds > 0 ? 100 * (cpu_end.workers - cpu_start.workers) / seconds : 0;
     state.counters["server_cpu_pct"] =
-        seconds > 0 ? 100 * (rc.cpu_end.server - cpu_start.server) / seconds : 0;
+        seconds > 0 ? 100 * (cpu_end.server - cpu_start.server) / seconds : 0;
     state.counters["lock_wait_mean_us"] = MeanUs(lock_wait);
     state.counters["lock_wait_p50_us"] = PercentileUs(&lock_wait, 0.50);
     state.counters["p50_us"] = PercentileUs(&latency, 0.50);
     state.counters["p99_us"] = PercentileUs(&latency, 0.99);
 
     std::optional<uint64_t> sum = SumOnServer(*f, &err);
-    if (!sum) {
-      g_failed = true;
-      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), err.c_str());
-      return state.SkipWithError(err.c_str());
-    }
+    if (!sum) return fail(err);
     const uint64_t lost = *sum > f->increments ? *sum - f->increments : f->increments - *sum;
     state.counters["lost_updates"] = static_cast<double>(lost);
     if (lost != 0) {
-      g_failed = true;
-      const std::string msg = "LOST UPDATES: counters add up to " + std::to_string(*sum) +
-                              " after " + std::to_string(f->increments) + " successful increments";
-      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), msg.c_str());
-      return state.SkipWithError(msg.c_str());
+      return fail("LOST UPDATES: counters add up to " + std::to_string(*sum) + " after " +
+                  std::to_string(f->increments) + " successful increments, summed over " +
+                  "every worker process");
     }
   }
 }
@@ -1007,6 +1319,11 @@ bool ShortModeFromEnv() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]).substr(0, kWorkerFlag.size()) == kWorkerFlag) {
+    return WorkerMain(std::string_view(argv[1]).substr(kWorkerFlag.size()));
+  }
+  // A worker that dies must fail its case, not end the driver.
+  std::signal(SIGPIPE, SIG_IGN);
   // --short and --occ_backoff_us (ours) are removed before the library
   // parses the rest.
   bool short_mode = ShortModeFromEnv();
