@@ -1,10 +1,16 @@
-// Cross-process contention suite (issue 5, point 4): the read-increment-write
-// of bench/contention_bench.cc, done by 1, 2, 4 and 8 engines that share one
-// nats-server, each engine with its own NATS connection and its own replica
-// directory, one thread per engine. The engines live in one process; nothing
-// is shared between them but the server (DESIGN §6 queues waiters per
-// process, and §7 serializes UpdateWithRetry per process, so one thread per
-// engine makes every contention a remote one).
+// Cross-process contention suite (issue 5, point 4; issue 13, point 6): the
+// read-increment-write of bench/contention_bench.cc, done by 1, 2, 4 and 8
+// engines that share one nats-server, each engine in its own worker process
+// with its own NATS connection and its own replica directory, one thread per
+// process, as deployed. Nothing is shared between them but the server (DESIGN
+// §6 queues waiters per process, and §7 serializes UpdateWithRetry per
+// process, so one thread per process makes every contention a remote one).
+// The raw nats.c baseline runs one process per client the same way.
+//
+// An earlier version ran all engines as threads of one process. Every
+// replica applies every write, so past two engines on a 2-core machine it
+// measured that one process's CPU; it showed nothing this version cannot,
+// and is gone.
 //
 // Strategies (the same 100-byte counter value as the local suite):
 //   occ   Bucket::UpdateWithRetry(key, mutate) on a replicated history-1
@@ -41,42 +47,53 @@
 //
 // Each (strategy, workload) family has its own KV bucket (rc_<strategy>_<workload>),
 // created and preloaded with zeros on first use, and reused by every engine
-// count and repetition. Each case opens its engines (or raw connections) in
-// parallel, lets them all start at once, runs them for a fixed time (1 s with
-// --short, else 5 s), stops each after the increment in flight, and closes
-// them. Opening and closing are not timed (manual time: the wall time from
-// the common start to the end of the last increment).
+// count and repetition. Each case spawns one worker process per engine (this
+// binary, with --rc_worker=...; see "Worker processes" below), which opens
+// its engine (or raw connection), warms it up and reports ready; once all
+// are ready the driver releases them through their pipes to a common start
+// time, each runs until the common deadline (1 s with --short, else 5 s)
+// and stops after the increment in flight, reports its counters and
+// samples through its pipe, and closes only when the driver says so, after
+// every worker has reported. Opening, warm-up and closing are not timed
+// (manual time: the wall time from the common start to the end of the last
+// increment of any worker).
 //
 // Counters of each case (one iteration, manual time):
-//   ops_per_s          successful increments per second, all engines.
+//   ops_per_s          successful increments per second, all workers.
 //   conflicts_per_op   failed CAS writes per increment: UpdateOutcome::attempts
 //                      - 1 (occ), stale reads under the lock (lock), failed
 //                      kvStore_Update calls (raw).
 //   p50_us, p99_us     latency of one increment (retries and lock waits
-//                      included), nearest rank over all engines' samples.
+//                      included), nearest rank over all workers' samples.
 //   lock_wait_p50_us,  time inside Engine::Acquire per increment (lock only).
 //   lock_wait_mean_us
-//   client_cpu_pct,    CPU time over wall time, in % of one core, of this
-//   server_cpu_pct     process (all engines or raw clients) and of the
-//                      nats-server, from the start to the end of the last
-//                      increment: on a small machine the 8-engine cases
-//                      are CPU-bound, since every replica applies every write.
+//   client_cpu_pct,    CPU time over wall time, in % of one core, of all
+//   server_cpu_pct     worker processes together (engines or raw clients)
+//                      and of the nats-server, from the start until every
+//                      worker has reported: on a small machine the 8-engine
+//                      cases are CPU-bound, since every replica applies
+//                      every write.
 //   lost_updates       |sum of the family's counters, read from the server
-//                      with kvStore_Get - successful increments so far|. It
+//                      with kvStore_Get - successful increments so far,
+//                      summed over every worker process|. It
 //                      must be 0; otherwise the case fails and the program
 //                      exits 1.
 //
 // Two single measurements for the issue's note:
 //   single/lock_vs_update   one engine, nobody else: Acquire + Release of one
 //                           lock, interleaved sample by sample with one raw
-//                           kvStore_Update (and one revkv Update for context).
+//                           kvStore_Update, one revkv Update, one raw
+//                           kvStore_Get and one revkv GetEntry: the parts of
+//                           the occ and raw increments (a local read + a
+//                           revkv Update, against kvStore_Get +
+//                           kvStore_Update). In the driver's process.
 //   single/lock_wake        engine A holds a lock, engine B waits in Acquire;
 //                           the time from A's Release() call to B's Acquire
 //                           returning (p50, p99).
 //
 // Short mode (--short before the benchmark flags, or
 // REVKV_REPLICATED_CONTENTION_SHORT=1): 1 s per case and fewer single
-// samples; the 24 cases and both singles then take about 35 s per
+// samples; the 40 cases and both singles then take about 60 s per
 // repetition on 2 cores.
 // --occ_backoff_us=INITIAL,MAX sets UpdateWithRetry's backoff bounds for the
 // occ strategy (default: RetryPolicy's, 50 and 20000).
@@ -84,8 +101,8 @@
 // loopback port with a temporary store, and stops it at exit.
 
 #include <benchmark/benchmark.h>
-#include <nats/nats.h>
 #include <fcntl.h>
+#include <nats/nats.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/types.h>
@@ -94,10 +111,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstdint>
@@ -239,8 +256,8 @@ bool IsWrongLastSequence() {
   return last != nullptr && std::strstr(last, "wrong last sequence") != nullptr;
 }
 
-// CPU time used so far by process `pid` (the nats-server), from /proc; 0 if
-// it cannot be read.
+// CPU time used so far by process `pid` (the nats-server, a worker), all
+// threads, from /proc; 0 if it cannot be read.
 double PidCpuSeconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -352,7 +369,8 @@ std::string SetupFamily(Family* f, const std::string& url) {
     std::string err = s == NATS_OK ? "" : NatsError("create raw bucket", s);
     for (size_t i = 0; err.empty() && i < f->spec.keys.size(); ++i) {
       uint64_t rev = 0;
-      s = kvStore_Put(&rev, kv, f->spec.keys[i].c_str(), zero.data(), static_cast<int>(zero.size()));
+      s = kvStore_Put(&rev, kv, f->spec.keys[i].c_str(), zero.data(),
+                      static_cast<int>(zero.size()));
       if (s != NATS_OK) err = NatsError(("preload " + f->spec.keys[i]).c_str(), s);
     }
     kvStore_Destroy(kv);
@@ -751,7 +769,8 @@ int64_t SinceEpochNs(Clock::time_point t) {
 }
 
 Clock::time_point FromEpochNs(int64_t ns) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 std::optional<Strategy> StrategyByName(std::string_view name) {
@@ -818,9 +837,8 @@ int WorkerMain(std::string_view arg) {
   }
   std::this_thread::sleep_until(FromEpochNs(start_ns));
   const bool ok = worker.Run(FromEpochNs(deadline_ns), &err);
-  Report(out, "RESULT " + std::to_string(worker.done()) + " " +
-                  std::to_string(worker.conflicts()) + " " +
-                  std::to_string(SinceEpochNs(worker.end())));
+  Report(out, "RESULT " + std::to_string(worker.done()) + " " + std::to_string(worker.conflicts()) +
+                  " " + std::to_string(SinceEpochNs(worker.end())));
   ReportSamples(out, "LAT", worker.latency_ns());
   ReportSamples(out, "WAIT", worker.lock_wait_ns());
   Report(out, ok ? "END" : "ERROR " + err);
@@ -888,8 +906,8 @@ struct Child {
   // Writes one command line; false if the worker is gone.
   bool Send(const std::string& line) {
     const std::string text = line + "\n";
-    return control >= 0 && write(control, text.data(), text.size()) ==
-                               static_cast<ssize_t>(text.size());
+    return control >= 0 &&
+           write(control, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   }
   void CloseControl() {
     if (control >= 0) close(control);
@@ -1173,7 +1191,7 @@ void BM_LockVsUpdate(benchmark::State& state) {
       if (!warm.ok()) return state.SkipWithError(warm.status().ToString().c_str());
     }
 
-    std::vector<int64_t> acq_rel, acq, rel, kv_update, revkv_update;
+    std::vector<int64_t> acq_rel, acq, rel, kv_update, revkv_update, kv_get, revkv_get;
     const Clock::time_point begin = Clock::now();
     for (int i = 0; i < g_mode.single_samples; ++i) {
       const Clock::time_point t0 = Clock::now();
@@ -1200,6 +1218,21 @@ void BM_LockVsUpdate(benchmark::State& state) {
       if (!w.ok()) return state.SkipWithError(w.status().ToString().c_str());
       revkv_rev = *w;
       revkv_update.push_back(NsBetween(t5, t6));
+
+      // The reads of the two read-increment-writes: raw nats.c asks the
+      // server, revkv reads its replica.
+      kvEntry* got = nullptr;
+      const Clock::time_point t7 = Clock::now();
+      s = kvStore_Get(&got, raw.kv, "u");
+      const Clock::time_point t8 = Clock::now();
+      kvEntry_Destroy(got);
+      if (s != NATS_OK) return state.SkipWithError(NatsError("kvStore_Get", s).c_str());
+      kv_get.push_back(NsBetween(t7, t8));
+      const Clock::time_point t9 = Clock::now();
+      auto local = (*bucket)->GetEntry("u");
+      const Clock::time_point t10 = Clock::now();
+      if (!local.ok()) return state.SkipWithError(local.status().ToString().c_str());
+      revkv_get.push_back(NsBetween(t9, t10));
     }
     state.SetIterationTime(std::chrono::duration<double>(Clock::now() - begin).count());
     state.counters["samples"] = g_mode.single_samples;
@@ -1212,6 +1245,8 @@ void BM_LockVsUpdate(benchmark::State& state) {
     state.counters["kv_update_p50_us"] = update_p50;
     state.counters["kv_update_p99_us"] = PercentileUs(&kv_update, 0.99);
     state.counters["revkv_update_p50_us"] = PercentileUs(&revkv_update, 0.50);
+    state.counters["kv_get_p50_us"] = PercentileUs(&kv_get, 0.50);
+    state.counters["revkv_get_p50_us"] = PercentileUs(&revkv_get, 0.50);
     state.counters["lock_over_kv_update"] = update_p50 > 0 ? lock_p50 / update_p50 : 0;
   }
 }
