@@ -221,7 +221,7 @@ def plot(cases, out_png, plt):
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
     workloads = local.ordered({w for w, _ in cases}, WORKLOADS)
     strategies = local.ordered({s for _, s in cases}, STRATEGIES)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(5.4 * len(workloads), 4.6),
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.4 * len(workloads), 5.0),
                              sharey=True, squeeze=False)
     markers = ["o", "s", "^", "D", "v", "P"]
     for ax, w in zip(axes[0], workloads):
@@ -247,10 +247,11 @@ def plot(cases, out_png, plt):
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("ops/s (all processes, log scale)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    # Five long labels do not fit in one row of the figure's width.
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), frameon=False)
     fig.suptitle("revkv replicated contention (one nats-server, one process per engine): "
                  "read-increment-write throughput")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.13, 1, 0.95))
     try:
         fig.savefig(out_png, dpi=110)
     except OSError as e:
