@@ -1,10 +1,16 @@
-// Cross-process contention suite (issue 5, point 4): the read-increment-write
-// of bench/contention_bench.cc, done by 1, 2, 4 and 8 engines that share one
-// nats-server, each engine with its own NATS connection and its own replica
-// directory, one thread per engine. The engines live in one process; nothing
-// is shared between them but the server (DESIGN §6 queues waiters per
-// process, and §7 serializes UpdateWithRetry per process, so one thread per
-// engine makes every contention a remote one).
+// Cross-process contention suite (issue 5, point 4; issue 13, point 6): the
+// read-increment-write of bench/contention_bench.cc, done by 1, 2, 4 and 8
+// engines that share one nats-server, each engine in its own worker process
+// with its own NATS connection and its own replica directory, one thread per
+// process, as deployed. Nothing is shared between them but the server (DESIGN
+// §6 queues waiters per process, and §7 serializes UpdateWithRetry per
+// process, so one thread per process makes every contention a remote one).
+// The raw nats.c baseline runs one process per client the same way.
+//
+// An earlier version ran all engines as threads of one process. Every
+// replica applies every write, so past two engines on a 2-core machine it
+// measured that one process's CPU; it showed nothing this version cannot,
+// and is gone.
 //
 // Strategies (the same 100-byte counter value as the local suite):
 //   occ   Bucket::UpdateWithRetry(key, mutate) on a replicated history-1
@@ -16,9 +22,12 @@
 //         the counter bucket may not yet hold the previous holder's write when
 //         the lock is granted: the CAS then fails with Conflict (never a lost
 //         update), and the holder Syncs the bucket and reads again. Those
-//         retries are this strategy's conflicts. The re-read must then show
-//         exactly the revision the server named, or the case fails: a newer
-//         one would mean that someone wrote while the lock was held.
+//         retries are this strategy's conflicts. After that Sync the read
+//         is linearizable, so the next CAS must succeed, or the case fails:
+//         a second conflict would mean that someone wrote while the lock was
+//         held. (The revision a conflict names is not a bound for the
+//         re-read: a Conflict found by the replica before publishing names
+//         the replica's revision, and the server may be further on.)
 //   fenced  the lock kept in the counter's own bucket (LockOptions::
 //         locks_bucket, lock "lock.<key>"): Acquire, GetEntry(key), then a
 //         Put(key, value + 1) fenced by the lock (one publish that the server
@@ -41,42 +50,53 @@
 //
 // Each (strategy, workload) family has its own KV bucket (rc_<strategy>_<workload>),
 // created and preloaded with zeros on first use, and reused by every engine
-// count and repetition. Each case opens its engines (or raw connections) in
-// parallel, lets them all start at once, runs them for a fixed time (1 s with
-// --short, else 5 s), stops each after the increment in flight, and closes
-// them. Opening and closing are not timed (manual time: the wall time from
-// the common start to the end of the last increment).
+// count and repetition. Each case spawns one worker process per engine (this
+// binary, with --rc_worker=...; see "Worker processes" below), which opens
+// its engine (or raw connection), warms it up and reports ready; once all
+// are ready the driver releases them through their pipes to a common start
+// time, each runs until the common deadline (1 s with --short, else 5 s)
+// and stops after the increment in flight, reports its counters and
+// samples through its pipe, and closes only when the driver says so, after
+// every worker has reported. Opening, warm-up and closing are not timed
+// (manual time: the wall time from the common start to the end of the last
+// increment of any worker).
 //
 // Counters of each case (one iteration, manual time):
-//   ops_per_s          successful increments per second, all engines.
+//   ops_per_s          successful increments per second, all workers.
 //   conflicts_per_op   failed CAS writes per increment: UpdateOutcome::attempts
 //                      - 1 (occ), stale reads under the lock (lock), failed
 //                      kvStore_Update calls (raw).
 //   p50_us, p99_us     latency of one increment (retries and lock waits
-//                      included), nearest rank over all engines' samples.
+//                      included), nearest rank over all workers' samples.
 //   lock_wait_p50_us,  time inside Engine::Acquire per increment (lock only).
 //   lock_wait_mean_us
-//   client_cpu_pct,    CPU time over wall time, in % of one core, of this
-//   server_cpu_pct     process (all engines or raw clients) and of the
-//                      nats-server, from the start to the end of the last
-//                      increment: on a small machine the 8-engine cases
-//                      are CPU-bound, since every replica applies every write.
+//   client_cpu_pct,    CPU time over wall time, in % of one core, of all
+//   server_cpu_pct     worker processes together (engines or raw clients)
+//                      and of the nats-server, from the start until every
+//                      worker has reported: on a small machine the 8-engine
+//                      cases are CPU-bound, since every replica applies
+//                      every write.
 //   lost_updates       |sum of the family's counters, read from the server
-//                      with kvStore_Get - successful increments so far|. It
+//                      with kvStore_Get - successful increments so far,
+//                      summed over every worker process|. It
 //                      must be 0; otherwise the case fails and the program
 //                      exits 1.
 //
 // Two single measurements for the issue's note:
 //   single/lock_vs_update   one engine, nobody else: Acquire + Release of one
 //                           lock, interleaved sample by sample with one raw
-//                           kvStore_Update (and one revkv Update for context).
+//                           kvStore_Update, one revkv Update, one raw
+//                           kvStore_Get and one revkv GetEntry: the parts of
+//                           the occ and raw increments (a local read + a
+//                           revkv Update, against kvStore_Get +
+//                           kvStore_Update). In the driver's process.
 //   single/lock_wake        engine A holds a lock, engine B waits in Acquire;
 //                           the time from A's Release() call to B's Acquire
 //                           returning (p50, p99).
 //
 // Short mode (--short before the benchmark flags, or
 // REVKV_REPLICATED_CONTENTION_SHORT=1): 1 s per case and fewer single
-// samples; the 24 cases and both singles then take about 35 s per
+// samples; the 40 cases and both singles then take about 60 s per
 // repetition on 2 cores.
 // --occ_backoff_us=INITIAL,MAX sets UpdateWithRetry's backoff bounds for the
 // occ strategy (default: RetryPolicy's, 50 and 20000).
@@ -84,22 +104,28 @@
 // loopback port with a temporary store, and stops it at exit.
 
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <nats/nats.h>
-#include <sys/resource.h>
+#include <poll.h>
+#include <spawn.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -233,16 +259,8 @@ bool IsWrongLastSequence() {
   return last != nullptr && std::strstr(last, "wrong last sequence") != nullptr;
 }
 
-// CPU time (user + system) used so far by this process, all threads.
-double ProcessCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
-}
-
-// CPU time used so far by process `pid` (the nats-server), from /proc; 0 if
-// it cannot be read.
+// CPU time used so far by process `pid` (the nats-server, a worker), all
+// threads, from /proc; 0 if it cannot be read.
 double PidCpuSeconds(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -260,12 +278,6 @@ double PidCpuSeconds(pid_t pid) {
 }
 
 pid_t g_server_pid = -1;  // the nats-server's, once started
-
-struct CpuSample {
-  double self = 0;
-  double server = 0;
-  static CpuSample Now() { return {ProcessCpuSeconds(), PidCpuSeconds(g_server_pid)}; }
-};
 
 revkv::Options EngineOptions(const std::string& path, const std::string& url) {
   revkv::Options o;
@@ -300,14 +312,35 @@ struct RawClient {
 // ---------------------------------------------------------------------------
 // The server and the families' buckets.
 
-struct Family {
+// What a family's bucket holds, derived from its strategy and workload alone
+// so that a worker process can rebuild it from its command line.
+struct FamilySpec {
   Strategy strategy;
   Workload workload;
   std::string bucket;                   // "rc_occ_hot"
   std::vector<std::string> keys;        // "c.00042"
   std::vector<std::string> lock_names;  // "ctr.rc_lock_hot.c.00042"
-  std::unique_ptr<RawClient> checker;   // reads the server's truth
-  uint64_t increments = 0;              // successful, over every case so far
+};
+
+FamilySpec MakeSpec(Strategy s, Workload w) {
+  FamilySpec spec{s, w, std::string("rc_") + StrategyName(s) + "_" + WorkloadName(w), {}, {}};
+  char buf[32];
+  for (size_t i = 0; i < NumKeys(w); ++i) {
+    std::snprintf(buf, sizeof(buf), "c.%05zu", i);
+    spec.keys.emplace_back(buf);
+    // A fenced lock lives in the counter's bucket, next to its key.
+    spec.lock_names.push_back(Fenced(s) ? "lock." + spec.keys.back()
+                                        : "ctr." + spec.bucket + "." + spec.keys.back());
+  }
+  return spec;
+}
+
+// The driver's view of a family: its buckets are set up once, and the
+// checker reads the server's truth after every case.
+struct Family {
+  FamilySpec spec;
+  std::unique_ptr<RawClient> checker;
+  uint64_t increments = 0;  // successful, over every case so far
 };
 
 struct World {
@@ -324,7 +357,7 @@ World* g_world = nullptr;  // created in main, destroyed there after the runs
 
 std::string SetupFamily(Family* f, const std::string& url) {
   const std::string zero = EncodeCounter(0);
-  if (f->strategy == Strategy::kRaw) {
+  if (f->spec.strategy == Strategy::kRaw) {
     natsConnection* nc = nullptr;
     jsCtx* js = nullptr;
     natsStatus s = revkv::testing::ConnectClient(url, &nc, &js);
@@ -332,15 +365,16 @@ std::string SetupFamily(Family* f, const std::string& url) {
     if (s == NATS_OK) {
       kvConfig cfg;
       kvConfig_Init(&cfg);
-      cfg.Bucket = f->bucket.c_str();
+      cfg.Bucket = f->spec.bucket.c_str();
       cfg.History = 1;
       s = js_CreateKeyValue(&kv, js, &cfg);
     }
     std::string err = s == NATS_OK ? "" : NatsError("create raw bucket", s);
-    for (size_t i = 0; err.empty() && i < f->keys.size(); ++i) {
+    for (size_t i = 0; err.empty() && i < f->spec.keys.size(); ++i) {
       uint64_t rev = 0;
-      s = kvStore_Put(&rev, kv, f->keys[i].c_str(), zero.data(), static_cast<int>(zero.size()));
-      if (s != NATS_OK) err = NatsError(("preload " + f->keys[i]).c_str(), s);
+      s = kvStore_Put(&rev, kv, f->spec.keys[i].c_str(), zero.data(),
+                      static_cast<int>(zero.size()));
+      if (s != NATS_OK) err = NatsError(("preload " + f->spec.keys[i]).c_str(), s);
     }
     kvStore_Destroy(kv);
     jsCtx_Destroy(js);
@@ -352,15 +386,15 @@ std::string SetupFamily(Family* f, const std::string& url) {
     revkv::testing::TempDir dir;
     auto engine = revkv::Engine::Open(EngineOptions(dir.path(), url));
     if (!engine.ok()) return "setup engine: " + engine.status().ToString();
-    auto bucket = (*engine)->OpenBucket(f->bucket, {.history = 1});
-    if (!bucket.ok()) return "OpenBucket(" + f->bucket + "): " + bucket.status().ToString();
-    for (const auto& key : f->keys) {
+    auto bucket = (*engine)->OpenBucket(f->spec.bucket, {.history = 1});
+    if (!bucket.ok()) return "OpenBucket(" + f->spec.bucket + "): " + bucket.status().ToString();
+    for (const auto& key : f->spec.keys) {
       auto r = (*bucket)->Put(key, zero);
       if (!r.ok()) return "preload " + key + ": " + r.status().ToString();
     }
   }
   f->checker = std::make_unique<RawClient>();
-  return f->checker->Connect(url, f->bucket);
+  return f->checker->Connect(url, f->spec.bucket);
 }
 
 Family* FamilyFor(Strategy s, Workload w, std::string* err) {
@@ -369,24 +403,14 @@ Family* FamilyFor(Strategy s, Workload w, std::string* err) {
     *err = world.error;
     return nullptr;
   }
-  const std::string name = std::string("rc_") + StrategyName(s) + "_" + WorkloadName(w);
+  const std::string name = MakeSpec(s, w).bucket;
   auto it = world.families.find(name);
   if (it != world.families.end()) {
     if (it->second == nullptr) *err = world.setup_errors[name];
     return it->second.get();
   }
   auto f = std::make_unique<Family>();
-  f->strategy = s;
-  f->workload = w;
-  f->bucket = name;
-  char buf[32];
-  for (size_t i = 0; i < NumKeys(w); ++i) {
-    std::snprintf(buf, sizeof(buf), "c.%05zu", i);
-    f->keys.emplace_back(buf);
-    // A fenced lock lives in the counter's bucket, next to its key.
-    f->lock_names.push_back(Fenced(s) ? "lock." + f->keys.back()
-                                      : "ctr." + name + "." + f->keys.back());
-  }
+  f->spec = MakeSpec(s, w);
   std::string e = SetupFamily(f.get(), world.server.url());
   if (!e.empty()) {
     *err = name + ": " + e;
@@ -401,7 +425,7 @@ Family* FamilyFor(Strategy s, Workload w, std::string* err) {
 // when no engine is writing.
 std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
   uint64_t sum = 0;
-  for (const auto& key : f.keys) {
+  for (const auto& key : f.spec.keys) {
     kvEntry* e = nullptr;
     natsStatus s = kvStore_Get(&e, f.checker->kv, key.c_str());
     if (s != NATS_OK) {
@@ -421,24 +445,13 @@ std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
 }
 
 // ---------------------------------------------------------------------------
-// One engine of a case: opens its client, waits for the common start,
-// increments until the deadline.
-
-struct RunControl {
-  std::mutex mu;
-  std::condition_variable cv;
-  int ready = 0;               // GUARDED_BY(mu): engines set up (or failed to)
-  int finished = 0;            // GUARDED_BY(mu): engines done incrementing
-  bool go = false;             // GUARDED_BY(mu)
-  bool abort = false;          // GUARDED_BY(mu)
-  Clock::time_point deadline;  // set before go
-  CpuSample cpu_end;           // GUARDED_BY(mu): when the last engine stopped
-  std::atomic<bool> stop{false};
-};
+// One engine of a case, in its own process: opens its engine (or raw client),
+// waits for the common start, increments until the deadline.
 
 class Worker {
  public:
-  Worker(Family& f, int index) : f_(f), index_(index), chooser_(f.workload, Seed(f, index)) {
+  Worker(FamilySpec spec, int index)
+      : f_(std::move(spec)), index_(index), chooser_(f_.workload, Seed(f_, index)) {
     mutate_ = [this](const std::optional<std::string>& current) -> std::optional<std::string> {
       bad_value_ = false;  // may run more than once per update
       std::optional<uint64_t> n;
@@ -488,12 +501,12 @@ class Worker {
     return "";
   }
 
-  // Increments until the deadline or a stop. Returns false with *err on failure.
-  bool Run(RunControl& rc, std::string* err) {
+  // Increments until the deadline. Returns false with *err on failure.
+  bool Run(Clock::time_point deadline, std::string* err) {
     latency_ns_.reserve(1 << 14);
-    while (!rc.stop.load(std::memory_order_relaxed)) {
+    for (;;) {
       const Clock::time_point t0 = Clock::now();
-      if (t0 >= rc.deadline) break;
+      if (t0 >= deadline) break;
       const size_t i = chooser_.Next();
       bool ok = false;
       switch (f_.strategy) {
@@ -519,7 +532,7 @@ class Worker {
     return true;
   }
 
-  // Closes the engine or client (in parallel with the others).
+  // Closes the engine or client.
   void Close() {
     bucket_.reset();
     engine_.reset();
@@ -533,7 +546,7 @@ class Worker {
   std::vector<int64_t>& lock_wait_ns() { return lock_wait_ns_; }
 
  private:
-  static uint64_t Seed(const Family& f, int index) {
+  static uint64_t Seed(const FamilySpec& f, int index) {
     return static_cast<uint64_t>(index) * 1000003 + static_cast<uint64_t>(f.strategy) * 101 +
            static_cast<uint64_t>(f.workload);
   }
@@ -571,21 +584,15 @@ class Worker {
     auto lock = TimedAcquire(lock_name, err);
     if (lock == nullptr) return false;
     // On an error below, the handle's destructor releases the lock.
-    uint64_t conflict_revision = 0;
+    bool synced = false;      // Synced under this lock already
+    uint64_t read_after = 0;  // the revision read after that Sync
     for (int attempt = 0;; ++attempt) {
       auto entry = bucket_->GetEntry(key);
       if (!entry.ok()) {
         *err = "GetEntry(" + key + ") under lock: " + entry.status().ToString();
         return false;
       }
-      if (conflict_revision != 0 && entry->revision != conflict_revision) {
-        // A stale read would now see exactly the revision the server named;
-        // anything newer was written by someone while we held the lock.
-        *err = "key " + key + " changed under lock " + lock_name + ": revision " +
-               std::to_string(entry->revision) + " after a conflict at revision " +
-               std::to_string(conflict_revision);
-        return false;
-      }
+      if (synced) read_after = entry->revision;
       std::optional<uint64_t> n = DecodeCounter(entry->value);
       if (!n) {
         *err = "GetEntry(" + key + "): unparsable counter";
@@ -600,15 +607,24 @@ class Worker {
         *err = "Update(" + key + ") under lock " + lock_name + ": " + w.status().ToString();
         return false;
       }
+      if (synced) {
+        // The read after the Sync saw every write acknowledged before it,
+        // the previous holder's included: a newer one came while we held
+        // the lock.
+        *err = "key " + key + " changed under lock " + lock_name + ": a conflict (" +
+               w.status().ToString() + ") after a Sync and a read at revision " +
+               std::to_string(read_after);
+        return false;
+      }
       // The replica had not applied the previous holder's write yet (see
       // the file comment): catch up with the server, then read again.
       ++conflicts_;
-      conflict_revision = w.status().revision();
-      revkv::Status synced = bucket_->Sync(kSyncTimeout);
-      if (!synced.ok()) {
-        *err = "Sync(" + f_.bucket + ") under lock: " + synced.ToString();
+      revkv::Status caught_up = bucket_->Sync(kSyncTimeout);
+      if (!caught_up.ok()) {
+        *err = "Sync(" + f_.bucket + ") under lock: " + caught_up.ToString();
         return false;
       }
+      synced = true;
     }
     revkv::Status released = lock->Release();
     if (!released.ok()) {
@@ -695,7 +711,7 @@ class Worker {
     return false;
   }
 
-  Family& f_;
+  const FamilySpec f_;
   const int index_;
   KeyChooser chooser_;
   revkv::Mutator mutate_;
@@ -715,6 +731,328 @@ class Worker {
   std::vector<int64_t> lock_wait_ns_;
 };
 
+// ---------------------------------------------------------------------------
+// Worker processes and the driver's side of them.
+//
+// The driver spawns each worker as this binary with --rc_worker=... (an exec,
+// not a bare fork: the driver runs nats.c threads, which a forked child would
+// not have). The worker reads the driver's commands on its stdin and writes
+// its reports on fd 3, one line each:
+//   worker -> driver  READY                      engine open and warmed up
+//                     ERROR <message>            failed (open or run); exits
+//   driver -> worker  GO <start_ns> <end_ns>     steady_clock (CLOCK_MONOTONIC,
+//                                                the same in every process)
+//                                                times of the common start
+//                                                and of the deadline
+//   worker -> driver  RESULT <ops> <conflicts> <last_end_ns>
+//                     LAT <n> <ns>...            latency of each increment
+//                     WAIT <n> <ns>...           time in Acquire (locks)
+//                     END | ERROR <message>
+//   driver -> worker  EXIT (or EOF)              close the engine and exit
+// The driver sends EXIT only after every worker has reported, so that no
+// closing engine slows down the last increments of the others.
+
+constexpr int kReportFd = 3;
+constexpr std::string_view kWorkerFlag = "--rc_worker=";
+
+// Writes one report line; a newline inside `text` would split it.
+void Report(FILE* out, const std::string& text) {
+  std::string line = text;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  std::fprintf(out, "%s\n", line.c_str());
+  std::fflush(out);
+}
+
+void ReportSamples(FILE* out, const char* tag, const std::vector<int64_t>& v) {
+  std::fprintf(out, "%s %zu", tag, v.size());
+  for (int64_t x : v) std::fprintf(out, " %lld", static_cast<long long>(x));
+  std::fputc('\n', out);
+  std::fflush(out);
+}
+
+int64_t SinceEpochNs(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+Clock::time_point FromEpochNs(int64_t ns) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+std::optional<Strategy> StrategyByName(std::string_view name) {
+  for (Strategy s : kStrategies) {
+    if (name == StrategyName(s)) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<Workload> WorkloadByName(std::string_view name) {
+  for (Workload w : kWorkloads) {
+    if (name == WorkloadName(w)) return w;
+  }
+  return std::nullopt;
+}
+
+// The worker's command line: --rc_worker=STRATEGY,WORKLOAD,INDEX,
+// BACKOFF_INITIAL_US,BACKOFF_MAX_US,URL (the URL last: it has no comma).
+std::string WorkerArg(Strategy s, Workload w, int index, const std::string& url) {
+  return std::string(kWorkerFlag) + StrategyName(s) + "," + WorkloadName(w) + "," +
+         std::to_string(index) + "," + std::to_string(g_mode.occ_initial_backoff.count()) + "," +
+         std::to_string(g_mode.occ_max_backoff.count()) + "," + url;
+}
+
+// The worker process's main. Returns its exit code.
+int WorkerMain(std::string_view arg) {
+  FILE* out = fdopen(kReportFd, "w");
+  if (out == nullptr) {
+    std::fprintf(stderr, "rc_worker: fd %d is not open for the report\n", kReportFd);
+    return 2;
+  }
+  std::vector<std::string> parts;
+  for (size_t pos = 0;;) {
+    const size_t comma = arg.find(',', pos);
+    if (parts.size() == 5 || comma == std::string_view::npos) {
+      parts.emplace_back(arg.substr(pos));
+      break;
+    }
+    parts.emplace_back(arg.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  std::optional<Strategy> strategy = parts.size() == 6 ? StrategyByName(parts[0]) : std::nullopt;
+  std::optional<Workload> workload = parts.size() == 6 ? WorkloadByName(parts[1]) : std::nullopt;
+  if (!strategy || !workload) {
+    Report(out, "ERROR bad worker arguments: " + std::string(arg));
+    return 2;
+  }
+  const int index = std::atoi(parts[2].c_str());
+  g_mode.occ_initial_backoff = std::chrono::microseconds(std::atoll(parts[3].c_str()));
+  g_mode.occ_max_backoff = std::chrono::microseconds(std::atoll(parts[4].c_str()));
+
+  Worker worker(MakeSpec(*strategy, *workload), index);
+  std::string err = worker.Open(parts[5]);
+  if (!err.empty()) {
+    Report(out, "ERROR " + err);
+    return 1;
+  }
+  Report(out, "READY");
+  std::string line;
+  long long start_ns = 0, deadline_ns = 0;
+  if (!std::getline(std::cin, line) ||
+      std::sscanf(line.c_str(), "GO %lld %lld", &start_ns, &deadline_ns) != 2) {
+    return 0;  // the driver gave up on this case
+  }
+  std::this_thread::sleep_until(FromEpochNs(start_ns));
+  const bool ok = worker.Run(FromEpochNs(deadline_ns), &err);
+  Report(out, "RESULT " + std::to_string(worker.done()) + " " + std::to_string(worker.conflicts()) +
+                  " " + std::to_string(SinceEpochNs(worker.end())));
+  ReportSamples(out, "LAT", worker.latency_ns());
+  ReportSamples(out, "WAIT", worker.lock_wait_ns());
+  Report(out, ok ? "END" : "ERROR " + err);
+  while (std::getline(std::cin, line) && line != "EXIT") {
+  }
+  worker.Close();
+  return ok ? 0 : 1;
+}
+
+// Reads lines from a pipe, waiting at most until a deadline.
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+  ~LineReader() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // The next line, without its newline; nullopt at EOF, on an error or at
+  // the deadline (*why says which).
+  std::optional<std::string> Next(Clock::time_point deadline, std::string* why) {
+    for (;;) {
+      const size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        *why = "no report in time";
+        return std::nullopt;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+      if (r < 0 && errno != EINTR) {
+        *why = std::string("poll: ") + std::strerror(errno);
+        return std::nullopt;
+      }
+      if (r <= 0) continue;
+      char chunk[65536];
+      const ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *why = n == 0 ? "the worker exited without a report" : std::strerror(errno);
+        return std::nullopt;
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+// One spawned worker, as the driver sees it.
+struct Child {
+  pid_t pid = -1;
+  int control = -1;  // the worker's stdin
+  std::unique_ptr<LineReader> reports;
+
+  // Writes one command line; false if the worker is gone.
+  bool Send(const std::string& line) {
+    const std::string text = line + "\n";
+    return control >= 0 &&
+           write(control, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  }
+  void CloseControl() {
+    if (control >= 0) close(control);
+    control = -1;
+  }
+};
+
+// Spawns this binary as a worker. Empty on success.
+std::string SpawnWorker(const std::string& worker_arg, Child* child) {
+  int control[2], reports[2];
+  if (pipe2(control, O_CLOEXEC) != 0) return std::string("pipe2: ") + std::strerror(errno);
+  if (pipe2(reports, O_CLOEXEC) != 0) {
+    close(control[0]);
+    close(control[1]);
+    return std::string("pipe2: ") + std::strerror(errno);
+  }
+  // dup2 onto the same number would leave FD_CLOEXEC set: move it first.
+  if (reports[1] == kReportFd) {
+    const int moved = fcntl(reports[1], F_DUPFD_CLOEXEC, 10);
+    close(reports[1]);
+    reports[1] = moved;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, control[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, reports[1], kReportFd);
+  std::string exe = "/proc/self/exe";
+  std::string arg = worker_arg;
+  char* argv[] = {exe.data(), arg.data(), nullptr};
+  const int rc = posix_spawn(&child->pid, exe.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(control[0]);
+  close(reports[1]);
+  child->control = control[1];
+  child->reports = std::make_unique<LineReader>(reports[0]);
+  if (rc != 0) {
+    child->pid = -1;
+    return std::string("posix_spawn: ") + std::strerror(rc);
+  }
+  return "";
+}
+
+// Parses "TAG <n> <v>..." into *out. False if the line is not that.
+bool ParseSamples(const std::string& line, std::string_view tag, std::vector<int64_t>* out) {
+  const char* p = line.c_str();
+  const char* end = p + line.size();
+  if (line.compare(0, tag.size(), tag) != 0) return false;
+  p += tag.size();
+  auto next = [&](int64_t* v) {
+    while (p < end && *p == ' ') ++p;
+    auto [ptr, ec] = std::from_chars(p, end, *v);
+    if (ec != std::errc()) return false;
+    p = ptr;
+    return true;
+  };
+  int64_t n = 0;
+  if (!next(&n) || n < 0) return false;
+  out->reserve(out->size() + static_cast<size_t>(n));
+  for (int64_t i = 0, v = 0; i < n; ++i) {
+    if (!next(&v)) return false;
+    out->push_back(v);
+  }
+  return true;
+}
+
+// What the driver collects from one worker after its run.
+struct WorkerResult {
+  uint64_t done = 0;
+  uint64_t conflicts = 0;
+  Clock::time_point end;
+  std::string error;  // empty: the worker ran to the deadline
+};
+
+// Reads a worker's RESULT, LAT, WAIT and END lines, appending the samples.
+// Empty on success (a worker's own ERROR is in result->error instead).
+std::string ReadResult(Child& c, Clock::time_point deadline, WorkerResult* result,
+                       std::vector<int64_t>* latency, std::vector<int64_t>* lock_wait) {
+  std::string why;
+  std::optional<std::string> line = c.reports->Next(deadline, &why);
+  if (!line) return why;
+  unsigned long long done = 0, conflicts = 0;
+  long long end_ns = 0;
+  if (line->compare(0, 6, "ERROR ") == 0) {
+    result->error = line->substr(6);
+    return "";
+  }
+  if (std::sscanf(line->c_str(), "RESULT %llu %llu %lld", &done, &conflicts, &end_ns) != 3) {
+    return "unexpected report: " + line->substr(0, 200);
+  }
+  result->done = done;
+  result->conflicts = conflicts;
+  result->end = FromEpochNs(end_ns);
+  line = c.reports->Next(deadline, &why);
+  if (!line || !ParseSamples(*line, "LAT", latency)) return line ? "bad LAT line" : why;
+  line = c.reports->Next(deadline, &why);
+  if (!line || !ParseSamples(*line, "WAIT", lock_wait)) return line ? "bad WAIT line" : why;
+  line = c.reports->Next(deadline, &why);
+  if (!line) return why;
+  if (line->compare(0, 6, "ERROR ") == 0) {
+    result->error = line->substr(6);
+  } else if (*line != "END") {
+    return "unexpected report: " + line->substr(0, 200);
+  }
+  return "";
+}
+
+// Ends every worker still running (they are ours) and reaps them all.
+// Returns the first abnormal exit, if any.
+std::string ReapAll(std::vector<Child>& children, bool kill_first) {
+  std::string first;
+  for (auto& c : children) c.CloseControl();
+  for (auto& c : children) {
+    if (c.pid <= 0) continue;
+    if (kill_first) kill(c.pid, SIGKILL);
+    int status = 0;
+    while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!kill_first && first.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      first = "worker " + std::to_string(c.pid) +
+              (WIFSIGNALED(status) ? " died of signal " + std::to_string(WTERMSIG(status))
+                                   : " exited with " + std::to_string(WEXITSTATUS(status)));
+    }
+    c.pid = -1;
+  }
+  return first;
+}
+
+// CPU time used so far by the nats-server and by every worker.
+struct CpuSample {
+  double server = 0;
+  double workers = 0;
+  static CpuSample Now(const std::vector<Child>& children) {
+    CpuSample s;
+    s.server = PidCpuSeconds(g_server_pid);
+    for (const auto& c : children) s.workers += PidCpuSeconds(c.pid);
+    return s;
+  }
+};
+
 void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workload workload) {
   const int engines = static_cast<int>(state.range(0));
   std::string err;
@@ -723,68 +1061,81 @@ void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workloa
   const std::string url = g_world->server.url();
   const std::string case_name = std::string(StrategyName(strategy)) + "/" + WorkloadName(workload) +
                                 " engines:" + std::to_string(engines);
+  auto fail = [&](const std::string& msg) {
+    g_failed = true;
+    std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), msg.c_str());
+    state.SkipWithError(msg.c_str());
+  };
 
   for (auto _ : state) {
-    std::vector<std::unique_ptr<Worker>> workers;
-    for (int i = 0; i < engines; ++i) workers.push_back(std::make_unique<Worker>(*f, i));
-    RunControl rc;
-    std::vector<std::string> errors(static_cast<size_t>(engines));
-    std::vector<std::thread> threads;
-    for (int i = 0; i < engines; ++i) {
-      threads.emplace_back([&, i] {
-        Worker& w = *workers[static_cast<size_t>(i)];
-        std::string& e = errors[static_cast<size_t>(i)];
-        e = w.Open(url);
-        {
-          std::unique_lock<std::mutex> lk(rc.mu);
-          ++rc.ready;
-          if (!e.empty()) rc.abort = true;
-          rc.cv.notify_all();
-          rc.cv.wait(lk, [&] { return rc.go || rc.abort; });
-        }
-        if (e.empty() && !rc.abort && !w.Run(rc, &e)) rc.stop = true;
-        // Close only when every engine has stopped, so that no closing
-        // engine slows down the last increments of the others.
-        std::unique_lock<std::mutex> lk(rc.mu);
-        if (++rc.finished == engines) rc.cpu_end = CpuSample::Now();
-        rc.cv.notify_all();
-        rc.cv.wait(lk, [&] { return rc.finished == engines; });
-        lk.unlock();
-        w.Close();
-      });
+    // Spawn every worker, then wait until all have opened and warmed up.
+    std::vector<Child> children(static_cast<size_t>(engines));
+    for (int i = 0; i < engines && err.empty(); ++i) {
+      err = SpawnWorker(WorkerArg(strategy, workload, i, url), &children[static_cast<size_t>(i)]);
     }
-    Clock::time_point start;
-    CpuSample cpu_start;
-    {
-      std::unique_lock<std::mutex> lk(rc.mu);
-      rc.cv.wait(lk, [&] { return rc.ready == engines; });
-      cpu_start = CpuSample::Now();
-      start = Clock::now();
-      rc.deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(g_mode.case_seconds));
-      rc.go = true;
-      rc.cv.notify_all();
+    const Clock::time_point open_deadline = Clock::now() + std::chrono::seconds(120);
+    for (auto& c : children) {
+      if (!err.empty()) break;
+      std::string why;
+      std::optional<std::string> line = c.reports->Next(open_deadline, &why);
+      if (!line) {
+        err = "worker " + std::to_string(c.pid) + " did not open: " + why;
+      } else if (*line != "READY") {
+        err = "worker " + std::to_string(c.pid) + ": " + *line;
+      }
     }
-    for (auto& t : threads) t.join();
+    if (!err.empty()) {
+      ReapAll(children, /*kill_first=*/true);
+      return fail(err);
+    }
+
+    // The common start, a little ahead so that every worker is waiting for
+    // it; the measured window excludes opening, warm-up and closing.
+    const CpuSample cpu_start = CpuSample::Now(children);
+    const Clock::time_point start = Clock::now() + std::chrono::milliseconds(20);
+    const Clock::time_point deadline =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(g_mode.case_seconds));
+    const std::string go =
+        "GO " + std::to_string(SinceEpochNs(start)) + " " + std::to_string(SinceEpochNs(deadline));
+    for (auto& c : children) {
+      if (!c.Send(go)) err = "worker " + std::to_string(c.pid) + " is gone before the start";
+    }
 
     uint64_t done = 0, conflicts = 0;
     Clock::time_point end = start;
     std::vector<int64_t> latency, lock_wait;
-    for (auto& w : workers) {
-      done += w->done();
-      conflicts += w->conflicts();
-      end = std::max(end, w->end());
-      latency.insert(latency.end(), w->latency_ns().begin(), w->latency_ns().end());
-      lock_wait.insert(lock_wait.end(), w->lock_wait_ns().begin(), w->lock_wait_ns().end());
-    }
-    f->increments += done;
-    for (const auto& e : errors) {
+    const Clock::time_point report_deadline = deadline + std::chrono::seconds(120);
+    // Every worker's counts, even after one has failed: the others' writes
+    // are on the server, and the family's total must include them.
+    bool counts_known = true;
+    for (auto& c : children) {
+      WorkerResult r;
+      std::string e = ReadResult(c, report_deadline, &r, &latency, &lock_wait);
       if (!e.empty()) {
-        g_failed = true;
-        std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), e.c_str());
-        return state.SkipWithError(e.c_str());
+        counts_known = false;
+        if (err.empty()) err = "worker " + std::to_string(c.pid) + ": " + e;
+        continue;
       }
+      done += r.done;
+      conflicts += r.conflicts;
+      end = std::max(end, r.end);
+      if (!r.error.empty() && err.empty()) err = r.error;
     }
+    const CpuSample cpu_end = CpuSample::Now(children);
+    f->increments += done;
+    for (auto& c : children) c.Send("EXIT");
+    const std::string exit_error = ReapAll(children, /*kill_first=*/!counts_known);
+    if (err.empty()) err = exit_error;
+    if (!err.empty()) {
+      // A worker that died mid-run took its count with it: the family's
+      // later cases are checked from the server's sum now, so that one
+      // failure is reported once, not by every later case.
+      std::string ignored;
+      if (std::optional<uint64_t> sum = SumOnServer(*f, &ignored)) f->increments = *sum;
+      return fail(err);
+    }
+
     const double seconds = std::chrono::duration<double>(end - start).count();
     state.SetIterationTime(seconds);
     state.counters["engines"] = engines;
@@ -792,31 +1143,28 @@ void BM_ReplicatedContention(benchmark::State& state, Strategy strategy, Workloa
     state.counters["ops_per_s"] = seconds > 0 ? static_cast<double>(done) / seconds : 0;
     state.counters["conflicts_per_op"] =
         done > 0 ? static_cast<double>(conflicts) / static_cast<double>(done) : 0;
-    // Where the CPU went (100 = one core busy): this process (the engines or
-    // raw clients, all threads) and the nats-server. Both share the machine.
+    // Where the CPU went (100 = one core busy): all worker processes
+    // together (engines or raw clients) and the nats-server, from the
+    // start until every worker had reported. All share the machine.
     state.counters["client_cpu_pct"] =
-        seconds > 0 ? 100 * (rc.cpu_end.self - cpu_start.self) / seconds : 0;
+        seconds > 0 ? 100 * (cpu_end.workers - cpu_start.workers) / seconds : 0;
     state.counters["server_cpu_pct"] =
-        seconds > 0 ? 100 * (rc.cpu_end.server - cpu_start.server) / seconds : 0;
+        seconds > 0 ? 100 * (cpu_end.server - cpu_start.server) / seconds : 0;
     state.counters["lock_wait_mean_us"] = MeanUs(lock_wait);
     state.counters["lock_wait_p50_us"] = PercentileUs(&lock_wait, 0.50);
     state.counters["p50_us"] = PercentileUs(&latency, 0.50);
     state.counters["p99_us"] = PercentileUs(&latency, 0.99);
 
     std::optional<uint64_t> sum = SumOnServer(*f, &err);
-    if (!sum) {
-      g_failed = true;
-      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), err.c_str());
-      return state.SkipWithError(err.c_str());
-    }
+    if (!sum) return fail(err);
     const uint64_t lost = *sum > f->increments ? *sum - f->increments : f->increments - *sum;
     state.counters["lost_updates"] = static_cast<double>(lost);
     if (lost != 0) {
-      g_failed = true;
       const std::string msg = "LOST UPDATES: counters add up to " + std::to_string(*sum) +
-                              " after " + std::to_string(f->increments) + " successful increments";
-      std::fprintf(stderr, "rcontention/%s: %s\n", case_name.c_str(), msg.c_str());
-      return state.SkipWithError(msg.c_str());
+                              " after " + std::to_string(f->increments) +
+                              " successful increments, summed over every worker process";
+      f->increments = *sum;  // reported once; later cases start from here
+      return fail(msg);
     }
   }
 }
@@ -861,7 +1209,7 @@ void BM_LockVsUpdate(benchmark::State& state) {
       if (!warm.ok()) return state.SkipWithError(warm.status().ToString().c_str());
     }
 
-    std::vector<int64_t> acq_rel, acq, rel, kv_update, revkv_update;
+    std::vector<int64_t> acq_rel, acq, rel, kv_update, revkv_update, kv_get, revkv_get;
     const Clock::time_point begin = Clock::now();
     for (int i = 0; i < g_mode.single_samples; ++i) {
       const Clock::time_point t0 = Clock::now();
@@ -888,6 +1236,21 @@ void BM_LockVsUpdate(benchmark::State& state) {
       if (!w.ok()) return state.SkipWithError(w.status().ToString().c_str());
       revkv_rev = *w;
       revkv_update.push_back(NsBetween(t5, t6));
+
+      // The reads of the two read-increment-writes: raw nats.c asks the
+      // server, revkv reads its replica.
+      kvEntry* got = nullptr;
+      const Clock::time_point t7 = Clock::now();
+      s = kvStore_Get(&got, raw.kv, "u");
+      const Clock::time_point t8 = Clock::now();
+      kvEntry_Destroy(got);
+      if (s != NATS_OK) return state.SkipWithError(NatsError("kvStore_Get", s).c_str());
+      kv_get.push_back(NsBetween(t7, t8));
+      const Clock::time_point t9 = Clock::now();
+      auto local = (*bucket)->GetEntry("u");
+      const Clock::time_point t10 = Clock::now();
+      if (!local.ok()) return state.SkipWithError(local.status().ToString().c_str());
+      revkv_get.push_back(NsBetween(t9, t10));
     }
     state.SetIterationTime(std::chrono::duration<double>(Clock::now() - begin).count());
     state.counters["samples"] = g_mode.single_samples;
@@ -900,6 +1263,8 @@ void BM_LockVsUpdate(benchmark::State& state) {
     state.counters["kv_update_p50_us"] = update_p50;
     state.counters["kv_update_p99_us"] = PercentileUs(&kv_update, 0.99);
     state.counters["revkv_update_p50_us"] = PercentileUs(&revkv_update, 0.50);
+    state.counters["kv_get_p50_us"] = PercentileUs(&kv_get, 0.50);
+    state.counters["revkv_get_p50_us"] = PercentileUs(&revkv_get, 0.50);
     state.counters["lock_over_kv_update"] = update_p50 > 0 ? lock_p50 / update_p50 : 0;
   }
 }
@@ -1007,6 +1372,11 @@ bool ShortModeFromEnv() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]).substr(0, kWorkerFlag.size()) == kWorkerFlag) {
+    return WorkerMain(std::string_view(argv[1]).substr(kWorkerFlag.size()));
+  }
+  // A worker that dies must fail its case, not end the driver.
+  std::signal(SIGPIPE, SIG_IGN);
   // --short and --occ_backoff_us (ours) are removed before the library
   // parses the rest.
   bool short_mode = ShortModeFromEnv();

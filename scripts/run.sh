@@ -12,8 +12,9 @@
 #     A -> B and the bootstrap of a 100k-key bucket (3 randomly interleaved
 #     repetitions, medians; about a minute);
 #  4. the cross-process contention suite (short version): OCC vs lock vs raw
-#     nats.c Get + Update with 1-8 engines, each its own connection and
-#     replica, on one nats-server; plus the lock latencies (about 2 minutes);
+#     nats.c Get + Update with 1-8 engines, each in its own process with its
+#     own connection and replica, on one nats-server; plus the lock
+#     latencies (about 3 minutes);
 #  5. the multi-key contention suite (short version): a transfer between two
 #     accounts as a transaction with retry (UpdateManyWithRetry) vs under
 #     locks, locally against RocksDB's OptimisticTransactionDB and with 1-8

@@ -2,12 +2,13 @@
 # The cross-process contention suite, short version: OCC (UpdateWithRetry) vs
 # lock -> read -> write -> release vs the same with the lock in the counter's
 # bucket and a fenced Put or a fenced CAS vs raw nats.c kvStore_Get +
-# kvStore_Update,
-# with 1, 2, 4 and 8 engines (each its own NATS connection and replica) on a
-# hot key and Zipf over 1,000 keys, on a nats-server the benchmark starts on a
-# free loopback port; plus the uncontended lock latency and the lock-wake
-# latency. 3 randomly interleaved repetitions (medians reported); about 3
-# minutes on 2 cores. Writes bench/results/replicated_contention.{json,md,png}.
+# kvStore_Update, with 1, 2, 4 and 8 engines, each in its own worker process
+# (own NATS connection and replica; the raw baseline one process per client
+# too), released together after all have opened, on a hot key and Zipf over
+# 1,000 keys, on a nats-server the benchmark starts on a free loopback port;
+# plus the uncontended lock latency and the lock-wake latency. 3 randomly
+# interleaved repetitions (medians reported); about 2.5-3 minutes on 2
+# cores. Writes bench/results/replicated_contention.{json,md,png}.
 #
 # Expects a built tree (scripts/build.sh); REVKV_BUILD_DIR picks another one.
 # REVKV_REPLICATED_CONTENTION_FULL=1 runs 5 s per case instead of 1 s;
