@@ -30,6 +30,7 @@ import sys
 from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
+import targets_json  # bench/, next to this script
 
 THREADS = [1, 2, 4, 8, 16]
 WORKLOADS = ["hot", "uniform", "zipf"]
@@ -109,6 +110,29 @@ def fmt_num(v, digits=1):
     if v != 0 and abs(v) < 0.1:
         return f"{v:.3f}"
     return f"{v:,.{digits}f}"
+
+
+def targets(results):
+    """The DESIGN §8 verdicts (targets_json.entry): OCC against
+    OptimisticTransactionDB at 1 thread, the lowest over the workloads; and
+    OCC on the hot key at the most threads against its peak."""
+    out = []
+    worst = None
+    for w in ordered({w for w, _ in results}, WORKLOADS):
+        occ = results.get((w, "occ"), {}).get(1, {}).get("ops_per_s")
+        otdb = results.get((w, "rocksdb_optimistic"), {}).get(1, {}).get("ops_per_s")
+        if occ and otdb and (worst is None or occ / otdb < worst[0]):
+            worst = (occ / otdb, w)
+    if worst:
+        out.append(targets_json.entry("local_update_vs_otdb", worst[0], 0.8,
+                                      detail=f"lowest on the {worst[1]} workload"))
+    hot = results.get(("hot", "occ"), {})
+    max_t = max(THREADS)
+    if max_t in hot and hot[max_t].get("ops_per_s"):
+        peak = max(r["ops_per_s"] for r in hot.values())
+        out.append(targets_json.entry("hot_key_no_collapse", hot[max_t]["ops_per_s"] / peak, 0.7,
+                                      detail=f"OCC on the hot key, {max_t} threads / peak"))
+    return out
 
 
 def table(results):
@@ -213,6 +237,8 @@ def main():
     ap.add_argument("results", help="Google Benchmark JSON from revkv_contention_bench")
     ap.add_argument("--markdown", metavar="OUT.md", help="also write the table here")
     ap.add_argument("--png", metavar="OUT.png", help="draw throughput vs threads here")
+    ap.add_argument("--targets", metavar="OUT.json",
+                    help="also write the DESIGN §8 verdicts for bench/targets.py")
     args = ap.parse_args()
 
     # Fail on a missing matplotlib before doing any work.
@@ -225,6 +251,8 @@ def main():
              f"is it revkv_contention_bench output?")
 
     md = table(results)
+    if args.targets:
+        targets_json.write(args.targets, targets(results))
     ctx = data.get("context", {}) if isinstance(data.get("context"), dict) else {}
     notes = []
     if ctx.get("revkv_contention_mode"):

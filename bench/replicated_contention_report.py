@@ -44,6 +44,7 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import contention_report as local  # noqa: E402
 import gbench_json  # noqa: E402
+import targets_json  # noqa: E402
 
 ENGINES = [1, 2, 4, 8]
 WORKLOADS = ["hot", "zipf"]
@@ -186,6 +187,22 @@ def occ_vs_raw(cases):
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def occ_target(cases):
+    """The DESIGN §8 verdict: the lowest OCC / raw ratio over every workload
+    and engine count (targets_json.entry), or None without both."""
+    worst = None
+    for w in sorted({w for w, _ in cases}):
+        occ, raw = cases.get((w, "occ"), {}), cases.get((w, "raw"), {})
+        for n in sorted(set(occ) & set(raw)):
+            if raw[n].get("ops_per_s"):
+                ratio = occ[n]["ops_per_s"] / raw[n]["ops_per_s"]
+                if worst is None or ratio < worst[0]:
+                    worst = (ratio, f"{w}, {n} engine{'s' if n > 1 else ''}")
+    if worst is None:
+        return None
+    return targets_json.entry("cross_process_occ", worst[0], 1.0, detail=f"lowest at {worst[1]}")
+
+
 def singles_text(singles):
     out = []
     lv = singles.get("lock_vs_update")
@@ -264,6 +281,8 @@ def main():
     ap.add_argument("results", help="Google Benchmark JSON from revkv_replicated_contention_bench")
     ap.add_argument("--markdown", metavar="OUT.md", help="also write the report here")
     ap.add_argument("--png", metavar="OUT.png", help="draw throughput vs engines here")
+    ap.add_argument("--targets", metavar="OUT.json",
+                    help="also write the DESIGN §8 verdict for bench/targets.py")
     args = ap.parse_args()
 
     # Fail on a missing matplotlib before doing any work.
@@ -281,6 +300,9 @@ def main():
 
     md = table(cases)
     md += "\n" + occ_vs_raw(cases)
+    if args.targets:
+        verdict = occ_target(cases)
+        targets_json.write(args.targets, [verdict] if verdict else [])
     st = singles_text(singles)
     if st:
         md += ("\nSingle measurements (one engine and one raw client in the driver's process, "

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -217,12 +218,41 @@ class Worker {
       return Get(TtlKey());
     }
     const int dice = Pick(100);
+    if (dice < 5) return AsyncBurst();
     if (dice < 15) return Put();
     if (dice < 40) return Get();
     if (dice < 60) return Cas();
     if (dice < 65) return Create();
     if (dice < 75) return Delete();
     return UpdateWithRetry();
+  }
+
+  // A few pipelined writes in flight at once (PutAsync, UpdateAsync,
+  // CreateAsync, DeleteAsync), each logged as its synchronous kind with
+  // "async":true; each completes when its future does.
+  void AsyncBurst() {
+    std::vector<std::pair<std::string, std::future<revkv::Result<uint64_t>>>> inflight;
+    const int n = 2 + Pick(5);
+    for (int i = 0; i < n; ++i) {
+      const std::string key = Key();
+      const int kind = Pick(4);
+      if (kind == 1) {
+        auto seen = Read(key);
+        if (!seen) continue;
+        const std::string id = NextId();
+        Invoke(Common(id, "cas", key) + ",\"exp\":" + std::to_string(seen->revision) +
+               ",\"async\":true");
+        inflight.emplace_back(id, bucket_->UpdateAsync(key, Value(id), seen->revision));
+        continue;
+      }
+      const std::string id = NextId();
+      const char* op = kind == 0 ? "put" : kind == 2 ? "create" : "delete";
+      Invoke(Common(id, op, key) + ",\"async\":true");
+      inflight.emplace_back(id, kind == 0   ? bucket_->PutAsync(key, Value(id))
+                                : kind == 2 ? bucket_->CreateAsync(key, Value(id))
+                                            : bucket_->DeleteAsync(key));
+    }
+    for (auto& [id, done] : inflight) WriteDone(id, done.get());
   }
 
   void Put() {
