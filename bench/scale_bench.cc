@@ -186,17 +186,17 @@ struct World {
   }
 
   // Creates KV bucket `bucket` (history 1) and publishes Key(i) = Value(i)
-  // for i in [0, keys) with js_PublishAsync. Returns the stream's last
-  // sequence, or 0 with `error` set.
-  uint64_t FillStream(const std::string& bucket, int64_t keys) {
+  // for i in [0, keys) with js_PublishAsync, and sets `last_sequence` to
+  // the stream's. Returns an error text, empty on success.
+  std::string FillStream(const std::string& bucket, int64_t keys, uint64_t* last_sequence) {
+    const int64_t errors_before = async_errors.load();
     kvConfig cfg;
     kvConfig_Init(&cfg);
     cfg.Bucket = bucket.c_str();
     cfg.History = 1;
     kvStore* kv = nullptr;
     if (js_CreateKeyValue(&kv, js, &cfg) != NATS_OK) {
-      error = "cannot create bucket '" + bucket + "'";
-      return 0;
+      return "cannot create bucket '" + bucket + "'";
     }
     kvStore_Destroy(kv);
     const std::string prefix = "$KV." + bucket + ".";
@@ -206,8 +206,7 @@ struct World {
       natsStatus s = js_PublishAsync(js_async, subject.c_str(), value.data(),
                                      static_cast<int>(value.size()), nullptr);
       if (s != NATS_OK) {
-        error = std::string("js_PublishAsync: ") + natsStatus_GetText(s);
-        return 0;
+        return std::string("js_PublishAsync: ") + natsStatus_GetText(s);
       }
       if ((i + 1) % kAsyncBatch == 0 || i + 1 == keys) {
         jsPubOptions po;
@@ -215,29 +214,25 @@ struct World {
         po.MaxWait = 60000;
         s = js_PublishAsyncComplete(js_async, &po);
         if (s != NATS_OK) {
-          error = std::string("js_PublishAsyncComplete: ") + natsStatus_GetText(s);
-          return 0;
+          return std::string("js_PublishAsyncComplete: ") + natsStatus_GetText(s);
         }
       }
     }
-    if (async_errors.load() != 0) {
-      error = "the server refused async publishes";
-      return 0;
+    if (async_errors.load() != errors_before) {
+      return "the server refused async publishes";
     }
     jsStreamInfo* si = nullptr;
     if (js_GetStreamInfo(&si, js, ("KV_" + bucket).c_str(), nullptr, nullptr) != NATS_OK) {
-      error = "cannot read the stream info of bucket '" + bucket + "'";
-      return 0;
+      return "cannot read the stream info of bucket '" + bucket + "'";
     }
-    const uint64_t last = si->State.LastSeq;
+    *last_sequence = si->State.LastSeq;
     const uint64_t msgs = si->State.Msgs;
     jsStreamInfo_Destroy(si);
     if (msgs != static_cast<uint64_t>(keys)) {
-      error = "bucket '" + bucket + "' holds " + std::to_string(msgs) + " messages, not " +
-              std::to_string(keys);
-      return 0;
+      return "bucket '" + bucket + "' holds " + std::to_string(msgs) + " messages, not " +
+             std::to_string(keys);
     }
-    return last;
+    return "";
   }
 };
 
@@ -261,8 +256,7 @@ struct SizeData {
     });
     const std::string name = BucketName("scale", keys);
     const auto t0 = Clock::now();
-    last_sequence = w.FillStream(name, keys);
-    if (last_sequence == 0) error = w.error;
+    error = w.FillStream(name, keys, &last_sequence);
     const auto t1 = Clock::now();
     if (error.empty()) {
       auto r = w.engine->OpenBucket(name);
