@@ -13,7 +13,7 @@
 #     repetitions, medians; about a minute);
 #  4. the scale curves: Get p50/p99, the bootstrap of a new replica, Keys and
 #     its first page, RSS and disk use for buckets of 10k, 100k and 1M keys
-#     (3 randomly interleaved repetitions, medians; about a minute);
+#     (3 randomly interleaved repetitions, medians; 65-75 s);
 #  5. the cross-process contention suite (short version): OCC vs lock vs raw
 #     nats.c Get + Update with 1-8 engines, each its own connection and
 #     replica, on one nats-server; plus the lock latencies (about 2 minutes);

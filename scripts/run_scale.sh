@@ -5,7 +5,7 @@
 # and its first page of 4,096, and the process's RSS growth and the replica
 # directory's size after the bootstrap, on a nats-server the benchmark starts
 # on a free loopback port. 3 randomly interleaved repetitions (medians
-# reported); about a minute on 2 cores, most of it the 1M bucket (its setup
+# reported); 65-75 s on 2 cores, most of it the 1M bucket (its setup
 # alone takes about 20 s: filling the stream and a local bucket, and syncing
 # a resident replica). Writes bench/results/scale.{json,md,png}.
 #
