@@ -11,11 +11,14 @@
 #     starts itself: replica Get, CAS Update, 8 writers, replication lag
 #     A -> B and the bootstrap of a 100k-key bucket (3 randomly interleaved
 #     repetitions, medians; about a minute);
-#  4. the cross-process contention suite (short version): OCC vs lock vs raw
+#  4. the scale curves: Get p50/p99, the bootstrap of a new replica, Keys and
+#     its first page, RSS and disk use for buckets of 10k, 100k and 1M keys
+#     (3 randomly interleaved repetitions, medians; 65-75 s);
+#  5. the cross-process contention suite (short version): OCC vs lock vs raw
 #     nats.c Get + Update with 1-8 engines, each in its own process with its
 #     own connection and replica, on one nats-server; plus the lock
 #     latencies (about 3 minutes);
-#  5. the multi-key contention suite (short version): a transfer between two
+#  6. the multi-key contention suite (short version): a transfer between two
 #     accounts as a transaction with retry (UpdateManyWithRetry) vs under
 #     locks, locally against RocksDB's OptimisticTransactionDB and with 1-8
 #     engines on one nats-server (about 4 minutes).
@@ -50,5 +53,6 @@ python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
 python3 "$ROOT/bench/replication_report.py" "$OUT/replication.json" \
   --markdown "$OUT/replication.md"
 
+"$ROOT/scripts/run_scale.sh"
 "$ROOT/scripts/run_replicated_contention.sh"
 "$ROOT/scripts/run_txn_contention.sh"
