@@ -22,12 +22,15 @@
 #     accounts as a transaction with retry (UpdateManyWithRetry) vs under
 #     locks, locally against RocksDB's OptimisticTransactionDB and with 1-8
 #     engines on one nats-server (about 4 minutes).
+# At its end it gathers every DESIGN §8 target into bench/results/targets.json
+# (name, measured ratio, target, met) and prints the same table.
 # Results go to bench/results/. REVKV_CONTENTION_FULL=1 runs the full suite.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/bench/results"
 "$ROOT/scripts/build.sh"
 mkdir -p "$OUT"
+rm -f "$OUT"/targets-*.json  # each report writes its verdicts afresh
 
 short=(--short)
 if [[ "${REVKV_CONTENTION_FULL:-0}" == 1 ]]; then short=(); fi
@@ -36,7 +39,8 @@ if [[ "${REVKV_CONTENTION_FULL:-0}" == 1 ]]; then short=(); fi
   --benchmark_enable_random_interleaving=true \
   --benchmark_out="$OUT/contention.json" --benchmark_out_format=json
 python3 "$ROOT/bench/contention_report.py" "$OUT/contention.json" \
-  --markdown "$OUT/contention.md" --png "$OUT/contention.png"
+  --markdown "$OUT/contention.md" --png "$OUT/contention.png" \
+  --targets "$OUT/targets-contention.json"
 echo "plot: $OUT/contention.png"
 
 "$ROOT/build/bench/revkv_engine_bench" \
@@ -51,8 +55,14 @@ python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
   --benchmark_repetitions="${REVKV_REPLICATION_REPETITIONS:-3}" \
   --benchmark_enable_random_interleaving=true
 python3 "$ROOT/bench/replication_report.py" "$OUT/replication.json" \
-  --markdown "$OUT/replication.md"
+  --markdown "$OUT/replication.md" --targets "$OUT/targets-replication.json"
 
 "$ROOT/scripts/run_scale.sh"
 "$ROOT/scripts/run_replicated_contention.sh"
 "$ROOT/scripts/run_txn_contention.sh"
+
+# One table of every DESIGN §8 target, from the reports above.
+echo
+echo "DESIGN §8 targets (bench/results/targets.json):"
+python3 "$ROOT/bench/targets.py" "$OUT/targets.json" "$OUT"/targets-*.json \
+  --markdown "$OUT/targets.md"

@@ -33,6 +33,7 @@ status=0
   --benchmark_out="$OUT/replicated_contention.json" --benchmark_out_format=json || status=$?
 # Render whatever was measured, failed cases included, then report failure.
 python3 "$ROOT/bench/replicated_contention_report.py" "$OUT/replicated_contention.json" \
-  --markdown "$OUT/replicated_contention.md" --png "$OUT/replicated_contention.png"
+  --markdown "$OUT/replicated_contention.md" --png "$OUT/replicated_contention.png" \
+  --targets "$OUT/targets-replicated-contention.json"
 echo "plot: $OUT/replicated_contention.png"
 exit "$status"
