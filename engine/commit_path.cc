@@ -95,17 +95,20 @@ Status CommitPath::Check(const KeyCompare& compare, const KeyHead& head) const {
   return Status::OK();
 }
 
-Status CommitPath::HeadLocked(Staging* staging, std::string_view key, KeyHead* head) {
+Status CommitPath::HeadLocked(Staging* staging, std::string_view key, KeyHead* head,
+                              bool read_store) {
   if (auto it = staging->heads.find(std::string(key)); it != staging->heads.end()) {
     *head = std::move(it->second);
     return Status::OK();
   }
+  if (!read_store) return Status::OK();  // a snapshot fill: no stored record
   return ReadHeadLocked(key, head);
 }
 
-Status CommitPath::StageEntryLocked(Staging* staging, Entry entry, bool index_ttl) {
+Status CommitPath::StageEntryLocked(Staging* staging, Entry entry, bool index_ttl,
+                                    bool read_store) {
   KeyHead head;
-  if (Status s = HeadLocked(staging, entry.key, &head); !s.ok()) return s;
+  if (Status s = HeadLocked(staging, entry.key, &head, read_store); !s.ok()) return s;
   if (index_ttl && entry.ttl_ns > 0 &&
       (staging->reap_at == 0 || entry.created_ns + entry.ttl_ns < staging->reap_at)) {
     staging->reap_at = entry.created_ns + entry.ttl_ns;
@@ -210,7 +213,7 @@ Result<std::vector<uint64_t>> CommitPath::CommitLocked(const std::vector<KeyComp
 
 Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
                          const std::vector<ReplicaSink::SkippedMessage>& skipped,
-                         std::vector<ReplicaSink::SkippedMessage>* newly_skipped) {
+                         std::vector<ReplicaSink::SkippedMessage>* newly_skipped, bool fill) {
   using SkippedMessage = ReplicaSink::SkippedMessage;
   std::lock_guard<std::mutex> lock(write_mu_);
   const uint64_t last = last_revision_.load(std::memory_order_relaxed);
@@ -239,7 +242,10 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
       skips.push_back({e.revision, "its key cannot be stored: " + std::string(s.message())});
       continue;
     }
-    if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false); !s.ok()) return s;
+    if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false, /*read_store=*/!fill);
+        !s.ok()) {
+      return s;
+    }
   }
   uint64_t new_last = std::max(prev, applied_revision);
   for (const SkippedMessage& m : skips) new_last = std::max(new_last, m.revision);

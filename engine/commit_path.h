@@ -76,10 +76,11 @@ class CommitPath {
                                              const std::vector<WriteOp>& writes,
                                              const std::string* expired_index = nullptr);
 
-  // ReplicaSink::ApplyCommitted and ResetReplica; they take the mutex.
+  // ReplicaSink::ApplyCommitted (and, with `fill`, ApplySnapshotFill: no
+  // stored record is read) and ResetReplica; they take the mutex.
   Status Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
                const std::vector<ReplicaSink::SkippedMessage>& skipped,
-               std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
+               std::vector<ReplicaSink::SkippedMessage>* newly_skipped, bool fill = false);
   Status Reset(int64_t source);
 
   uint64_t AddListener(CommitFeed::CommitListener listener);
@@ -110,10 +111,11 @@ class CommitPath {
     int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
     bool clears = false;  // it empties the bucket: every cached entry goes
   };
-  // The key's latest record, as staged or as stored.
-  Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
+  // The key's latest record, as staged or as stored (`read_store` false:
+  // as staged, else none).
+  Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head, bool read_store = true);
   // Stages `entry` (BucketStore::Stage) after the key's latest record.
-  Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl);
+  Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl, bool read_store = true);
   // Commits `staging` with the bucket's revision counter at `last` (and
   // whatever else the caller put in its batch): writes it, then updates
   // last_revision(), the write cache, the listeners and the reaper. Nothing

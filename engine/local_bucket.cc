@@ -206,6 +206,13 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   return commits_.Apply(entries, applied_revision, skipped, newly_skipped);
 }
 
+Status LocalBucket::ApplySnapshotFill(const std::vector<Entry>& entries, uint64_t applied_revision,
+                                      const std::vector<SkippedMessage>& skipped,
+                                      std::vector<SkippedMessage>* newly_skipped) {
+  if (is_follower()) return ReadOnlyError();
+  return commits_.Apply(entries, applied_revision, skipped, newly_skipped, /*fill=*/true);
+}
+
 Status LocalBucket::ResetReplica(int64_t source) {
   if (is_follower()) return ReadOnlyError();
   return commits_.Reset(source);

@@ -98,6 +98,9 @@ class LocalBucket final : public Bucket,
   Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
                         const std::vector<SkippedMessage>& skipped = {},
                         std::vector<SkippedMessage>* newly_skipped = nullptr) override;
+  Status ApplySnapshotFill(const std::vector<Entry>& entries, uint64_t applied_revision,
+                           const std::vector<SkippedMessage>& skipped,
+                           std::vector<SkippedMessage>* newly_skipped) override;
   Result<SkipSummary> Skipped() override { return store_.Skipped(); }
   void ReportSkips(BucketStatus* out) override;
   Result<int64_t> ReplicaSource() override { return store_.ReplicaSource(); }

@@ -76,6 +76,16 @@ class ReplicaSink : public CommitFeed {
                                 const std::vector<SkippedMessage>& skipped = {},
                                 std::vector<SkippedMessage>* newly_skipped = nullptr) = 0;
 
+  // As ApplyCommitted, for a replica filling from a snapshot: it was empty
+  // when the fill began (just created or reset) and each key comes at most
+  // once across the fill, so no key can have a stored record yet and none
+  // is read (the per-key head read is most of an apply's cost). The caller
+  // guarantees both; a key that came twice would leave its older record
+  // behind as history.
+  virtual Status ApplySnapshotFill(const std::vector<Entry>& entries, uint64_t applied_revision,
+                                   const std::vector<SkippedMessage>& skipped,
+                                   std::vector<SkippedMessage>* newly_skipped) = 0;
+
   // What ApplyCommitted skipped, as kept in the store (so a read-only
   // follower sees it too). Corruption: the stored summary is damaged.
   virtual Result<SkipSummary> Skipped() = 0;

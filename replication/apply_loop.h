@@ -63,6 +63,14 @@ struct StreamMessage {
 // failures only (nats.c out of memory), after which nothing may be skipped.
 Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_prefix);
 
+// The same reading, for a message whose stream metadata the caller has read
+// elsewhere (a direct get reply carries it in headers, not in its reply
+// subject): `out` holds the entry's revision and time and the pending
+// count, `subject` is the message's stream subject. A snapshot bootstrap
+// and the consumer thus turn a message into the same Entry.
+Result<StreamMessage> ReadStreamEntry(natsMsg* msg, std::string_view subject,
+                                      std::string_view subject_prefix, StreamMessage out);
+
 class ApplyLoop {
  public:
   // `js` and its connection must outlive the loop; its Wait bounds the

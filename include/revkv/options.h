@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -144,6 +145,18 @@ struct Options {
   size_t entry_cache_bytes = 0;
 };
 
+// How far a new replica's bootstrap from a snapshot has come (see
+// BucketOptions::bootstrap_progress).
+struct BootstrapProgress {
+  // Messages loaded so far (entries and tombstones, one per key).
+  uint64_t loaded = 0;
+  // The highest revision loaded so far; `target` once the snapshot is done.
+  uint64_t revision = 0;
+  // The revision the snapshot loads up to: the stream's last sequence when
+  // the bootstrap began. Writes after it arrive through the consumer.
+  uint64_t target = 0;
+};
+
 struct BucketOptions {
   // How many revisions of each key to keep, 1..64, as NATS KV's "history".
   // 0 means: the stored setting for an existing bucket, 1 for a new one.
@@ -209,6 +222,14 @@ struct BucketOptions {
   // behind).
   // Default: true.
   bool create_if_missing = true;
+
+  // Called on OpenBucket's thread after each page a new replica loads from
+  // a snapshot (nats-server 2.11+, history 1: see README "Bootstrap"), and
+  // once more when the snapshot is complete (revision == target). Not
+  // called when the replica resumes, or bootstraps by replaying the stream
+  // (an older server, history > 1). It must not call into the engine.
+  // Default: none.
+  std::function<void(const BootstrapProgress&)> bootstrap_progress{};
 };
 
 // A fencing check for one write: the write commits only if `token` is the

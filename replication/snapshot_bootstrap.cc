@@ -1,0 +1,328 @@
+#include "replication/snapshot_bootstrap.h"
+
+#include <atomic>
+#include <charconv>
+#include <cstdlib>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "replication/apply_loop.h"
+#include "replication/capabilities.h"
+#include "replication/nats_connection.h"
+#include "replication/nats_status.h"
+
+namespace revkv::replication {
+namespace {
+
+// Messages per page. A page is one WriteBatch on the replica; the next one
+// streams in while it is written.
+constexpr int kPageMessages = 8192;
+// The most a page may carry; the server stops a page at this many bytes.
+constexpr int kPageBytes = 16 << 20;
+
+std::atomic<bool> g_snapshot_enabled{true};
+std::atomic<int> g_page_messages{kPageMessages};
+
+// A header's value, or empty when absent or unreadable.
+std::string_view HeaderOf(natsMsg* msg, const char* name) {
+  const char* v = nullptr;
+  if (natsMsgHeader_Get(msg, name, &v) != NATS_OK || v == nullptr) return {};
+  return v;
+}
+
+std::optional<uint64_t> ParseU64(std::string_view text) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return v;
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+// days_from_civil).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+// Whether the headers of a direct-get reply are the stored message's
+// headers followed intact by the server's own (Nats-Stream and the rest).
+// The server appends its lines to the stored block, and nats.c's parser
+// looks for a key's colon past the end of its line: a stored line without a
+// colon, which the consumer's reading refuses (the message is damaged),
+// would here glue onto the server's first line and read as a key with a
+// line break in it. Such a message is left to the consumer.
+bool ServerHeadersIntact(natsMsg* msg, std::string_view stream) {
+  if (HeaderOf(msg, "Nats-Stream") != stream) return false;
+  const char** keys = nullptr;
+  int count = 0;
+  if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK) return false;
+  bool intact = true;
+  for (int i = 0; i < count && intact; ++i) {
+    intact = std::string_view(keys[i]).find_first_of("\r\n") == std::string_view::npos;
+  }
+  free(static_cast<void*>(keys));
+  return intact;
+}
+
+// One page of the snapshot: the direct-get messages before its EOB.
+struct Page {
+  std::vector<natsMsg*> msgs;
+  bool end = false;  // nothing more (404 No Results, or EOB with none pending)
+  ~Page() {
+    for (natsMsg* m : msgs) natsMsg_Destroy(m);
+  }
+};
+
+class SnapshotReader {
+ public:
+  SnapshotReader(const NatsConnection& conn, const KvStream& stream, const std::string& bucket)
+      : conn_(conn),
+        api_subject_("$JS.API.DIRECT.GET." + stream.name),
+        filter_("$KV." + bucket + ".>"),
+        wait_ms_(std::max<int64_t>(1000, conn.options().write_timeout.count())) {}
+  ~SnapshotReader() {
+    if (sub_ != nullptr) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+    }
+    natsInbox_Destroy(inbox_);
+  }
+
+  Status Open() {
+    natsStatus s = natsInbox_Create(&inbox_);
+    if (s == NATS_OK) s = natsConnection_SubscribeSync(&sub_, conn_.nc(), inbox_);
+    // Pages bound what is queued; a limit would drop messages silently.
+    if (s == NATS_OK) s = natsSubscription_SetPendingLimits(sub_, -1, -1);
+    if (s != NATS_OK) return FromNats(s, "subscribing to the snapshot's replies");
+    return Status::OK();
+  }
+
+  // Asks for the page that starts at sequence `seq`.
+  Status Request(uint64_t seq) {
+    const std::string body = "{\"seq\":" + std::to_string(seq) +
+                             ",\"batch\":" + std::to_string(g_page_messages.load()) +
+                             ",\"max_bytes\":" + std::to_string(kPageBytes) +
+                             ",\"next_by_subj\":\"" + filter_ + "\"}";
+    natsStatus s = natsConnection_PublishRequest(conn_.nc(), api_subject_.c_str(), inbox_,
+                                                 body.data(), static_cast<int>(body.size()));
+    if (s != NATS_OK) return FromNats(s, "asking for the snapshot page at sequence " +
+                                             std::to_string(seq));
+    return Status::OK();
+  }
+
+  // Receives the page asked for last, up to its EOB.
+  Status Receive(Page* page) {
+    for (;;) {
+      natsMsg* msg = nullptr;
+      natsStatus s = natsSubscription_NextMsg(&msg, sub_, wait_ms_);
+      if (s != NATS_OK) return FromNats(s, "waiting for a snapshot page");
+      if (natsMsg_IsNoResponders(msg)) {
+        natsMsg_Destroy(msg);
+        return Status::Unavailable("no server answered the direct get of stream '" +
+                                   api_subject_.substr(std::string("$JS.API.DIRECT.GET.").size()) +
+                                   "'");
+      }
+      const std::string status(HeaderOf(msg, "Status"));
+      if (status.empty()) {
+        page->msgs.push_back(msg);
+        continue;
+      }
+      const std::string description(HeaderOf(msg, "Description"));
+      const std::string pending(HeaderOf(msg, "Nats-Num-Pending"));
+      natsMsg_Destroy(msg);
+      if (status == "204") {  // EOB
+        page->end = pending == "0";
+        return Status::OK();
+      }
+      if (status == "404") {  // nothing at or after the page's sequence
+        page->end = true;
+        return Status::OK();
+      }
+      return Status::Unavailable("the server answered a snapshot page with " + status + " " +
+                                 description);
+    }
+  }
+
+  int dropped() const {
+    int64_t n = 0;
+    natsSubscription_GetDropped(sub_, &n);
+    return static_cast<int>(n);
+  }
+
+ private:
+  const NatsConnection& conn_;
+  const std::string api_subject_;
+  const std::string filter_;
+  const int64_t wait_ms_;
+  char* inbox_ = nullptr;
+  natsSubscription* sub_ = nullptr;
+};
+
+}  // namespace
+
+std::optional<int64_t> ParseRfc3339Nano(std::string_view t) {
+  // 2006-01-02T15:04:05[.999999999](Z|±07:00)
+  auto num = [&](size_t pos, size_t len) -> std::optional<int64_t> {
+    if (pos + len > t.size()) return std::nullopt;
+    int64_t v = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      if (t[i] < '0' || t[i] > '9') return std::nullopt;
+      v = v * 10 + (t[i] - '0');
+    }
+    return v;
+  };
+  if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't') ||
+      t[13] != ':' || t[16] != ':') {
+    return std::nullopt;
+  }
+  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2),
+       s = num(17, 2);
+  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > 31) {
+    return std::nullopt;
+  }
+  size_t pos = 19;
+  int64_t frac = 0;
+  if (pos < t.size() && t[pos] == '.') {
+    ++pos;
+    int digits = 0;
+    while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {
+      if (digits < 9) {
+        frac = frac * 10 + (t[pos] - '0');
+        ++digits;
+      }
+      ++pos;
+    }
+    if (digits == 0) return std::nullopt;
+    for (; digits < 9; ++digits) frac *= 10;
+  }
+  int64_t offset_s = 0;
+  if (pos < t.size() && (t[pos] == 'Z' || t[pos] == 'z')) {
+    ++pos;
+  } else if (pos + 6 == t.size() && (t[pos] == '+' || t[pos] == '-') && t[pos + 3] == ':') {
+    auto oh = num(pos + 1, 2), om = num(pos + 4, 2);
+    if (!oh || !om) return std::nullopt;
+    offset_s = (*oh * 3600 + *om * 60) * (t[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != t.size()) return std::nullopt;
+  const int64_t days = DaysFromCivil(*y, static_cast<unsigned>(*mo), static_cast<unsigned>(*d));
+  const int64_t secs = days * 86400 + *h * 3600 + *mi * 60 + *s - offset_s;
+  return secs * 1000000000LL + frac;
+}
+
+void TEST_SetSnapshotBootstrap(bool enabled) { g_snapshot_enabled.store(enabled); }
+
+void TEST_SetSnapshotPageMessages(int messages) {
+  g_page_messages.store(messages > 0 ? messages : kPageMessages);
+}
+
+Result<BootstrapPath> BootstrapFromSnapshot(
+    const NatsConnection& conn, const KvStream& stream, const std::string& bucket,
+    engine::ReplicaSink* replica,
+    const std::function<void(const BootstrapProgress&)>& progress) {
+  const uint64_t up_to = stream.last_sequence;
+  if (!g_snapshot_enabled.load() || replica->LastRevision() != 0 || up_to == 0 ||
+      stream.history != 1 || !stream.allow_direct ||
+      !conn.Require(Feature::kBatchedDirectGet, "").ok()) {
+    return BootstrapPath::kReplay;
+  }
+  const std::string prefix = "$KV." + bucket + ".";
+  BootstrapProgress at;
+  at.target = up_to;
+  // Anything the server or the connection does wrong ends the snapshot
+  // where it is: the consumer resumes after the last page applied.
+  auto stop = [&](const Status& why) -> Result<BootstrapPath> {
+    std::fprintf(stderr,
+                 "revkv: the snapshot of bucket '%s' stopped at revision %llu of %llu (%s); "
+                 "the replica replays the rest of the stream\n",
+                 bucket.c_str(), static_cast<unsigned long long>(at.revision),
+                 static_cast<unsigned long long>(up_to), why.ToString().c_str());
+    return BootstrapPath::kPartial;
+  };
+
+  SnapshotReader reader(conn, stream, bucket);
+  if (Status s = reader.Open(); !s.ok()) return stop(s);
+  if (Status s = reader.Request(1); !s.ok()) return stop(s);
+  auto page = std::make_unique<Page>();
+  if (Status s = reader.Receive(page.get()); !s.ok()) return stop(s);
+  std::vector<Entry> entries;
+  std::vector<engine::ReplicaSink::SkippedMessage> skipped;
+  bool done = false;
+  while (!done) {
+    // The sequence the page ends at, from its last message's header.
+    uint64_t page_last = 0;
+    if (!page->msgs.empty()) {
+      page_last = ParseU64(HeaderOf(page->msgs.back(), "Nats-Sequence")).value_or(0);
+    }
+    done = page->end || page->msgs.empty() || page_last >= up_to || page_last == 0;
+    // Pipelining: the next page streams in while this one is written.
+    Status next = Status::OK();  // a failed request: this page still applies
+    if (!done) next = reader.Request(page_last + 1);
+    entries.clear();
+    skipped.clear();
+    entries.reserve(page->msgs.size());
+    uint64_t applied = at.revision;
+    bool unreadable = false;
+    for (natsMsg* msg : page->msgs) {
+      // The server puts the stream metadata in headers; a message whose
+      // headers cannot be read is left to the consumer, which reads its
+      // sequence from the reply subject and skips it as the replay does.
+      const auto seq = ParseU64(HeaderOf(msg, "Nats-Sequence"));
+      const std::string_view subject = HeaderOf(msg, "Nats-Subject");
+      if (!seq || subject.empty() || *seq <= applied ||
+          !ServerHeadersIntact(msg, stream.name)) {
+        unreadable = true;
+        break;
+      }
+      if (*seq > up_to) break;  // written since the bootstrap began: the consumer's
+      StreamMessage in;
+      in.entry.revision = *seq;
+      in.entry.created_ns = ParseRfc3339Nano(HeaderOf(msg, "Nats-Time-Stamp")).value_or(0);
+      auto read = ReadStreamEntry(msg, subject, prefix, std::move(in));
+      if (!read.ok()) return read.status();  // out of memory
+      if (!read->damage.empty()) {
+        skipped.push_back({*seq, std::move(read->damage)});
+      } else {
+        entries.push_back(std::move(read->entry));
+      }
+      applied = *seq;
+    }
+    if (applied > at.revision) {
+      if (Status s = replica->ApplySnapshotFill(entries, applied, skipped, nullptr); !s.ok()) {
+        return s;
+      }
+      at.loaded += entries.size() + skipped.size();
+      at.revision = applied;
+    }
+    if (unreadable) {
+      return stop(Status::Corruption("a message after revision " + std::to_string(applied) +
+                                     " has unreadable headers"));
+    }
+    if (!next.ok()) return stop(next);
+    if (reader.dropped() != 0) {
+      return stop(Status::Unavailable("the connection dropped messages of the snapshot"));
+    }
+    if (done) break;
+    if (progress) progress(at);
+    page = std::make_unique<Page>();
+    if (Status s = reader.Receive(page.get()); !s.ok()) return stop(s);
+  }
+  // Every message up to `up_to` that still exists is loaded; the ones
+  // missing were removed (or replaced after `up_to`, which the consumer
+  // delivers).
+  if (at.revision < up_to) {
+    if (Status s = replica->ApplySnapshotFill({}, up_to, {}, nullptr); !s.ok()) return s;
+    at.revision = up_to;
+  }
+  if (progress) progress(at);
+  return BootstrapPath::kSnapshot;
+}
+
+}  // namespace revkv::replication
