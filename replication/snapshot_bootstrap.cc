@@ -1,6 +1,12 @@
 #include "replication/snapshot_bootstrap.h"
 
+#include <pthread.h>
+
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <system_error>
+#include <thread>
 #include <charconv>
 #include <cstdlib>
 #include <cstdio>
@@ -80,10 +86,9 @@ struct Page {
 
 class SnapshotReader {
  public:
-  SnapshotReader(const NatsConnection& conn, const KvStream& stream, const std::string& bucket)
+  SnapshotReader(const NatsConnection& conn, const KvStream& stream)
       : conn_(conn),
         api_subject_("$JS.API.DIRECT.GET." + stream.name),
-        filter_("$KV." + bucket + ".>"),
         wait_ms_(std::max<int64_t>(1000, conn.options().write_timeout.count())) {}
   ~SnapshotReader() {
     if (sub_ != nullptr) {
@@ -106,8 +111,7 @@ class SnapshotReader {
   Status Request(uint64_t seq) {
     const std::string body = "{\"seq\":" + std::to_string(seq) +
                              ",\"batch\":" + std::to_string(g_page_messages.load()) +
-                             ",\"max_bytes\":" + std::to_string(kPageBytes) +
-                             ",\"next_by_subj\":\"" + filter_ + "\"}";
+                             ",\"max_bytes\":" + std::to_string(kPageBytes) + "}";
     natsStatus s = natsConnection_PublishRequest(conn_.nc(), api_subject_.c_str(), inbox_,
                                                  body.data(), static_cast<int>(body.size()));
     if (s != NATS_OK) return FromNats(s, "asking for the snapshot page at sequence " +
@@ -157,10 +161,95 @@ class SnapshotReader {
  private:
   const NatsConnection& conn_;
   const std::string api_subject_;
-  const std::string filter_;
   const int64_t wait_ms_;
   char* inbox_ = nullptr;
   natsSubscription* sub_ = nullptr;
+};
+
+// Writes pages to the replica on a thread of its own, one at a time, while
+// the caller parses the next one.
+class PageWriter {
+ public:
+  struct Work {
+    std::unique_ptr<engine::ReplicaSink::PreparedFill> page;
+    uint64_t messages = 0;
+    uint64_t revision = 0;  // the page's last sequence: the applied revision after it
+  };
+  struct Done {
+    Status status;
+    uint64_t revision = 0;
+    uint64_t messages = 0;
+  };
+
+  explicit PageWriter(engine::ReplicaSink* replica) : replica_(replica) {}
+  ~PageWriter() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Hands a page over; the previous one must have been waited for.
+  void Start(Work work) {
+    if (!thread_.joinable()) {
+      // Without a thread (none could be started), the page is written here.
+      try {
+        thread_ = std::thread(&PageWriter::Run, this);
+        pthread_setname_np(thread_.native_handle(), "revkv-snapshot");
+      } catch (const std::system_error&) {
+        done_ = Write(work);
+        return;
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    work_ = std::move(work);
+    busy_ = true;
+    cv_.notify_all();
+  }
+
+  // Waits until the page handed over last is written; what came of it.
+  Done Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+    Done out = std::move(done_);
+    done_ = Done{};
+    return out;
+  }
+
+ private:
+  Done Write(Work& work) {
+    Done d;
+    d.status = replica_->CommitSnapshotFill(std::move(work.page), work.revision);
+    d.revision = work.revision;
+    d.messages = work.messages;
+    return d;
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return quit_ || busy_; });
+      if (!busy_) return;  // quit_, nothing left
+      Work work = std::move(work_);
+      lock.unlock();
+      Done d = Write(work);
+      lock.lock();
+      done_ = std::move(d);
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  engine::ReplicaSink* const replica_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Work work_;          // GUARDED_BY(mu_)
+  Done done_;          // GUARDED_BY(mu_)
+  bool busy_ = false;  // GUARDED_BY(mu_): work_ is being written
+  bool quit_ = false;  // GUARDED_BY(mu_)
+  std::thread thread_;
 };
 
 }  // namespace
@@ -234,10 +323,11 @@ Result<BootstrapPath> BootstrapFromSnapshot(
     return BootstrapPath::kReplay;
   }
   const std::string prefix = "$KV." + bucket + ".";
+  // Written pages, as the writer reports them.
   BootstrapProgress at;
   at.target = up_to;
   // Anything the server or the connection does wrong ends the snapshot
-  // where it is: the consumer resumes after the last page applied.
+  // where it is: the consumer resumes after the last page written.
   auto stop = [&](const Status& why) -> Result<BootstrapPath> {
     std::fprintf(stderr,
                  "revkv: the snapshot of bucket '%s' stopped at revision %llu of %llu (%s); "
@@ -247,28 +337,39 @@ Result<BootstrapPath> BootstrapFromSnapshot(
     return BootstrapPath::kPartial;
   };
 
-  SnapshotReader reader(conn, stream, bucket);
+  SnapshotReader reader(conn, stream);
   if (Status s = reader.Open(); !s.ok()) return stop(s);
   if (Status s = reader.Request(1); !s.ok()) return stop(s);
   auto page = std::make_unique<Page>();
   if (Status s = reader.Receive(page.get()); !s.ok()) return stop(s);
-  std::vector<Entry> entries;
-  std::vector<engine::ReplicaSink::SkippedMessage> skipped;
-  bool done = false;
-  while (!done) {
+  // The revision up to which pages are read (and handed to the writer).
+  uint64_t read_up_to = 0;
+  PageWriter writer(replica);
+  // Waits for the page being written; a store failure is the caller's.
+  auto written = [&]() -> Status {
+    PageWriter::Done done = writer.Wait();
+    if (!done.status.ok()) return done.status;
+    if (done.revision > at.revision) {
+      at.loaded += done.messages;
+      at.revision = done.revision;
+    }
+    return Status::OK();
+  };
+  for (;;) {
     // The sequence the page ends at, from its last message's header.
     uint64_t page_last = 0;
     if (!page->msgs.empty()) {
       page_last = ParseU64(HeaderOf(page->msgs.back(), "Nats-Sequence")).value_or(0);
     }
-    done = page->end || page->msgs.empty() || page_last >= up_to || page_last == 0;
-    // Pipelining: the next page streams in while this one is written.
+    const bool last_page = page->end || page->msgs.empty() || page_last >= up_to || page_last == 0;
+    // Pipelining: the server sends the next page while this one is parsed,
+    // and this one is parsed while the previous one is written.
     Status next = Status::OK();  // a failed request: this page still applies
-    if (!done) next = reader.Request(page_last + 1);
-    entries.clear();
-    skipped.clear();
+    if (!last_page) next = reader.Request(page_last + 1);
+    std::vector<Entry> entries;
+    std::vector<engine::ReplicaSink::SkippedMessage> skipped;
     entries.reserve(page->msgs.size());
-    uint64_t applied = at.revision;
+    uint64_t applied = read_up_to;
     bool unreadable = false;
     for (natsMsg* msg : page->msgs) {
       // The server puts the stream metadata in headers; a message whose
@@ -276,17 +377,26 @@ Result<BootstrapPath> BootstrapFromSnapshot(
       // sequence from the reply subject and skips it as the replay does.
       const auto seq = ParseU64(HeaderOf(msg, "Nats-Sequence"));
       const std::string_view subject = HeaderOf(msg, "Nats-Subject");
-      if (!seq || subject.empty() || *seq <= applied ||
-          !ServerHeadersIntact(msg, stream.name)) {
+      if (!seq || subject.empty() || *seq <= applied || !ServerHeadersIntact(msg, stream.name)) {
         unreadable = true;
         break;
       }
       if (*seq > up_to) break;  // written since the bootstrap began: the consumer's
+      // The pages read the whole stream (a filter would make the server
+      // count what matches for every page); a message outside the bucket's
+      // subjects is one the consumer would never deliver.
+      if (subject.substr(0, prefix.size()) != prefix) {
+        applied = *seq;
+        continue;
+      }
       StreamMessage in;
       in.entry.revision = *seq;
       in.entry.created_ns = ParseRfc3339Nano(HeaderOf(msg, "Nats-Time-Stamp")).value_or(0);
       auto read = ReadStreamEntry(msg, subject, prefix, std::move(in));
-      if (!read.ok()) return read.status();  // out of memory
+      if (!read.ok()) {  // out of memory
+        if (Status s = written(); !s.ok()) return s;
+        return read.status();
+      }
       if (!read->damage.empty()) {
         skipped.push_back({*seq, std::move(read->damage)});
       } else {
@@ -294,31 +404,47 @@ Result<BootstrapPath> BootstrapFromSnapshot(
       }
       applied = *seq;
     }
-    if (applied > at.revision) {
-      if (Status s = replica->ApplySnapshotFill(entries, applied, skipped, nullptr); !s.ok()) {
-        return s;
+    page.reset();
+    PageWriter::Work work;
+    if (applied > read_up_to) {
+      // Encoded here, while the writer commits the previous page.
+      work.messages = entries.size() + skipped.size();
+      work.page = replica->PrepareSnapshotFill(std::move(entries), std::move(skipped));
+      work.revision = applied;
+    }
+    if (Status s = written(); !s.ok()) return s;
+    if (progress && at.revision > 0) progress(at);
+    if (work.page) {
+      read_up_to = applied;
+      writer.Start(std::move(work));
+    }
+    if (unreadable || !next.ok() || last_page) {
+      if (Status s = written(); !s.ok()) return s;
+      if (unreadable) {
+        return stop(Status::Corruption("a message after revision " + std::to_string(applied) +
+                                       " has headers it cannot be read by"));
       }
-      at.loaded += entries.size() + skipped.size();
-      at.revision = applied;
+      if (!next.ok()) return stop(next);
+      break;
     }
-    if (unreadable) {
-      return stop(Status::Corruption("a message after revision " + std::to_string(applied) +
-                                     " has unreadable headers"));
-    }
-    if (!next.ok()) return stop(next);
-    if (reader.dropped() != 0) {
-      return stop(Status::Unavailable("the connection dropped messages of the snapshot"));
-    }
-    if (done) break;
-    if (progress) progress(at);
     page = std::make_unique<Page>();
-    if (Status s = reader.Receive(page.get()); !s.ok()) return stop(s);
+    Status received = reader.Receive(page.get());
+    if (received.ok() && reader.dropped() != 0) {
+      received = Status::Unavailable("the connection dropped messages of the snapshot");
+    }
+    if (!received.ok()) {
+      if (Status s = written(); !s.ok()) return s;
+      return stop(received);
+    }
   }
   // Every message up to `up_to` that still exists is loaded; the ones
   // missing were removed (or replaced after `up_to`, which the consumer
   // delivers).
   if (at.revision < up_to) {
-    if (Status s = replica->ApplySnapshotFill({}, up_to, {}, nullptr); !s.ok()) return s;
+    if (Status s = replica->CommitSnapshotFill(replica->PrepareSnapshotFill({}, {}), up_to);
+        !s.ok()) {
+      return s;
+    }
     at.revision = up_to;
   }
   if (progress) progress(at);
