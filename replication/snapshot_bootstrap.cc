@@ -8,7 +8,6 @@
 #include <system_error>
 #include <thread>
 #include <charconv>
-#include <cstdlib>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -56,23 +55,14 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
 }
 
 // Whether the headers of a direct-get reply are the stored message's
-// headers followed intact by the server's own (Nats-Stream and the rest).
-// The server appends its lines to the stored block, and nats.c's parser
-// looks for a key's colon past the end of its line: a stored line without a
-// colon, which the consumer's reading refuses (the message is damaged),
-// would here glue onto the server's first line and read as a key with a
-// line break in it. Such a message is left to the consumer.
+// headers followed intact by the server's own, which start with
+// Nats-Stream. nats.c's parser looks for a key's colon past the end of its
+// line, and lets an empty value run into the next line: a stored block that
+// the consumer's reading refuses at its end (a last line without a colon,
+// or without a value) would here swallow the server's first line, and read
+// without a Nats-Stream header. Such a message is left to the consumer.
 bool ServerHeadersIntact(natsMsg* msg, std::string_view stream) {
-  if (HeaderOf(msg, "Nats-Stream") != stream) return false;
-  const char** keys = nullptr;
-  int count = 0;
-  if (natsMsgHeader_Keys(msg, &keys, &count) != NATS_OK) return false;
-  bool intact = true;
-  for (int i = 0; i < count && intact; ++i) {
-    intact = std::string_view(keys[i]).find_first_of("\r\n") == std::string_view::npos;
-  }
-  free(static_cast<void*>(keys));
-  return intact;
+  return HeaderOf(msg, "Nats-Stream") == stream;
 }
 
 // One page of the snapshot: the direct-get messages before its EOB.
@@ -344,6 +334,9 @@ Result<BootstrapPath> BootstrapFromSnapshot(
   if (Status s = reader.Receive(page.get()); !s.ok()) return stop(s);
   // The revision up to which pages are read (and handed to the writer).
   uint64_t read_up_to = 0;
+  // Whether a page went on past `up_to`: then the server that sent it had
+  // every message up to `up_to`.
+  bool past_up_to = false;
   PageWriter writer(replica);
   // Waits for the page being written; a store failure is the caller's.
   auto written = [&]() -> Status {
@@ -381,7 +374,10 @@ Result<BootstrapPath> BootstrapFromSnapshot(
         unreadable = true;
         break;
       }
-      if (*seq > up_to) break;  // written since the bootstrap began: the consumer's
+      if (*seq > up_to) {  // written since the bootstrap began: the consumer's
+        past_up_to = true;
+        break;
+      }
       // The pages read the whole stream (a filter would make the server
       // count what matches for every page); a message outside the bucket's
       // subjects is one the consumer would never deliver.
@@ -437,10 +433,15 @@ Result<BootstrapPath> BootstrapFromSnapshot(
       return stop(received);
     }
   }
-  // Every message up to `up_to` that still exists is loaded; the ones
-  // missing were removed (or replaced after `up_to`, which the consumer
-  // delivers).
-  if (at.revision < up_to) {
+  // Every message up to `up_to` that still exists is loaded when the last
+  // page went past it: the ones missing were removed (or replaced after
+  // `up_to`, which the consumer delivers). Otherwise the stream ended
+  // before `up_to` as the answering server saw it. In a cluster any replica
+  // answers direct gets, and a follower may lag behind the leader (it holds
+  // a prefix of the stream): so the replica stays at the last message
+  // loaded, and the consumer, served by the leader, delivers whatever
+  // follows (ApplyLoop::CatchUpTo moves past messages that are gone).
+  if (past_up_to && at.revision < up_to) {
     if (Status s = replica->CommitSnapshotFill(replica->PrepareSnapshotFill({}, {}), up_to);
         !s.ok()) {
       return s;
