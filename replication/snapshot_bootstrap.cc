@@ -416,10 +416,9 @@ Result<BootstrapPath> BootstrapFromSnapshot(
     }
     if (unreadable || !next.ok() || last_page) {
       if (Status s = written(); !s.ok()) return s;
-      if (unreadable) {
-        return stop(Status::Corruption("a message after revision " + std::to_string(applied) +
-                                       " has headers it cannot be read by"));
-      }
+      // Not a failure: the consumer names and skips the message (see
+      // ReadStreamMessage), so nothing is logged here.
+      if (unreadable) return BootstrapPath::kPartial;
       if (!next.ok()) return stop(next);
       break;
     }

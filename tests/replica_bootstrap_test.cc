@@ -35,6 +35,20 @@ using testing::TempDir;
 
 bool SnapshotExpected() { return NatsServer::VersionAtLeast(2, 11); }
 
+// The direct get's Nats-Time-Stamp (Go's RFC3339Nano) read to the
+// nanosecond, as the consumer's metadata gives it.
+TEST(snapshot_bootstrap, ReadsTheServersTimestampsToTheNanosecond) {
+  using replication::ParseRfc3339Nano;
+  EXPECT_EQ(ParseRfc3339Nano("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(ParseRfc3339Nano("2026-12-01T00:10:47.123456789Z"), 1796083847123456789LL);
+  EXPECT_EQ(ParseRfc3339Nano("2026-12-01T00:10:47.1Z"), 1796083847100000000LL);
+  EXPECT_EQ(ParseRfc3339Nano("2024-02-29T12:00:00.5+01:00"), 1709204400500000000LL);
+  EXPECT_EQ(ParseRfc3339Nano("2026-12-01T00:10:47"), std::nullopt);
+  EXPECT_EQ(ParseRfc3339Nano("2026-13-01T00:10:47Z"), std::nullopt);
+  EXPECT_EQ(ParseRfc3339Nano("2026-12-01T00:10:47.Z"), std::nullopt);
+  EXPECT_EQ(ParseRfc3339Nano(""), std::nullopt);
+}
+
 class ReplicaBootstrapTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -150,7 +150,7 @@ struct Options {
 struct BootstrapProgress {
   // Messages loaded so far (entries and tombstones, one per key).
   uint64_t loaded = 0;
-  // The highest revision loaded so far; `target` once the snapshot is done.
+  // The highest revision loaded so far (the replica's revision).
   uint64_t revision = 0;
   // The revision the snapshot loads up to: the stream's last sequence when
   // the bootstrap began. Writes after it arrive through the consumer.
@@ -224,10 +224,11 @@ struct BucketOptions {
   bool create_if_missing = true;
 
   // Called on OpenBucket's thread after each page a new replica loads from
-  // a snapshot (nats-server 2.11+, history 1: see README "Bootstrap"), and
-  // once more when the snapshot is complete (revision == target). Not
-  // called when the replica resumes, or bootstraps by replaying the stream
-  // (an older server, history > 1). It must not call into the engine.
+  // a snapshot (nats-server 2.11+, history 1: see README "Bootstrap of a
+  // new replica"), and once more at its end, where revision is target
+  // unless the consumer has the rest to deliver. Not called when the
+  // replica resumes, or bootstraps by replaying the stream (an older
+  // server, history > 1). It must not call into the engine.
   // Default: none.
   std::function<void(const BootstrapProgress&)> bootstrap_progress{};
 };
