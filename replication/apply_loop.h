@@ -1,7 +1,8 @@
 // ApplyLoop: feeds a replica from its JetStream KV stream.
 //
 // An ordered push consumer on $KV.<bucket>.> starts at the replica's applied
-// revision + 1 (a new replica starts from the last message of each key) and
+// revision + 1 (a new replica starts from the last message of each key,
+// unless it loaded a snapshot first: snapshot_bootstrap.h) and
 // hands every message to LocalBucket::ApplyCommitted, which writes it with
 // its stream sequence as revision and records the applied revision in the
 // same WriteBatch. Messages are batched while the consumer reports more

@@ -43,7 +43,7 @@ class NatsConnection;
 enum class BootstrapPath {
   kReplay,    // not applicable: the consumer replays the stream
   kSnapshot,  // loaded up to the stream's last sequence at start
-  kPartial,   // the snapshot stopped part way (logged); the consumer goes on
+  kPartial,   // the snapshot stopped part way; the consumer goes on from there
 };
 
 // Bootstraps `replica` (empty: LastRevision() 0) of `stream` from a
@@ -53,8 +53,10 @@ enum class BootstrapPath {
 // called after each page and once at the end.
 // A failure of the server or the connection part way is not an error: what
 // was loaded stays, the reason is logged, and the result is kPartial, so
-// that the consumer resumes after it. Errors: the local store's (IOError,
-// Corruption), after which the bucket cannot be opened.
+// that the consumer resumes after it. So is a message whose headers arrive
+// damaged (the consumer then skips it as the replay does; nothing is logged
+// here). Errors: the local store's (IOError, Corruption), after which the
+// bucket cannot be opened.
 Result<BootstrapPath> BootstrapFromSnapshot(
     const NatsConnection& conn, const KvStream& stream, const std::string& bucket,
     engine::ReplicaSink* replica,
