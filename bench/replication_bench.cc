@@ -13,7 +13,9 @@
 //   BM_ReplicationLag      vs BM_NatsPublishRtt     engine A Put -> engine B's watch callback,
 //                                                   vs one js_Publish round trip (p50/p99, µs)
 //   BM_ReplicaBootstrap    vs BM_NatsOrderedReplay  a new replica of 100k keys (Open, OpenBucket,
-//                                                   Sync) vs an ordered consumer replaying them
+//                                                   Sync) vs an ordered consumer replaying them;
+//                                                   (BM_ReplicaBootstrapReplay, context: the
+//                                                   same with the 2.11+ snapshot turned off)
 //
 // bench/replication_report.py pairs them and checks the targets.
 //
@@ -36,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "replication/snapshot_bootstrap.h"
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
 #include "tests/test_util.h"
@@ -598,7 +601,11 @@ void BM_ReplicationLag(benchmark::State& state) {
 // A fresh replica of bucket "boot": Engine::Open on an empty directory (its
 // own connection), OpenBucket, then Sync until the replica has applied the
 // stream's last sequence. Teardown is not timed.
-void BM_ReplicaBootstrap(benchmark::State& state) {
+// `snapshot`: the default path (a snapshot on servers with batched direct
+// get); without it, the replay through the ordered consumer, the path
+// before snapshots and the one older servers take.
+void RunBootstrap(benchmark::State& state, bool snapshot) {
+  revkv::replication::TEST_SetSnapshotBootstrap(snapshot);
   World& w = TheWorld();
   if (!w.error.empty()) return state.SkipWithError(w.error.c_str());
   BootBucket& boot = TheBootBucket(w);
@@ -628,7 +635,14 @@ void BM_ReplicaBootstrap(benchmark::State& state) {
       break;
     }
   }
+  revkv::replication::TEST_SetSnapshotBootstrap(true);
   state.SetItemsProcessed(state.iterations() * kBootEntries);
+}
+
+void BM_ReplicaBootstrap(benchmark::State& state) { RunBootstrap(state, /*snapshot=*/true); }
+// Context: the same with the snapshot turned off.
+void BM_ReplicaBootstrapReplay(benchmark::State& state) {
+  RunBootstrap(state, /*snapshot=*/false);
 }
 
 struct Replay {
@@ -735,6 +749,10 @@ BENCHMARK(BM_ReplicatedPutAsync)->UseRealTime();
 BENCHMARK(BM_NatsPublishRtt)->Iterations(kLatencySamples)->UseRealTime();
 BENCHMARK(BM_ReplicationLag)->Iterations(kLatencySamples)->UseRealTime();
 BENCHMARK(BM_ReplicaBootstrap)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReplicaBootstrapReplay)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_NatsOrderedReplay)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -121,7 +121,9 @@ Status CommitPath::FinishLocked(Staging* staging, uint64_t last, const std::stri
     for (const auto& [key, head] : staging->heads) write_cache_.erase(key);
     return s;
   }
-  for (const Entry& e : staging->entries) RememberLocked(e);
+  if (!staging->fill) {
+    for (const Entry& e : staging->entries) RememberLocked(e);
+  }
   // After the store has them, so that a read that missed the cache and
   // read the store before this cannot fill it with what they replaced.
   if (EntryCache* cache = store_->cache()) {
@@ -241,7 +243,15 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
     }
     if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false); !s.ok()) return s;
   }
-  uint64_t new_last = std::max(prev, applied_revision);
+  return FinishApplyLocked(&staging, std::max(prev, applied_revision), std::move(skips),
+                           newly_skipped);
+}
+
+Status CommitPath::FinishApplyLocked(Staging* staging, uint64_t new_last,
+                                     std::vector<ReplicaSink::SkippedMessage> skips,
+                                     std::vector<ReplicaSink::SkippedMessage>* newly_skipped) {
+  using SkippedMessage = ReplicaSink::SkippedMessage;
+  const uint64_t last = last_revision_.load(std::memory_order_relaxed);
   for (const SkippedMessage& m : skips) new_last = std::max(new_last, m.revision);
   if (new_last == last && skips.empty()) return Status::OK();
   std::optional<ReplicaSink::SkipSummary> counted;
@@ -260,9 +270,9 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
       counted->first_reason = skips.front().reason;
     }
     counted->count += skips.size();
-    store_->StageSkips(&staging.batch, *counted);
+    store_->StageSkips(&staging->batch, *counted);
   }
-  if (Status s = FinishLocked(&staging, new_last,
+  if (Status s = FinishLocked(staging, new_last,
                               "applying revisions up to " + std::to_string(new_last) +
                                   " to bucket '" + store_->name() + "'");
       !s.ok()) {
@@ -273,6 +283,62 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
     newly_skipped->insert(newly_skipped->end(), skips.begin(), skips.end());
   }
   return Status::OK();
+}
+
+// A snapshot page, staged ahead of its commit.
+struct CommitPath::Fill : ReplicaSink::PreparedFill {
+  Staging staging;
+  std::vector<ReplicaSink::SkippedMessage> skips;
+  uint64_t first = 0;  // the lowest revision staged or skipped; 0: none
+  uint64_t last = 0;   // the highest
+  Status error;        // entries out of order
+};
+
+std::unique_ptr<ReplicaSink::PreparedFill> CommitPath::PrepareFill(
+    std::vector<Entry> entries, std::vector<ReplicaSink::SkippedMessage> skipped) {
+  // No lock: staging reads nothing of the bucket's state (the keys are new)
+  // and writes only the page's own batch.
+  auto fill = std::make_unique<Fill>();
+  fill->staging.fill = true;
+  fill->skips = std::move(skipped);
+  for (const auto& m : fill->skips) {
+    if (m.revision != 0 && (fill->first == 0 || m.revision < fill->first)) fill->first = m.revision;
+    fill->last = std::max(fill->last, m.revision);
+  }
+  uint64_t prev = 0;
+  for (Entry& e : entries) {
+    if (e.revision <= prev) {
+      fill->error = Status::InvalidArgument("a snapshot page of bucket '" + store_->name() +
+                                            "' is out of order at revision " +
+                                            std::to_string(e.revision));
+      return fill;
+    }
+    prev = e.revision;
+    if (fill->first == 0 || e.revision < fill->first) fill->first = e.revision;
+    fill->last = std::max(fill->last, e.revision);
+    if (Status s = ValidateReadKey(e.key); !s.ok()) {
+      fill->skips.push_back({e.revision, "its key cannot be stored: " + std::string(s.message())});
+      continue;
+    }
+    store_->Stage(&fill->staging.batch, e, KeyHead{}, /*index_ttl=*/false);
+    fill->staging.entries.push_back(std::move(e));
+  }
+  return fill;
+}
+
+Status CommitPath::CommitFill(std::unique_ptr<ReplicaSink::PreparedFill> prepared,
+                              uint64_t applied_revision) {
+  auto* fill = static_cast<Fill*>(prepared.get());
+  if (!fill->error.ok()) return fill->error;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  const uint64_t last = last_revision_.load(std::memory_order_relaxed);
+  if (fill->first != 0 && fill->first <= last) {
+    return Status::InvalidArgument("a snapshot page of bucket '" + store_->name() +
+                                   "' starts at revision " + std::to_string(fill->first) +
+                                   ", not after the applied revision " + std::to_string(last));
+  }
+  return FinishApplyLocked(&fill->staging, std::max(fill->last, applied_revision),
+                           std::move(fill->skips), nullptr);
 }
 
 Status CommitPath::Reset(int64_t source) {

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -80,6 +81,11 @@ class CommitPath {
   Status Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
                const std::vector<ReplicaSink::SkippedMessage>& skipped,
                std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
+  // ReplicaSink::PrepareSnapshotFill (no lock, any thread) and
+  // CommitSnapshotFill (takes the mutex).
+  std::unique_ptr<ReplicaSink::PreparedFill> PrepareFill(
+      std::vector<Entry> entries, std::vector<ReplicaSink::SkippedMessage> skipped);
+  Status CommitFill(std::unique_ptr<ReplicaSink::PreparedFill> fill, uint64_t applied_revision);
   Status Reset(int64_t source);
 
   uint64_t AddListener(CommitFeed::CommitListener listener);
@@ -109,11 +115,20 @@ class CommitPath {
     std::vector<Entry> entries;
     int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
     bool clears = false;  // it empties the bucket: every cached entry goes
+    // A snapshot fill (PrepareFill): keys are new and distinct, so nothing
+    // was read, and the write cache is left alone (the reset emptied it).
+    bool fill = false;
   };
   // The key's latest record, as staged or as stored.
   Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
   // Stages `entry` (BucketStore::Stage) after the key's latest record.
   Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl);
+  // The end of an apply: counts `skips` (they move the applied revision
+  // too) and commits `staging` with the counter at `new_last` or past it.
+  Status FinishApplyLocked(Staging* staging, uint64_t new_last,
+                           std::vector<ReplicaSink::SkippedMessage> skips,
+                           std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
+  struct Fill;
   // Commits `staging` with the bucket's revision counter at `last` (and
   // whatever else the caller put in its batch): writes it, then updates
   // last_revision(), the write cache, the listeners and the reaper. Nothing

@@ -206,6 +206,12 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   return commits_.Apply(entries, applied_revision, skipped, newly_skipped);
 }
 
+Status LocalBucket::CommitSnapshotFill(std::unique_ptr<PreparedFill> page,
+                                       uint64_t applied_revision) {
+  if (is_follower()) return ReadOnlyError();
+  return commits_.CommitFill(std::move(page), applied_revision);
+}
+
 Status LocalBucket::ResetReplica(int64_t source) {
   if (is_follower()) return ReadOnlyError();
   return commits_.Reset(source);

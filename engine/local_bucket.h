@@ -98,6 +98,11 @@ class LocalBucket final : public Bucket,
   Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
                         const std::vector<SkippedMessage>& skipped = {},
                         std::vector<SkippedMessage>* newly_skipped = nullptr) override;
+  std::unique_ptr<PreparedFill> PrepareSnapshotFill(std::vector<Entry> entries,
+                                                    std::vector<SkippedMessage> skipped) override {
+    return commits_.PrepareFill(std::move(entries), std::move(skipped));
+  }
+  Status CommitSnapshotFill(std::unique_ptr<PreparedFill> page, uint64_t applied_revision) override;
   Result<SkipSummary> Skipped() override { return store_.Skipped(); }
   void ReportSkips(BucketStatus* out) override;
   Result<int64_t> ReplicaSource() override { return store_.ReplicaSource(); }

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,26 @@ class ReplicaSink : public CommitFeed {
   virtual Status ApplyCommitted(const std::vector<Entry>& entries, uint64_t applied_revision,
                                 const std::vector<SkippedMessage>& skipped = {},
                                 std::vector<SkippedMessage>* newly_skipped = nullptr) = 0;
+
+  // A replica filling from a snapshot: it was empty when the fill began
+  // (just created or reset) and each key comes at most once across the
+  // fill, so no key can have a stored record yet and none is read (the
+  // per-key head read is most of an apply's cost). The caller guarantees
+  // both; a key that came twice would leave its older record behind as
+  // history. A page is encoded by PrepareSnapshotFill, on any thread and
+  // without the write lock (so the next page is encoded while one commits),
+  // from entries in revision order; CommitSnapshotFill then commits it as
+  // ApplyCommitted would, with `applied_revision`, in page order.
+  // InvalidArgument: entries out of order, or a page at or below
+  // LastRevision(). IOError, Corruption: as ApplyCommitted.
+  class PreparedFill {
+   public:
+    virtual ~PreparedFill() = default;
+  };
+  virtual std::unique_ptr<PreparedFill> PrepareSnapshotFill(
+      std::vector<Entry> entries, std::vector<SkippedMessage> skipped) = 0;
+  virtual Status CommitSnapshotFill(std::unique_ptr<PreparedFill> page,
+                                    uint64_t applied_revision) = 0;
 
   // What ApplyCommitted skipped, as kept in the store (so a read-only
   // follower sees it too). Corruption: the stored summary is damaged.

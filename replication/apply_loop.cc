@@ -68,9 +68,13 @@ Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_p
   e.created_ns = meta->Timestamp;
   out.pending = meta->NumPending;
   jsMsgMetaData_Destroy(meta);
-
   const char* subject = natsMsg_GetSubject(msg);
-  std::string_view subj = subject != nullptr ? subject : "";
+  return ReadStreamEntry(msg, subject != nullptr ? subject : "", subject_prefix, std::move(out));
+}
+
+Result<StreamMessage> ReadStreamEntry(natsMsg* msg, std::string_view subj,
+                                      std::string_view subject_prefix, StreamMessage out) {
+  Entry& e = out.entry;
   if (subj.substr(0, subject_prefix.size()) != subject_prefix) {
     out.damage = "its subject '" + std::string(subj) + "' is not under '" +
                  std::string(subject_prefix) + "'";
@@ -79,7 +83,7 @@ Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_p
   e.key = std::string(subj.substr(subject_prefix.size()));
 
   std::string_view value;
-  s = Header(msg, "KV-Operation", &value);
+  natsStatus s = Header(msg, "KV-Operation", &value);
   if (s == NATS_OK) {
     if (value == "DEL") {
       e.operation = Operation::kDelete;

@@ -1,7 +1,8 @@
 // ApplyLoop: feeds a replica from its JetStream KV stream.
 //
 // An ordered push consumer on $KV.<bucket>.> starts at the replica's applied
-// revision + 1 (a new replica starts from the last message of each key) and
+// revision + 1 (a new replica starts from the last message of each key,
+// unless it loaded a snapshot first: snapshot_bootstrap.h) and
 // hands every message to LocalBucket::ApplyCommitted, which writes it with
 // its stream sequence as revision and records the applied revision in the
 // same WriteBatch. Messages are batched while the consumer reports more
@@ -63,6 +64,14 @@ struct StreamMessage {
 // A damaged message is not an error (see `damage`). Errors are local
 // failures only (nats.c out of memory), after which nothing may be skipped.
 Result<StreamMessage> ReadStreamMessage(natsMsg* msg, std::string_view subject_prefix);
+
+// The same reading, for a message whose stream metadata the caller has read
+// elsewhere (a direct get reply carries it in headers, not in its reply
+// subject): `out` holds the entry's revision and time and the pending
+// count, `subject` is the message's stream subject. A snapshot bootstrap
+// and the consumer thus turn a message into the same Entry.
+Result<StreamMessage> ReadStreamEntry(natsMsg* msg, std::string_view subject,
+                                      std::string_view subject_prefix, StreamMessage out);
 
 class ApplyLoop {
  public:

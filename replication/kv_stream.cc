@@ -22,6 +22,7 @@ KvStream FromInfo(const jsStreamInfo* si) {
   out.max_value_size = si->Config->MaxMsgSize;
   out.last_sequence = si->State.LastSeq;
   out.last_time_ns = si->State.LastTime;
+  out.allow_direct = si->Config->AllowDirect;
   return out;
 }
 

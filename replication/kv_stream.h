@@ -59,6 +59,7 @@ struct KvStream {
   int32_t max_value_size = -1;
   uint64_t last_sequence = 0;
   int64_t last_time_ns = 0;  // the last message's server timestamp (0: empty stream)
+  bool allow_direct = false;  // direct gets (KV streams have them)
   // Read by BindKvStream only (with a connection): whether messages may
   // carry Nats-TTL, the limit marker TTL (0: no markers), and whether the
   // stream takes atomic batches (revkv creates it so on 2.12+).

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "replication/kv_stream.h"
+#include "replication/snapshot_bootstrap.h"
 #include "revkv/validation.h"
 
 namespace revkv {
@@ -107,6 +108,12 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
                              : "the stream is behind the replica");
     }
     if (Status s = sink->ResetReplica(stream->created_ns); !s.ok()) return s;
+  }
+  // A new replica loads a snapshot where the server can send one; the
+  // consumer then starts after it (or after what part of it was loaded).
+  if (replica->LastRevision() == 0) {
+    auto boot = BootstrapFromSnapshot(*conn_, *stream, name, sink.get(), options.bootstrap_progress);
+    if (!boot.ok()) return boot.status();
   }
   auto loop = ApplyLoop::Start(conn_->js(), name, sink, conn_.get());
   if (!loop.ok()) return loop.status();

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -1669,6 +1670,30 @@ TEST_F(cli_nats, TwoReplicasConverge) {
   RunResult keys = On("b", {"keys"});
   EXPECT_EQ(keys.exit_code, 0) << keys;
   EXPECT_EQ(keys.out, "greeting\nother\n");
+}
+
+// A new replica bootstrapping from a snapshot (2.11+) shows a progress line
+// on a terminal (here a pseudo-terminal from script(1)), and nothing of it
+// when stderr is a pipe.
+TEST_F(cli_nats, BootstrapProgressLineOnlyOnATerminal) {
+  if (!revkv::testing::NatsServer::VersionAtLeast(2, 11)) GTEST_SKIP() << "no batched direct get";
+  ASSERT_EQ(On("a", {"put", "k", "v"}).exit_code, 0);
+  RunResult piped = On("b", {"get", "k"});
+  EXPECT_EQ(piped.exit_code, 0) << piped;
+  EXPECT_EQ(piped.out, "v");
+  EXPECT_EQ(piped.err, "") << piped;
+
+  const std::string command = "script -qec '" + std::string(kCli) + " --db " + dir_.Sub("c") +
+                              " --nats " + server_.url() + " get k' /dev/null";
+  FILE* p = popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string tty;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) tty.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << tty;
+  EXPECT_NE(tty.find("bootstrapping: 1 entries, revision 1 of 1 (100%)"), std::string::npos)
+      << tty;
 }
 
 TEST_F(cli_nats, TtlNeedsABucketCreatedWithLimitMarkers) {

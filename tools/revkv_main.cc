@@ -1556,7 +1556,22 @@ int Run(int argc, char** argv) {
   }
   // A read does not create the bucket on the server either.
   bucket_options.create_if_missing = spec->writes;
+  // A long bootstrap of a new replica shows its progress on a terminal only:
+  // scripts reading stderr see no progress lines.
+  bool progress_shown = false;
+  if (isatty(STDERR_FILENO)) {
+    bucket_options.bootstrap_progress = [&progress_shown](const revkv::BootstrapProgress& p) {
+      progress_shown = true;
+      std::fprintf(stderr, "\rbootstrapping: %llu entries, revision %llu of %llu (%d%%)",
+                   static_cast<unsigned long long>(p.loaded),
+                   static_cast<unsigned long long>(p.revision),
+                   static_cast<unsigned long long>(p.target),
+                   p.target == 0 ? 100 : static_cast<int>(p.revision * 100 / p.target));
+      std::fflush(stderr);
+    };
+  }
   auto opened_bucket = (*engine)->OpenBucket(bucket_name, bucket_options);
+  if (progress_shown) std::fprintf(stderr, "\n");
   if (!opened_bucket.ok() && opened_bucket.status().IsNotFound() && !spec->writes) {
     if (command == "keys") {
       if (args.json) Write("[]\n");

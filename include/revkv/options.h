@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -150,6 +151,18 @@ struct Options {
   size_t entry_cache_bytes = 0;
 };
 
+// How far a new replica's bootstrap from a snapshot has come (see
+// BucketOptions::bootstrap_progress).
+struct BootstrapProgress {
+  // Messages loaded so far (entries and tombstones, one per key).
+  uint64_t loaded = 0;
+  // The highest revision loaded so far (the replica's revision).
+  uint64_t revision = 0;
+  // The revision the snapshot loads up to: the stream's last sequence when
+  // the bootstrap began. Writes after it arrive through the consumer.
+  uint64_t target = 0;
+};
+
 struct BucketOptions {
   // How many revisions of each key to keep, 1..64, as NATS KV's "history".
   // 0 means: the stored setting for an existing bucket, 1 for a new one.
@@ -215,6 +228,15 @@ struct BucketOptions {
   // behind).
   // Default: true.
   bool create_if_missing = true;
+
+  // Called on OpenBucket's thread after each page a new replica loads from
+  // a snapshot (nats-server 2.11+, history 1: see README "Bootstrap of a
+  // new replica"), and once more at its end, where revision is target
+  // unless the consumer has the rest to deliver. Not called when the
+  // replica resumes, or bootstraps by replaying the stream (an older
+  // server, history > 1). It must not call into the engine.
+  // Default: none.
+  std::function<void(const BootstrapProgress&)> bootstrap_progress{};
 };
 
 // A fencing check for one write: the write commits only if `token` is the
