@@ -9,7 +9,7 @@ paired with its baseline at the same thread count:
 
     BM_EngineGet    <-> BM_RawGet            target >= 0.8
     BM_EngineGetCached <-> BM_RawGet         target >= 3.0
-    BM_EnginePut    <-> BM_RawPut            no target
+    BM_EnginePut    <-> BM_RawPut            target >= 0.7
     BM_EngineUpdate <-> BM_RawGetWriteBatch  target >= 0.8
 
 ns/op is real (wall) time per iteration; for runs with more than one thread it
@@ -30,12 +30,13 @@ import sys
 from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
+import targets_json  # bench/, next to this script
 
 # (operation label, raw baseline, engine benchmark, target ratio or None)
 PAIRS = [
     ("Get", "BM_RawGet", "BM_EngineGet", 0.8),
     ("Get, hot-key cache (entry_cache_bytes)", "BM_RawGet", "BM_EngineGetCached", 3.0),
-    ("Put", "BM_RawPut", "BM_EnginePut", None),
+    ("Put", "BM_RawPut", "BM_EnginePut", 0.7),
     ("Update (CAS)", "BM_RawGetWriteBatch", "BM_EngineUpdate", 0.8),
     # Baseline is revkv's own CAS update: acquire+release must cost at most 2x.
     ("Lock acquire+release vs revkv CAS Update", "BM_EngineUpdate",
@@ -142,15 +143,35 @@ def render(rows, context):
     return "\n".join(lines) + "\n"
 
 
+# The DESIGN §8 target of each row, by its operation label (bench/targets.py).
+TARGET_NAMES = {"Get": "local_get", "Get, hot-key cache (entry_cache_bytes)": "local_get_cached",
+                "Put": "local_put"}
+
+
+def targets(rows):
+    """Per DESIGN §8 target, the verdict at the thread count where it is
+    lowest (targets_json.entry)."""
+    worst = {}
+    for op, t, _raw, _eng, ratio, target, _ts, _v in rows:
+        name = TARGET_NAMES.get(op)
+        if name and (name not in worst or ratio < worst[name][0]):
+            worst[name] = (ratio, target, f"{op}, {t} thread(s)")
+    return [targets_json.entry(n, r, tg, detail=d) for n, (r, tg, d) in worst.items()]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="Google Benchmark JSON output of revkv_engine_bench")
     parser.add_argument("--markdown", metavar="OUT.md", help="also write the table to this file")
+    parser.add_argument("--targets", metavar="OUT.json",
+                        help="also write the DESIGN §8 verdicts for bench/targets.py")
     args = parser.parse_args()
 
     data = load(args.results)
     results, errors = collect(data)
     rows, missing = build_rows(results)
+    if args.targets:
+        targets_json.write(args.targets, targets(rows))
 
     ctx = data.get("context", {})
     keys = ("date", "host_name", "num_cpus", "library_build_type", "rocksdb_version",

@@ -48,7 +48,8 @@ echo "plot: $OUT/contention.png"
   --benchmark_min_time="${REVKV_BENCH_MIN_TIME:-0.5}" \
   --benchmark_repetitions="${REVKV_BENCH_REPETITIONS:-5}" \
   --benchmark_enable_random_interleaving=true
-python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md"
+python3 "$ROOT/bench/report.py" "$OUT/engine.json" --markdown "$OUT/engine.md" \
+  --targets "$OUT/targets-engine.json"
 
 "$ROOT/build/bench/revkv_replication_bench" \
   --benchmark_out="$OUT/replication.json" --benchmark_out_format=json \
