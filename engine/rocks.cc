@@ -21,15 +21,18 @@ namespace {
 // prefix for a memtable's point entries and range tombstones alike, and a
 // hint that moves between the two tables breaks its skiplist (an assertion
 // in InlineSkipList::FindSpliceForLevel). So a range deletion in a log
-// family must start at a key that is not 8 bytes long
-// (BucketStore::StageReset starts at the empty key).
+// family must start at a key out of this domain: BucketStore::StageReset
+// starts at the empty key, and format 1's resets, which a write-ahead log
+// may still replay, started at revision 0, which no log record has.
 class RevisionKeyHint final : public rocksdb::SliceTransform {
  public:
   const char* Name() const override { return "revkv.RevisionKeyHint"; }
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
     return rocksdb::Slice(key.data(), 0);
   }
-  bool InDomain(const rocksdb::Slice& key) const override { return key.size() == 8; }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() == 8 && DecodeBE64(key.ToStringView()) != 0;
+  }
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
 
 #include <filesystem>
 #include <map>
@@ -396,6 +397,47 @@ TEST(RevisionLogTest, EveryFloorCommitsTheLogIsTrimmedWhileRunning) {
   size_t records = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
   EXPECT_EQ(records, 4u) << "the last floor, at " << kWrites << ", trimmed every replaced record";
+}
+
+// A replica reset by format 1 deleted its revision log with a range starting
+// at the 8-byte revision 0. Replayed from the write-ahead log of an upgraded
+// store, that range tombstone must not share the log family's memtable
+// insert hint with the revision keys (engine/rocks.cc).
+TEST(RevisionLogTest, AFormat1ResetReplayedFromTheWriteAheadLogIsSafe) {
+  TempDir dir;
+  {
+    auto e = Engine::Open({.path = dir.path()});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    ASSERT_TRUE((*e)->OpenBucket("r").ok());
+  }
+  {
+    // What format 1's ResetReplica wrote, left in the write-ahead log.
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), dir.path(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir.path(), cfs, &handles, &db).ok());
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != engine::LogFamily("r")) continue;
+      rocksdb::WriteBatch batch;
+      for (uint64_t r = 1; r <= 3; ++r) batch.Put(handles[i], engine::RevisionKey(r), "k");
+      batch.DeleteRange(handles[i], std::string(8, '\0'), std::string(9, '\xff'));
+      ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &batch).ok());
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  auto e = Engine::Open({.path = dir.path()});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto b = (*e)->OpenBucket("r");
+  ASSERT_TRUE(b.ok());
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE((*b)->Put("k." + std::to_string(i % 7), "v").ok());
+  auto changes = (*b)->ChangesSince(0, 1000);
+  ASSERT_TRUE(changes.ok()) << changes.status().ToString();
+  EXPECT_EQ(changes->size(), 7u);
+  EXPECT_EQ((*b)->LastRevision(), 300u);
 }
 
 }  // namespace
