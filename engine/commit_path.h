@@ -2,7 +2,9 @@
 // (a single-key write, a transaction, a fenced write, an entry applied from
 // the replication stream, a replica reset, an expiry tombstone) is a set of
 // checks and entries that become one WriteBatch under the bucket's write
-// mutex, with the revision counter moved in the same batch. Committed
+// mutex, with the revision bookkeeping in the same batch (a replica's
+// applied revision; a local bucket's revision floor and deferred log trims
+// every kFloorCommits commits, layout.h). Committed
 // entries then reach the commit listeners (watchers, lock waiters) in
 // revision order.
 //

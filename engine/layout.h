@@ -34,8 +34,9 @@
 //                                 trims deleted. A replica writes it (its
 //                                 applied revision, which moves across gaps
 //                                 and skips) with every batch it applies; a
-//                                 local bucket every kFloorCommits commits,
-//                                 with the deferred trims in the same batch.
+//                                 local bucket every CommitPath::kFloorCommits
+//                                 commits, with the deferred trims in the
+//                                 same batch.
 //                                 Opening the store deletes the trims of log
 //                                 records above it (a crash left them) and
 //                                 writes it again. In format 1 it was written
