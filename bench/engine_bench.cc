@@ -487,8 +487,10 @@ void BM_EngineGetCached(benchmark::State& state) { EngineGetLoop(state, "EngineG
 // Raw:    one DB::Put(key, 100-byte value) in the data family.
 // Engine: Bucket::Put: validates, takes the bucket's write mutex, DB::Get of
 //         the current record and a header decode, then one WriteBatch with
-//         the new ~EngineRecordSize() record, the revision-log entry, the
-//         delete of the previous revision-log entry and the meta counter.
+//         the new ~EngineRecordSize() record and the revision-log entry;
+//         every CommitPath::kFloorCommits commits the batch also deletes the
+//         revision-log entries replaced since the last such commit (sorted)
+//         and writes the revision floor (engine/layout.h, format 2).
 
 void BM_RawPut(benchmark::State& state) {
   std::string err;
@@ -555,8 +557,11 @@ void BM_EnginePut(benchmark::State& state) {
 // revision): validate, lock, the CAS check against the bucket's write cache
 // (a history-1 bucket remembers the revision of keys it wrote; on a miss it
 // reads the record again), capnp encode of the new record, and the
-// WriteBatch of the same four operations. The preload wrote every key, so in
-// steady state both sides do one lookup per update.
+// WriteBatch of the format-2 layout (the record and the revision-log entry,
+// with the replaced log entries deleted and the floor written in sorted
+// batches every CommitPath::kFloorCommits commits). The raw side still
+// writes the four records of format 1 per update. The preload wrote every
+// key, so in steady state both sides do one lookup per update.
 
 void BM_RawGetWriteBatch(benchmark::State& state) {
   std::string err;

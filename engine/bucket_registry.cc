@@ -65,7 +65,7 @@ Result<std::shared_ptr<LocalBucket>> BucketRegistry::Open(std::string_view name_
                                     std::pair{&fam.log, LogFamily(name)}}) {
         if (*handle != nullptr) continue;
         rocksdb::Status rs =
-            core_->db->CreateColumnFamily(MakeFamilyOptions(core_->options), family, handle);
+            core_->db->CreateColumnFamily(MakeFamilyOptions(core_->options, family), family, handle);
         if (!rs.ok()) {
           if (fam.records == nullptr && fam.log == nullptr) families_.erase(name);
           return FromRocks(rs, "creating bucket '" + name + "'");
@@ -75,16 +75,12 @@ Result<std::shared_ptr<LocalBucket>> BucketRegistry::Open(std::string_view name_
     }
     auto cfg = LoadOrCreateConfig(name, options);
     if (!cfg.ok()) return cfg.status();
-    std::string counter;
-    rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, CounterKey(name), &counter);
-    if (!rs.ok() && !rs.IsNotFound()) {
-      return FromRocks(rs, "reading the revision counter of bucket '" + name + "'");
-    }
-    uint64_t last = rs.ok() ? DecodeBE64(counter) : 0;
+    auto last = RecoverLastRevision(*core_, name, fam.log);
+    if (!last.ok()) return last.status();
     if (!fence_) {
       fence_ = std::make_shared<LockRecordFence>(weak_from_this(), core_->options.locks_bucket);
     }
-    bucket = std::make_shared<LocalBucket>(core_, fence_, name, fam.records, fam.log, *cfg, last);
+    bucket = std::make_shared<LocalBucket>(core_, fence_, name, fam.records, fam.log, *cfg, *last);
     buckets_.emplace(name, bucket);
   }
 

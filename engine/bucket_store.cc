@@ -187,7 +187,8 @@ Status BucketStore::ReadHead(std::string_view key, KeyHead* head) {
 }
 
 BucketStore::KeyHead BucketStore::Stage(rocksdb::WriteBatch* batch, const Entry& entry,
-                                        KeyHead&& head, bool index_ttl) const {
+                                        KeyHead&& head, bool index_ttl,
+                                        std::vector<uint64_t>* deferred_trims) const {
   // Decide which earlier revisions stay retained under the history setting.
   std::vector<uint64_t> older;
   std::vector<uint64_t> dropped_history;  // have an 'h' record to delete
@@ -216,7 +217,9 @@ BucketStore::KeyHead BucketStore::Stage(rocksdb::WriteBatch* batch, const Entry&
     }
   }
   for (uint64_t r : dropped_history) batch->Delete(cf_, HistoryKey(entry.key, r));
-  for (uint64_t r : dropped_log) batch->Delete(log_cf_, RevisionKey(r));
+  if (deferred_trims == nullptr) {
+    for (uint64_t r : dropped_log) batch->Delete(log_cf_, RevisionKey(r));
+  }
 
   KeyHead next;
   next.exists = true;
@@ -226,7 +229,12 @@ BucketStore::KeyHead BucketStore::Stage(rocksdb::WriteBatch* batch, const Entry&
   next.ttl_ns = entry.ttl_ns;
   std::string record = EncodeRecord(entry, older);
   batch->Put(cf_, LatestKey(entry.key), record);
-  batch->Put(log_cf_, RevisionKey(entry.revision), entry.key);
+  if (deferred_trims == nullptr || dropped_log.empty()) {
+    batch->Put(log_cf_, RevisionKey(entry.revision), entry.key);
+  } else {
+    batch->Put(log_cf_, RevisionKey(entry.revision), LogValue(entry.key, dropped_log));
+    deferred_trims->insert(deferred_trims->end(), dropped_log.begin(), dropped_log.end());
+  }
   if (index_ttl && entry.ttl_ns > 0) {
     std::string rev;
     AppendBE64(&rev, entry.revision);
@@ -383,7 +391,7 @@ Result<std::vector<Entry>> BucketStore::ChangesSince(uint64_t after_revision, si
   std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(ro, log_cf_));
   for (it->Seek(RevisionKey(after_revision + 1)); it->Valid() && out.size() < limit; it->Next()) {
     uint64_t r = DecodeBE64(it->key().ToStringView());
-    std::string key = it->value().ToString();
+    std::string key(LogValueKey(it->value().ToStringView()));
     const RecordName what{name_, key, r};
     rocksdb::PinnableSlice slice;
     rocksdb::Status rs = core_->db->Get(ro, cf_, LatestKey(key), &slice);
@@ -391,17 +399,18 @@ Result<std::vector<Entry>> BucketStore::ChangesSince(uint64_t after_revision, si
     Result<Record> rec = Status::NotFound(what.ToString());
     if (rs.ok()) rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what);
     if (rec.ok() && rec->entry.revision != r) {
-      slice.Reset();
-      rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &slice);
-      if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what.ToString());
-      rec = rs.ok() ? DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what)
-                    : Result<Record>(Status::NotFound(what.ToString()));
+      rec = Status::NotFound(what.ToString());
+      if (config_.history > 1) {
+        slice.Reset();
+        rs = core_->db->Get(ro, cf_, HistoryKey(key, r), &slice);
+        if (!rs.ok() && !rs.IsNotFound()) return FromRocks(rs, "reading " + what.ToString());
+        if (rs.ok()) rec = DecodeRecord(slice.ToStringView(), DecodeParts::kAll, what);
+      }
     }
     if (!rec.ok()) {
-      if (rec.status().IsNotFound()) {
-        return Status::Corruption(what.ToString() + " is in the revision log but its record is missing; "
-                                  "restore the store from a backup or replica");
-      }
+      // A revision no longer retained whose log record a later commit
+      // trims lazily (layout.h): as if already removed.
+      if (rec.status().IsNotFound()) continue;
       return rec.status();
     }
     if (ExpiredNow(rec->entry.created_ns, rec->entry.ttl_ns)) continue;  // as if removed
@@ -414,14 +423,60 @@ Result<std::vector<Entry>> BucketStore::ChangesSince(uint64_t after_revision, si
   return out;
 }
 
+namespace {
+
+// The larger of the bucket's revision floor and its last log key, as of
+// `ro`; with `trims`, also collects the trims of the log records above the
+// floor, and with `floor`, returns the floor.
+Result<uint64_t> StoredLast(StoreCore& core, const std::string& name,
+                            rocksdb::ColumnFamilyHandle* log_cf, const rocksdb::ReadOptions& ro,
+                            std::vector<uint64_t>* trims, uint64_t* floor) {
+  std::string counter;
+  rocksdb::Status rs = core.db->Get(ro, core.meta, CounterKey(name), &counter);
+  if (!rs.ok() && !rs.IsNotFound()) {
+    return FromRocks(rs, "reading the revision of bucket '" + name + "'");
+  }
+  uint64_t last = rs.ok() ? DecodeBE64(counter) : 0;
+  if (floor != nullptr) *floor = last;
+  std::unique_ptr<rocksdb::Iterator> it(core.db->NewIterator(ro, log_cf));
+  if (trims == nullptr) {
+    it->SeekToLast();
+    if (it->Valid()) last = std::max(last, DecodeBE64(it->key().ToStringView()));
+  } else {
+    for (it->Seek(RevisionKey(last + 1)); it->Valid(); it->Next()) {
+      last = std::max(last, DecodeBE64(it->key().ToStringView()));
+      LogValueTrims(it->value().ToStringView(), trims);
+    }
+  }
+  if (!it->status().ok()) {
+    return FromRocks(it->status(), "reading the revision log of bucket '" + name + "'");
+  }
+  return last;
+}
+
+}  // namespace
+
+Result<uint64_t> RecoverLastRevision(StoreCore& core, const std::string& name,
+                                     rocksdb::ColumnFamilyHandle* log_cf) {
+  std::vector<uint64_t> trims;
+  uint64_t floor = 0;
+  auto last = StoredLast(core, name, log_cf, rocksdb::ReadOptions(), &trims, &floor);
+  if (!last.ok() || *last == floor || !core.follower_dir.empty()) return last;
+  rocksdb::WriteBatch batch;
+  for (uint64_t r : trims) batch.Delete(log_cf, RevisionKey(r));
+  std::string counter;
+  AppendBE64(&counter, *last);
+  batch.Put(core.meta, CounterKey(name), counter);
+  if (rocksdb::Status rs = core.Write(&batch); !rs.ok()) {
+    return FromRocks(rs, "finishing the revision log of bucket '" + name + "'");
+  }
+  return last;
+}
+
 Result<uint64_t> BucketStore::RevisionAt(const rocksdb::Snapshot* snapshot) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
-  std::string counter;
-  rocksdb::Status rs = core_->db->Get(ro, core_->meta, CounterKey(name_), &counter);
-  if (rs.IsNotFound()) return uint64_t{0};
-  if (!rs.ok()) return FromRocks(rs, "reading the revision of bucket '" + name_ + "'");
-  return DecodeBE64(counter);
+  return StoredLast(*core_, name_, log_cf_, ro, nullptr, nullptr);
 }
 
 Result<EntriesSnapshot> BucketStore::Entries(std::string_view filter) {
@@ -484,10 +539,8 @@ Result<KeysSnapshot> BucketStore::GetMany(const std::vector<std::string>& keys) 
 }
 
 uint64_t BucketStore::StoredRevision() {
-  std::string counter;
-  rocksdb::Status rs =
-      core_->db->Get(rocksdb::ReadOptions(), core_->meta, CounterKey(name_), &counter);
-  return rs.ok() ? DecodeBE64(counter) : 0;
+  auto last = RevisionAt(nullptr);
+  return last.ok() ? *last : 0;
 }
 
 Result<std::optional<Entry>> BucketStore::ReadLatest(std::string_view key) {
@@ -510,6 +563,11 @@ void BucketStore::StageCounter(rocksdb::WriteBatch* batch, uint64_t last) const 
   batch->Put(core_->meta, CounterKey(name_), counter);
 }
 
+void BucketStore::StageTrims(rocksdb::WriteBatch* batch,
+                             const std::vector<uint64_t>& revisions) const {
+  for (uint64_t r : revisions) batch->Delete(log_cf_, RevisionKey(r));
+}
+
 void BucketStore::StageSkips(rocksdb::WriteBatch* batch,
                              const ReplicaSink::SkipSummary& skips) const {
   batch->Put(core_->meta, SkipKey(name_), EncodeSkips(skips));
@@ -517,9 +575,10 @@ void BucketStore::StageSkips(rocksdb::WriteBatch* batch,
 
 void BucketStore::StageReset(rocksdb::WriteBatch* batch, int64_t source) const {
   // Every record key starts with 'h', 'k' or 'x', and every log key is 8
-  // bytes.
+  // bytes. The log's range must not start at an 8-byte key: rocks.cc's
+  // memtable insert hint must not see a range tombstone.
   batch->DeleteRange(cf_, std::string(1, '\0'), std::string(1, '\xff'));
-  batch->DeleteRange(log_cf_, std::string(8, '\0'), std::string(9, '\xff'));
+  batch->DeleteRange(log_cf_, std::string(), std::string(9, '\xff'));
   std::string src;
   AppendBE64(&src, static_cast<uint64_t>(source));
   batch->Put(core_->meta, SourceKey(name_), src);
@@ -553,8 +612,10 @@ bool BucketStore::FirstExpiry(DueExpiry* out) {
   return true;
 }
 
-Status BucketStore::Write(rocksdb::WriteBatch* batch, const std::string& what) {
-  return FromRocks(core_->Write(batch), what);
+Status BucketStore::Write(rocksdb::WriteBatch* batch, const std::function<std::string()>& what) {
+  rocksdb::Status rs = core_->Write(batch);
+  if (rs.ok()) return Status::OK();
+  return FromRocks(rs, what());
 }
 
 }  // namespace revkv::engine

@@ -30,6 +30,13 @@
 
 namespace revkv::engine {
 
+// The last revision of bucket `name` as stored, at open: the larger of its
+// revision floor and its last log key (layout.h "rev/"). An engine that
+// holds the store also deletes the deferred trims of the log records above
+// the floor (a crash left them undone) and writes the floor again.
+Result<uint64_t> RecoverLastRevision(StoreCore& core, const std::string& name,
+                                     rocksdb::ColumnFamilyHandle* log_cf);
+
 class BucketStore {
  public:
   BucketStore(std::shared_ptr<StoreCore> core, std::string name, rocksdb::ColumnFamilyHandle* cf,
@@ -75,7 +82,8 @@ class BucketStore {
   // as of `snapshot` (nullptr: now), in revision order.
   Result<std::vector<Entry>> LatestEntries(std::string_view filter,
                                            const rocksdb::Snapshot* snapshot);
-  // The revision counter as stored (a follower's view of LastRevision).
+  // The last revision as stored (a follower's view of LastRevision): the
+  // larger of the revision floor and the last log key.
   uint64_t StoredRevision();
   // The key's latest record as stored, decoded (tombstones included;
   // expiry not judged): std::nullopt when there is none. Corruption: the
@@ -103,10 +111,16 @@ class BucketStore {
   Status ReadHead(std::string_view key, KeyHead* head);
   // Adds to `batch` what makes `entry` the key's latest record after `head`
   // (history moves, trims, purge, revision log, and with `index_ttl` the
-  // expiry index entry of a TTL); returns the new head.
-  KeyHead Stage(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head,
-                bool index_ttl) const;
-  // The bucket's revision counter at `last`.
+  // expiry index entry of a TTL); returns the new head. The log records of
+  // revisions no longer retained are deleted in `batch`, or with
+  // `deferred_trims` appended there and named in the new log record instead
+  // (layout.h), for a later StageTrims.
+  KeyHead Stage(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head, bool index_ttl,
+                std::vector<uint64_t>* deferred_trims = nullptr) const;
+  // Deletes the log records of `revisions` (deferred trims).
+  void StageTrims(rocksdb::WriteBatch* batch, const std::vector<uint64_t>& revisions) const;
+  // The bucket's revision floor at `last` (layout.h "rev/"); every deferred
+  // trim of the log records up to `last` must be in `batch` or written.
   void StageCounter(rocksdb::WriteBatch* batch, uint64_t last) const;
   void StageSkips(rocksdb::WriteBatch* batch, const ReplicaSink::SkipSummary& skips) const;
   // Drops every entry and the skip count, and records `source`.
@@ -124,8 +138,8 @@ class BucketStore {
     int64_t due_ns = 0;
   };
   bool FirstExpiry(DueExpiry* out);
-  // Commits `batch` (StoreCore::Write).
-  Status Write(rocksdb::WriteBatch* batch, const std::string& what);
+  // Commits `batch` (StoreCore::Write); `what` names it in an error.
+  Status Write(rocksdb::WriteBatch* batch, const std::function<std::string()>& what);
 
  private:
   // Calls `fn` with every latest record whose key matches `filter` (and

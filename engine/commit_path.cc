@@ -110,16 +110,54 @@ Status CommitPath::StageEntryLocked(Staging* staging, Entry entry, bool index_tt
       (staging->reap_at == 0 || entry.created_ns + entry.ttl_ns < staging->reap_at)) {
     staging->reap_at = entry.created_ns + entry.ttl_ns;
   }
-  staging->heads[entry.key] = store_->Stage(&staging->batch, entry, std::move(head), index_ttl);
+  staging->heads[entry.key] =
+      store_->Stage(&staging->batch, entry, std::move(head), index_ttl,
+                    staging->defer_trims ? &staging->trims : nullptr);
   staging->entries.push_back(std::move(entry));
   return Status::OK();
 }
 
-Status CommitPath::FinishLocked(Staging* staging, uint64_t last, const std::string& what) {
-  store_->StageCounter(&staging->batch, last);
+void CommitPath::StageOnlyEntryLocked(Staging* staging, Entry entry, KeyHead&& head,
+                                      bool index_ttl) {
+  if (index_ttl && entry.ttl_ns > 0 &&
+      (staging->reap_at == 0 || entry.created_ns + entry.ttl_ns < staging->reap_at)) {
+    staging->reap_at = entry.created_ns + entry.ttl_ns;
+  }
+  store_->Stage(&staging->batch, entry, std::move(head), index_ttl,
+                staging->defer_trims ? &staging->trims : nullptr);
+  staging->entries.push_back(std::move(entry));
+}
+
+void CommitPath::StageFloorLocked(rocksdb::WriteBatch* batch, uint64_t last,
+                                  std::vector<uint64_t>&& more_trims) {
+  std::vector<uint64_t> trims = std::move(more_trims);
+  trims.insert(trims.end(), trims_.begin(), trims_.end());
+  // In revision order: consecutive deletes land near each other in the
+  // log's memtable.
+  std::sort(trims.begin(), trims.end());
+  store_->StageTrims(batch, trims);
+  store_->StageCounter(batch, last);
+}
+
+void CommitPath::FlooredLocked() {
+  trims_.clear();
+  unfloored_commits_ = 0;
+}
+
+Status CommitPath::FinishLocked(Staging* staging, uint64_t last, bool floor,
+                                const std::function<std::string()>& what) {
+  floor = floor || unfloored_commits_ + 1 >= kFloorCommits;
+  if (floor) StageFloorLocked(&staging->batch, last, std::move(staging->trims));
   if (Status s = store_->Write(&staging->batch, what); !s.ok()) {
     for (const auto& [key, head] : staging->heads) write_cache_.erase(key);
+    for (const Entry& e : staging->entries) write_cache_.erase(e.key);
     return s;
+  }
+  if (floor) {
+    FlooredLocked();
+  } else {
+    trims_.insert(trims_.end(), staging->trims.begin(), staging->trims.end());
+    ++unfloored_commits_;
   }
   if (!staging->fill) {
     for (const Entry& e : staging->entries) RememberLocked(e);
@@ -153,6 +191,7 @@ Result<std::vector<uint64_t>> CommitPath::CommitLocked(const std::vector<KeyComp
                                                         const std::vector<WriteOp>& writes,
                                                         const std::string* expired_index) {
   Staging staging;
+  staging.defer_trims = true;
   // Every check runs against the state before the commit.
   std::vector<KeyHead> heads(writes.size());
   for (const KeyCompare& compare : compares) {
@@ -191,19 +230,20 @@ Result<std::vector<uint64_t>> CommitPath::CommitLocked(const std::vector<KeyComp
     entry.created_ns = now;
     entry.operation = w.op;
     entry.ttl_ns = w.ttl_ns;
-    // The head read for the checks is the one to stage on.
-    staging.heads[entry.key] = std::move(heads[i]);
-    if (Status s = StageEntryLocked(&staging, std::move(entry), /*index_ttl=*/true); !s.ok()) {
-      return s;
-    }
+    // The head read for the checks is the one to stage on; the keys are
+    // distinct.
+    StageOnlyEntryLocked(&staging, std::move(entry), std::move(heads[i]), /*index_ttl=*/true);
     revisions.push_back(first + i);
   }
   if (expired_index != nullptr) store_->StageExpired(&staging.batch, *expired_index, {}, {});
   const uint64_t last = revisions.empty() ? first - 1 : revisions.back();
-  if (Status s = FinishLocked(&staging, last,
-                              writes.size() == 1 ? "writing " + store_->Describe(writes[0].key)
-                                                 : "committing " + std::to_string(writes.size()) +
-                                                       " writes to bucket '" + store_->name() + "'");
+  if (Status s = FinishLocked(&staging, last, /*floor=*/false,
+                              [&] {
+                                return writes.size() == 1
+                                           ? "writing " + store_->Describe(writes[0].key)
+                                           : "committing " + std::to_string(writes.size()) +
+                                                 " writes to bucket '" + store_->name() + "'";
+                              });
       !s.ok()) {
     return s;
   }
@@ -272,9 +312,13 @@ Status CommitPath::FinishApplyLocked(Staging* staging, uint64_t new_last,
     counted->count += skips.size();
     store_->StageSkips(&staging->batch, *counted);
   }
-  if (Status s = FinishLocked(staging, new_last,
-                              "applying revisions up to " + std::to_string(new_last) +
-                                  " to bucket '" + store_->name() + "'");
+  // A replica's applied revision moves across gaps and skips, so it cannot
+  // be rebuilt from the log: every apply writes it.
+  if (Status s = FinishLocked(staging, new_last, /*floor=*/true,
+                              [&] {
+                                return "applying revisions up to " + std::to_string(new_last) +
+                                       " to bucket '" + store_->name() + "'";
+                              });
       !s.ok()) {
     return s;
   }
@@ -347,7 +391,8 @@ Status CommitPath::Reset(int64_t source) {
   store_->StageReset(&staging.batch, source);
   staging.clears = true;
   write_cache_.clear();
-  if (Status s = FinishLocked(&staging, 0, "resetting the replica of bucket '" + store_->name() + "'");
+  if (Status s = FinishLocked(&staging, 0, /*floor=*/true,
+                              [&] { return "resetting the replica of bucket '" + store_->name() + "'"; });
       !s.ok()) {
     return s;
   }
@@ -422,11 +467,15 @@ int64_t CommitPath::ReapDue(int64_t now_ns) {
       // A Purge tombstone with a TTL removes itself and leaves nothing
       // (Purge already dropped the key's older revisions).
       rocksdb::WriteBatch batch;
+      const bool drops_log = current && head.operation == Operation::kPurge;
       store_->StageExpired(&batch, due.index, due.key,
-                           current && head.operation == Operation::kPurge
-                               ? std::optional<uint64_t>(due.revision)
-                               : std::nullopt);
-      s = store_->Write(&batch, "expiring " + store_->Describe(due.key));
+                           drops_log ? std::optional<uint64_t>(due.revision) : std::nullopt);
+      // The tombstone's log record may be the last one, which the revision
+      // is rebuilt from at open, and may name deferred trims: write the
+      // floor, and those trims, with it.
+      if (drops_log) StageFloorLocked(&batch, last_revision_.load(std::memory_order_relaxed), {});
+      s = store_->Write(&batch, [&] { return "expiring " + store_->Describe(due.key); });
+      if (s.ok() && drops_log) FlooredLocked();
       write_cache_.erase(due.key);
       if (EntryCache* cache = store_->cache()) cache->Invalidate(due.key);
     }

@@ -2,7 +2,9 @@
 // (a single-key write, a transaction, a fenced write, an entry applied from
 // the replication stream, a replica reset, an expiry tombstone) is a set of
 // checks and entries that become one WriteBatch under the bucket's write
-// mutex, with the revision counter moved in the same batch. Committed
+// mutex, with the revision bookkeeping in the same batch (a replica's
+// applied revision; a local bucket's revision floor and deferred log trims
+// every kFloorCommits commits, layout.h). Committed
 // entries then reach the commit listeners (watchers, lock waiters) in
 // revision order.
 //
@@ -97,6 +99,13 @@ class CommitPath {
   // Starts the reaper if the expiry index holds entries (at open).
   void ResumeReaper();
 
+  // A local commit writes the revision floor (layout.h "rev/"), with the
+  // log trims deferred since the last one, once in this many commits: the
+  // floor is rebuilt from the log at open, and a deleted log record costs
+  // RocksDB a full memtable search, cheaper in sorted batches than one per
+  // commit. A replica writes its floor (its applied revision) every time.
+  static constexpr uint64_t kFloorCommits = 256;
+
  private:
   using KeyHead = BucketStore::KeyHead;
 
@@ -110,7 +119,8 @@ class CommitPath {
   // staged (a later entry of the same key replaces the staged record, not
   // the stored one), and the entries it commits, in revision order.
   struct Staging {
-    rocksdb::WriteBatch batch;
+    // Room for a small commit's records without regrowing.
+    rocksdb::WriteBatch batch{512};
     std::unordered_map<std::string, KeyHead> heads;
     std::vector<Entry> entries;
     int64_t reap_at = 0;  // the first expiry it indexed for the reaper (0: none)
@@ -118,6 +128,10 @@ class CommitPath {
     // A snapshot fill (PrepareFill): keys are new and distinct, so nothing
     // was read, and the write cache is left alone (the reset emptied it).
     bool fill = false;
+    // A local commit defers the deletion of the log records it replaces
+    // (BucketStore::Stage) and collects their revisions here.
+    bool defer_trims = false;
+    std::vector<uint64_t> trims;
   };
   // The key's latest record, as staged or as stored.
   Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
@@ -129,11 +143,21 @@ class CommitPath {
                            std::vector<ReplicaSink::SkippedMessage> skips,
                            std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
   struct Fill;
-  // Commits `staging` with the bucket's revision counter at `last` (and
-  // whatever else the caller put in its batch): writes it, then updates
+  // Stages `entry` after `head`, its key's latest record, for a commit that
+  // stages no other entry of the key.
+  void StageOnlyEntryLocked(Staging* staging, Entry entry, KeyHead&& head, bool index_ttl);
+  // Commits `staging` at revision `last` (and whatever else the caller put
+  // in its batch): writes it, with the revision floor and the deferred log
+  // trims when `floor` is set or kFloorCommits have passed, then updates
   // last_revision(), the write cache, the listeners and the reaper. Nothing
-  // is applied if the write fails.
-  Status FinishLocked(Staging* staging, uint64_t last, const std::string& what);
+  // is applied if the write fails; `what` names the write in its error.
+  Status FinishLocked(Staging* staging, uint64_t last, bool floor,
+                      const std::function<std::string()>& what);
+  // Adds the deferred log trims and the floor at `last` to `batch`; call
+  // FlooredLocked() once it is written.
+  void StageFloorLocked(rocksdb::WriteBatch* batch, uint64_t last,
+                        std::vector<uint64_t>&& more_trims);
+  void FlooredLocked();
   // Notes a committed entry in the write cache.
   void RememberLocked(const Entry& entry);
 
@@ -172,6 +196,11 @@ class CommitPath {
   uint64_t next_listener_id_ = 1;                           // GUARDED_BY(write_mu_)
   std::atomic<bool> has_listeners_{false};
   std::atomic<uint64_t> last_revision_;  // written under write_mu_ after a commit
+
+  // Log records replaced by local commits since the last floor, still to
+  // delete (layout.h), and how many commits wrote no floor.
+  std::vector<uint64_t> trims_;     // GUARDED_BY(write_mu_)
+  uint64_t unfloored_commits_ = 0;  // GUARDED_BY(write_mu_)
 
   // The skip summary as stored; loaded on the first skip.
   std::optional<ReplicaSink::SkipSummary> skips_;  // GUARDED_BY(write_mu_)

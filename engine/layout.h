@@ -17,12 +17,32 @@
 //
 // In a bucket's log family:
 //   BE64(rev)                  -> key, for every retained revision. Big-endian
-//                                 revisions sort numerically.
+//                                 revisions sort numerically. From format 2
+//                                 the key may be followed by '\0' and the BE64
+//                                 revisions whose log records this commit
+//                                 replaced (its "trims"): a local commit does
+//                                 not delete them itself (see "rev/" below).
+//                                 Until they are deleted, readers skip a log
+//                                 record whose revision is no longer retained.
 //
 // In the meta family:
 //   "format"                   -> store format version (BE64)
 //   "cfg/" name                -> BucketConfig
-//   "rev/" name                -> BE64 of the bucket's last (or applied) revision
+//   "rev/" name                -> BE64 "floor": the bucket's last revision is
+//                                 the larger of this and the last log key, and
+//                                 every log record at or below it has had its
+//                                 trims deleted. A replica writes it (its
+//                                 applied revision, which moves across gaps
+//                                 and skips) with every batch it applies; a
+//                                 local bucket every CommitPath::kFloorCommits
+//                                 commits, with the deferred trims in the
+//                                 same batch.
+//                                 Opening the store deletes the trims of log
+//                                 records above it (a crash left them) and
+//                                 writes it again. In format 1 it was written
+//                                 by every commit and log values had no trims,
+//                                 which format 2 reads as they are: moving a
+//                                 store from 1 to 2 rewrites only "format".
 //   "src/" name                -> BE64 creation time of the stream a replica mirrors
 //   "skip/" name               -> the stream messages a replica skipped (never
 //                                 applicable): BE64 count, BE64 revision of the
@@ -31,9 +51,11 @@
 #ifndef REVKV_ENGINE_LAYOUT_H_
 #define REVKV_ENGINE_LAYOUT_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace revkv::engine {
 
@@ -42,7 +64,10 @@ inline constexpr char kHistoryPrefix = 'h';
 inline constexpr const char* kMetaFamily = "meta";
 inline constexpr const char* kBucketFamilyPrefix = "b:";
 inline constexpr const char* kLogFamilyPrefix = "l:";
-inline constexpr uint64_t kStoreFormatVersion = 1;
+inline constexpr uint64_t kStoreFormatVersion = 2;
+// The oldest format this revkv opens; older stores are upgraded at open
+// (local_engine.cc).
+inline constexpr uint64_t kOldestStoreFormatVersion = 1;
 
 inline void AppendBE64(std::string* out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
@@ -88,6 +113,28 @@ inline std::string RevisionKey(uint64_t rev) {
   out.reserve(8);
   AppendBE64(&out, rev);
   return out;
+}
+
+// A log record's value: the key, then the revisions it trims (layout above).
+inline std::string LogValue(std::string_view key, const std::vector<uint64_t>& trims) {
+  std::string out;
+  out.reserve(key.size() + (trims.empty() ? 0 : 1 + 8 * trims.size()));
+  out.append(key);
+  if (!trims.empty()) {
+    out.push_back('\0');
+    for (uint64_t r : trims) AppendBE64(&out, r);
+  }
+  return out;
+}
+// The key of a log record's value.
+inline std::string_view LogValueKey(std::string_view value) {
+  return value.substr(0, std::min(value.find('\0'), value.size()));
+}
+// Appends the revisions a log record's value trims to `out`.
+inline void LogValueTrims(std::string_view value, std::vector<uint64_t>* out) {
+  size_t nul = value.find('\0');
+  if (nul == std::string_view::npos) return;
+  for (size_t i = nul + 1; i + 8 <= value.size(); i += 8) out->push_back(DecodeBE64(value.substr(i, 8)));
 }
 
 inline std::string BucketFamily(std::string_view bucket) {

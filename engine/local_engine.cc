@@ -122,7 +122,7 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
     names.push_back(kMetaFamily);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, MakeFamilyOptions(options));
+  for (const auto& n : names) descriptors.emplace_back(n, MakeFamilyOptions(options, n));
 
   auto core = std::make_shared<StoreCore>();
   core->options = options;
@@ -182,10 +182,31 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
     if (!rs.ok()) return FromRocks(rs, "initialising the store at '" + path + "'");
   } else if (!rs.ok() && !rs.IsNotFound()) {
     return FromRocks(rs, "reading the store at '" + path + "'");
-  } else if (rs.ok() && DecodeBE64(format) != kStoreFormatVersion) {
-    return Status::InvalidArgument("the store at '" + path + "' has format version " +
-                                   std::to_string(DecodeBE64(format)) + "; this revkv reads " +
-                                   std::to_string(kStoreFormatVersion) + "; use a matching revkv");
+  } else if (rs.ok()) {
+    const uint64_t version = DecodeBE64(format);
+    if (version < kOldestStoreFormatVersion || version > kStoreFormatVersion) {
+      return Status::InvalidArgument(
+          "the store at '" + path + "' has format version " + std::to_string(version) +
+          "; this revkv reads versions " + std::to_string(kOldestStoreFormatVersion) + " to " +
+          std::to_string(kStoreFormatVersion) +
+          (version > kStoreFormatVersion ? "; open it with the newer revkv that wrote it"
+                                         : "; use a matching revkv"));
+    }
+    // Format 1 is a valid state of format 2 (layout.h "rev/"): upgrading
+    // it is one write of the version, before any bucket opens, so a crash
+    // leaves either format. A follower reads format 1 as it is, and leaves
+    // the upgrade to the store's holder.
+    if (version < kStoreFormatVersion && !options.read_only_follower) {
+      std::string v;
+      AppendBE64(&v, kStoreFormatVersion);
+      rocksdb::WriteBatch batch;
+      batch.Put(core->meta, "format", v);
+      rs = core->Write(&batch);
+      if (!rs.ok()) {
+        return FromRocks(rs, "upgrading the store at '" + path + "' to format version " +
+                                 std::to_string(kStoreFormatVersion));
+      }
+    }
   }
   return engine;
 }

@@ -3,15 +3,41 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "engine/layout.h"
+
 namespace revkv::engine {
 
-rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options) {
+namespace {
+
+// One memtable insert hint for all revision keys (layout.h: 8 bytes) of a
+// log family, and none for any other key. RocksDB 7.8 keeps one hint per
+// prefix for a memtable's point entries and range tombstones alike, and a
+// hint that moves between the two tables breaks its skiplist (an assertion
+// in InlineSkipList::FindSpliceForLevel). So a range deletion in a log
+// family must start at a key out of this domain: BucketStore::StageReset
+// starts at the empty key, and format 1's resets, which a write-ahead log
+// may still replay, started at revision 0, which no log record has.
+class RevisionKeyHint final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "revkv.RevisionKeyHint"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), 0);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return key.size() == 8 && DecodeBE64(key.ToStringView()) != 0;
+  }
+};
+
+}  // namespace
+
+rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options, std::string_view family) {
   // One cache per process for every store opened with the same size keeps
   // memory bounded when many column families exist.
   static std::shared_ptr<rocksdb::Cache> shared_cache;
@@ -32,6 +58,16 @@ rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options) {
   table.whole_key_filtering = true;
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  if (family.substr(0, std::string_view(kLogFamilyPrefix).size()) == kLogFamilyPrefix) {
+    // A commit appends to the revision log, and every kFloorCommits commits
+    // deletes older revisions in it. Without a hint, each memtable insert
+    // that does not directly follow the previous one searches the skiplist
+    // from its top; with one it resumes from the levels that still bracket
+    // the key.
+    static const std::shared_ptr<const rocksdb::SliceTransform> hint =
+        std::make_shared<RevisionKeyHint>();
+    cf.memtable_insert_with_hint_prefix_extractor = hint;
+  }
   return cf;
 }
 

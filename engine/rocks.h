@@ -19,8 +19,10 @@ namespace revkv::engine {
 
 // DB-wide options for a store opened with `options`.
 rocksdb::Options MakeDBOptions(const Options& options);
-// Options of every column family (buckets and meta) of such a store.
-rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options);
+// Options of the column family named `family` (a bucket's records or log,
+// or meta; layout.h) of such a store.
+rocksdb::ColumnFamilyOptions MakeFamilyOptions(const Options& options,
+                                               std::string_view family = {});
 
 // Whether `s` says the disk is full (ENOSPC), or the store is over the space
 // limit of its SstFileManager.

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <string>
 
+#include "engine/layout.h"
 #include "engine/replica_sink.h"
 #include "revkv/revkv.h"
 
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
   engine = revkv::Engine::Open({.path = argv[1]});
   if (!engine.ok()) return Fail("reopen", engine.status());
   engine->reset();
-  std::printf("wrote the store of format 1 to %s\n", argv[1]);
+  std::printf("wrote a store of format %llu to %s\n",
+              static_cast<unsigned long long>(revkv::engine::kStoreFormatVersion), argv[1]);
   return 0;
 }
