@@ -77,6 +77,12 @@ rocksdb::Options MakeDBOptions(const Options& options) {
   db.create_missing_column_families = true;
   db.max_open_files = 512;
   db.keep_log_file_num = 4;
+  // A WAL file can go only once every family with data in it has flushed,
+  // and the small meta family (a replica's applied revision, written with
+  // every batch) rarely fills its memtable: without a bound the WAL grew to
+  // 215 MiB beside 115 MiB of tables for a 1M-key replica. Past this, RocksDB
+  // flushes the families that hold the oldest WAL file.
+  db.max_total_wal_size = 128ULL << 20;
   return db;
 }
 
