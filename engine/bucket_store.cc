@@ -244,6 +244,24 @@ BucketStore::KeyHead BucketStore::Stage(rocksdb::WriteBatch* batch, const Entry&
   if (config_.history > 1) next.raw = std::move(record);
   return next;
 }
+BucketStore::KeyHead BucketStore::StageRewrite(rocksdb::WriteBatch* batch, const Entry& entry,
+                                               KeyHead&& head) const {
+  if (head.exists && head.revision == entry.revision) {
+    std::string record = EncodeRecord(entry, head.older);
+    batch->Put(cf_, LatestKey(entry.key), record);
+    head.operation = entry.operation;
+    head.created_ns = entry.created_ns;
+    head.ttl_ns = entry.ttl_ns;
+    if (config_.history > 1) head.raw = std::move(record);
+    return std::move(head);
+  }
+  if (std::find(head.older.begin(), head.older.end(), entry.revision) != head.older.end()) {
+    // A history record's own older list is never read (see Stage).
+    batch->Put(cf_, HistoryKey(entry.key, entry.revision), EncodeRecord(entry, {}));
+  }
+  return std::move(head);
+}
+
 Result<ReplicaSink::SkipSummary> BucketStore::Skipped() {
   std::string raw;
   rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, SkipKey(name_), &raw);

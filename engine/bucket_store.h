@@ -117,6 +117,12 @@ class BucketStore {
   // (layout.h), for a later StageTrims.
   KeyHead Stage(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head, bool index_ttl,
                 std::vector<uint64_t>* deferred_trims = nullptr) const;
+  // Adds to `batch` the rewrite of `entry`'s own record: the key's latest
+  // record when `head` is at entry.revision (returns the head as rewritten),
+  // else its history record if `head` still retains that revision (returns
+  // `head`). Nothing else changes: the same revision, with what `entry`
+  // says (a provisional time corrected, ReplicaSink::ApplyOwnWrites).
+  KeyHead StageRewrite(rocksdb::WriteBatch* batch, const Entry& entry, KeyHead&& head) const;
   // Deletes the log records of `revisions` (deferred trims).
   void StageTrims(rocksdb::WriteBatch* batch, const std::vector<uint64_t>& revisions) const;
   // The bucket's revision floor at `last` (layout.h "rev/"); every deferred

@@ -117,6 +117,15 @@ Status CommitPath::StageEntryLocked(Staging* staging, Entry entry, bool index_tt
   return Status::OK();
 }
 
+Status CommitPath::StageRewriteLocked(Staging* staging, const Entry& entry) {
+  KeyHead head;
+  if (Status s = HeadLocked(staging, entry.key, &head); !s.ok()) return s;
+  const bool latest = head.exists && head.revision == entry.revision;
+  staging->heads[entry.key] = store_->StageRewrite(&staging->batch, entry, std::move(head));
+  if (latest) staging->rewritten.push_back(entry);
+  return Status::OK();
+}
+
 void CommitPath::StageOnlyEntryLocked(Staging* staging, Entry entry, KeyHead&& head,
                                       bool index_ttl) {
   if (index_ttl && entry.ttl_ns > 0 &&
@@ -159,6 +168,8 @@ Status CommitPath::FinishLocked(Staging* staging, uint64_t last, bool floor,
     trims_.insert(trims_.end(), staging->trims.begin(), staging->trims.end());
     ++unfloored_commits_;
   }
+  // Rewrites first: they are older than any entry the commit adds.
+  for (const Entry& e : staging->rewritten) RememberLocked(e);
   if (!staging->fill) {
     for (const Entry& e : staging->entries) RememberLocked(e);
   }
@@ -166,6 +177,7 @@ Status CommitPath::FinishLocked(Staging* staging, uint64_t last, bool floor,
   // read the store before this cannot fill it with what they replaced.
   if (EntryCache* cache = store_->cache()) {
     if (staging->clears) cache->Clear();
+    for (const Entry& e : staging->rewritten) cache->Commit(e);
     for (const Entry& e : staging->entries) cache->Commit(e);
   }
   // Last: a reader that sees the new revision (a replicated write waiting
@@ -264,14 +276,24 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
     if (m.revision == 0 || m.revision > last) skips.push_back(m);
   }
   uint64_t prev = last;
+  // The stream position the caller reached: every revision up to it was
+  // delivered or is gone.
+  uint64_t delivered = applied_revision;
+  for (const SkippedMessage& m : skipped) delivered = std::max(delivered, m.revision);
   for (const Entry& e : entries) {
+    delivered = std::max(delivered, e.revision);
     if (e.revision <= prev) {
       if (e.revision > last) {
         return Status::InvalidArgument("entries to apply to bucket '" + store_->name() +
                                        "' are out of order at revision " +
                                        std::to_string(e.revision));
       }
-      continue;  // already applied: a redelivery
+      // Already applied: a redelivery, or one of our own writes applied
+      // ahead of the consumer, whose provisional time this corrects.
+      if (provisional_.erase(e.revision) != 0) {
+        if (Status s = StageRewriteLocked(&staging, e); !s.ok()) return s;
+      }
+      continue;
     }
     prev = e.revision;
     // Another client's key need not follow revkv's write rules; only a key
@@ -283,8 +305,34 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
     }
     if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false); !s.ok()) return s;
   }
+  // Own writes the consumer passed without delivering (removed since) keep
+  // their provisional time.
+  provisional_.erase(provisional_.begin(), provisional_.upper_bound(delivered));
   return FinishApplyLocked(&staging, std::max(prev, applied_revision), std::move(skips),
                            newly_skipped);
+}
+
+Status CommitPath::ApplyOwn(const std::vector<Entry>& entries) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  const uint64_t last = last_revision_.load(std::memory_order_relaxed);
+  Staging staging;
+  uint64_t next = last + 1;
+  for (const Entry& e : entries) {
+    if (e.revision != next) {
+      return Status::InvalidArgument(
+          "own writes to apply to bucket '" + store_->name() + "' must follow its applied "
+          "revision " + std::to_string(next - 1) + " without a gap; got revision " +
+          std::to_string(e.revision));
+    }
+    ++next;
+    if (Status s = ValidateReadKey(e.key); !s.ok()) return s;
+    if (Status s = StageEntryLocked(&staging, e, /*index_ttl=*/false); !s.ok()) return s;
+  }
+  if (entries.empty()) return Status::OK();
+  if (Status s = FinishApplyLocked(&staging, next - 1, {}, nullptr); !s.ok()) return s;
+  for (const Entry& e : entries) provisional_.insert(provisional_.end(), e.revision);
+  while (provisional_.size() > kMaxProvisional) provisional_.erase(provisional_.begin());
+  return Status::OK();
 }
 
 Status CommitPath::FinishApplyLocked(Staging* staging, uint64_t new_last,
@@ -293,7 +341,7 @@ Status CommitPath::FinishApplyLocked(Staging* staging, uint64_t new_last,
   using SkippedMessage = ReplicaSink::SkippedMessage;
   const uint64_t last = last_revision_.load(std::memory_order_relaxed);
   for (const SkippedMessage& m : skips) new_last = std::max(new_last, m.revision);
-  if (new_last == last && skips.empty()) return Status::OK();
+  if (new_last == last && skips.empty() && staging->batch.Count() == 0) return Status::OK();
   std::optional<ReplicaSink::SkipSummary> counted;
   if (!skips.empty()) {
     std::stable_sort(
@@ -391,6 +439,7 @@ Status CommitPath::Reset(int64_t source) {
   store_->StageReset(&staging.batch, source);
   staging.clears = true;
   write_cache_.clear();
+  provisional_.clear();
   if (Status s = FinishLocked(&staging, 0, /*floor=*/true,
                               [&] { return "resetting the replica of bucket '" + store_->name() + "'"; });
       !s.ok()) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -83,6 +84,8 @@ class CommitPath {
   Status Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
                const std::vector<ReplicaSink::SkippedMessage>& skipped,
                std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
+  // ReplicaSink::ApplyOwnWrites; takes the mutex.
+  Status ApplyOwn(const std::vector<Entry>& entries);
   // ReplicaSink::PrepareSnapshotFill (no lock, any thread) and
   // CommitSnapshotFill (takes the mutex).
   std::unique_ptr<ReplicaSink::PreparedFill> PrepareFill(
@@ -132,11 +135,17 @@ class CommitPath {
     // (BucketStore::Stage) and collects their revisions here.
     bool defer_trims = false;
     std::vector<uint64_t> trims;
+    // Entries rewritten at their own revision (a provisional time
+    // corrected): the caches take them, listeners do not.
+    std::vector<Entry> rewritten;
   };
   // The key's latest record, as staged or as stored.
   Status HeadLocked(Staging* staging, std::string_view key, KeyHead* head);
   // Stages `entry` (BucketStore::Stage) after the key's latest record.
   Status StageEntryLocked(Staging* staging, Entry entry, bool index_ttl);
+  // Stages the rewrite of `entry`'s record at its own revision
+  // (BucketStore::StageRewrite).
+  Status StageRewriteLocked(Staging* staging, const Entry& entry);
   // The end of an apply: counts `skips` (they move the applied revision
   // too) and commits `staging` with the counter at `new_last` or past it.
   Status FinishApplyLocked(Staging* staging, uint64_t new_last,
@@ -201,6 +210,12 @@ class CommitPath {
   // delete (layout.h), and how many commits wrote no floor.
   std::vector<uint64_t> trims_;     // GUARDED_BY(write_mu_)
   uint64_t unfloored_commits_ = 0;  // GUARDED_BY(write_mu_)
+
+  // Revisions a replica applied ahead of its consumer (ApplyOwn), whose
+  // provisional time the consumer's delivery corrects. Bounded: the oldest
+  // go first (they keep their provisional time).
+  static constexpr size_t kMaxProvisional = 1 << 16;
+  std::set<uint64_t> provisional_;  // GUARDED_BY(write_mu_)
 
   // The skip summary as stored; loaded on the first skip.
   std::optional<ReplicaSink::SkipSummary> skips_;  // GUARDED_BY(write_mu_)

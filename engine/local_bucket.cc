@@ -206,6 +206,11 @@ Status LocalBucket::ApplyCommitted(const std::vector<Entry>& entries, uint64_t a
   return commits_.Apply(entries, applied_revision, skipped, newly_skipped);
 }
 
+Status LocalBucket::ApplyOwnWrites(const std::vector<Entry>& entries) {
+  if (is_follower()) return ReadOnlyError();
+  return commits_.ApplyOwn(entries);
+}
+
 Status LocalBucket::CommitSnapshotFill(std::unique_ptr<PreparedFill> page,
                                        uint64_t applied_revision) {
   if (is_follower()) return ReadOnlyError();

@@ -77,6 +77,19 @@ class ReplicaSink : public CommitFeed {
                                 const std::vector<SkippedMessage>& skipped = {},
                                 std::vector<SkippedMessage>* newly_skipped = nullptr) = 0;
 
+  // This process's own writes, acknowledged by the stream but not yet
+  // delivered by its consumer, applied ahead of it: `entries` must follow
+  // LastRevision() without a gap (the first is LastRevision() + 1, each
+  // next one + 1), so that nothing the stream holds between them is
+  // passed. Their created_ns is provisional (the server's acknowledgement
+  // carries no time): when ApplyCommitted later receives the same revision,
+  // it rewrites the record with the stream's time instead of skipping it as
+  // a redelivery, without a second event for listeners. A revision the
+  // consumer never delivers (removed meanwhile) keeps its provisional time.
+  // InvalidArgument: entries that do not follow LastRevision(). Otherwise
+  // as ApplyCommitted.
+  virtual Status ApplyOwnWrites(const std::vector<Entry>& entries) = 0;
+
   // A replica filling from a snapshot: it was empty when the fill began
   // (just created or reset) and each key comes at most once across the
   // fill, so no key can have a stored record yet and none is read (the

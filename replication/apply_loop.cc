@@ -276,6 +276,47 @@ void ApplyLoop::Handle(natsMsg* msg) {
   }
 }
 
+void ApplyLoop::OfferOwnWrites(std::vector<Entry> entries) {
+  std::lock_guard<std::mutex> lock(batch_mu_);
+  if (stopped_) return;
+  const uint64_t applied = replica_->LastRevision();
+  own_.erase(own_.begin(), own_.upper_bound(applied));
+  for (Entry& e : entries) {
+    if (e.revision > applied) own_.insert_or_assign(e.revision, std::move(e));
+  }
+  if (own_.empty() || own_.begin()->first != applied + 1) return;
+  // The consumer may hold messages it was about to apply: they come first.
+  if (!BatchEmptyLocked() && open_batch_.empty() && !gap_hold_) {
+    FlushLocked();  // applies the own writes that follow too
+    return;
+  }
+  if (ApplyOwnLocked()) NotifyApplied();
+}
+
+bool ApplyLoop::ApplyOwnLocked() {
+  if (stopped_ || !open_batch_.empty() || gap_hold_) return false;
+  const uint64_t applied = replica_->LastRevision();
+  own_.erase(own_.begin(), own_.upper_bound(applied));
+  std::vector<Entry> run;
+  for (auto it = own_.begin(); it != own_.end() && it->first == applied + 1 + run.size();) {
+    run.push_back(std::move(it->second));
+    it = own_.erase(it);
+  }
+  if (run.empty()) return false;
+  if (Status s = replica_->ApplyOwnWrites(run); !s.ok()) {
+    StopLocked(s);
+    return false;
+  }
+  own_applied_.fetch_add(run.size(), std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_cv_.notify_all();
+  return true;
+}
+
+uint64_t ApplyLoop::own_writes_applied() const {
+  return own_applied_.load(std::memory_order_relaxed);
+}
+
 void ApplyLoop::FlushLocked() {
   if (BatchEmptyLocked() || stopped_) return;
   std::vector<engine::ReplicaSink::SkippedMessage> skipped;
@@ -287,6 +328,7 @@ void ApplyLoop::FlushLocked() {
     return;
   }
   if (!skipped.empty()) WarnSkippedLocked(skipped);
+  if (!own_.empty()) ApplyOwnLocked();
   {
     std::lock_guard<std::mutex> lock(mu_);
     applied_cv_.notify_all();
@@ -326,6 +368,7 @@ void ApplyLoop::StopLocked(const Status& why) {
   stopped_ = true;
   batch_.clear();
   batch_skipped_.clear();
+  own_.clear();
   std::fprintf(stderr,
                "revkv: the replica of bucket '%s' stopped applying after revision %llu: %s; "
                "reopen the bucket to retry\n",
@@ -401,6 +444,7 @@ Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point
       StopLocked(s);
       return s;
     }
+    if (!own_.empty()) ApplyOwnLocked();
     {
       std::lock_guard<std::mutex> lock(mu_);
       applied_cv_.notify_all();

@@ -20,9 +20,11 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -103,6 +105,19 @@ class ApplyLoop {
   // Timeout: not caught up by `deadline`. As WaitApplied otherwise.
   Status CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
+  // This process's own writes, acknowledged at their revisions (entries as
+  // the consumer would read them, with a provisional created_ns): each is
+  // applied as soon as it is the replica's next revision, ahead of the
+  // consumer (ReplicaSink::ApplyOwnWrites), together with any own writes
+  // that follow it. One that is not yet next waits here until the consumer
+  // brings the replica up to it; one the consumer delivers first is simply
+  // dropped. Never while an atomic batch is open or a catch-up is held, so
+  // that no state the stream never had is shown. Callers must not hold a
+  // lock that the SetOnApplied hook takes.
+  void OfferOwnWrites(std::vector<Entry> entries);
+  // Own writes applied ahead of the consumer so far, for tests.
+  uint64_t own_writes_applied() const;
+
   // `fn` runs after each batch the replica applied (on the thread that
   // applied it; it must not call back into the loop); nullptr removes it.
   // Once this returns, the previous one no longer runs.
@@ -120,6 +135,9 @@ class ApplyLoop {
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
   void FlushLocked();  // callers hold batch_mu_
+  // Applies the own writes that now follow the applied revision; callers
+  // hold batch_mu_. Returns whether any were applied.
+  bool ApplyOwnLocked();
   bool BatchEmptyLocked() const { return batch_.empty() && batch_skipped_.empty(); }
   void StopLocked(const Status& why);  // callers hold batch_mu_
   // Logs the first message skipped, once per loop; callers hold batch_mu_.
@@ -163,6 +181,10 @@ class ApplyLoop {
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
   std::thread timer_;
+  // Own writes acknowledged but not yet applied (OfferOwnWrites), by
+  // revision; bounded by the writes in flight.
+  std::map<uint64_t, Entry> own_;                     // GUARDED_BY(batch_mu_)
+  std::atomic<uint64_t> own_applied_{0};
 
   std::mutex on_applied_mu_;
   std::function<void()> on_applied_;  // GUARDED_BY(on_applied_mu_)

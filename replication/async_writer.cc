@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/expiry.h"
 #include "replication/jetstream_api.h"
 #include "replication/nats_status.h"
 
@@ -13,6 +14,8 @@ namespace {
 constexpr int kWorkers = 2;
 // The longest the reader waits for a reply before it looks at the deadlines.
 constexpr std::chrono::milliseconds kMaxPoll{100};
+// The most replies handled before their own writes are applied.
+constexpr int kMaxRepliesAtOnce = 256;
 
 // The sequence named in a "wrong last sequence: N" description.
 uint64_t SequenceInDescription(const std::string& description) {
@@ -124,6 +127,7 @@ natsStatus AsyncWriter::SendLocked(uint64_t id, Op& op) {
                           std::to_string(*r.expected).c_str());
   }
   if (s == NATS_OK && !r.msg_id.empty()) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", r.msg_id.c_str());
+  op.sent_ns = engine::WallClockNs();
   if (s == NATS_OK) s = natsConnection_PublishMsg(conn_->nc(), msg);
   natsMsg_Destroy(msg);
   return s;
@@ -137,14 +141,23 @@ void AsyncWriter::FinishLocked(uint64_t id, Result<uint64_t> result) {
   room_.notify_all();
 }
 
-void AsyncWriter::AckedLocked(uint64_t id, uint64_t revision) {
+void AsyncWriter::AckedLocked(uint64_t id, uint64_t revision, bool duplicate,
+                              std::vector<Entry>* own) {
   Op& op = ops_[id];
   op.state = State::kAcked;
   op.revision = revision;
   if (replica_->LastRevision() >= revision && writer_->ReplicaRevision(op.request.key) >= revision) {
     FinishLocked(id, revision);
-  } else {
-    awaiting_apply_.emplace(revision, id);
+    return;
+  }
+  awaiting_apply_.emplace(revision, id);
+  // As KvWriter's: applied ahead of the consumer when nothing comes before
+  // it (a duplicate's stored message may differ: the consumer brings it).
+  if (!duplicate) {
+    const Request& r = op.request;
+    const int64_t now_ns = engine::WallClockNs();
+    own->push_back(OwnEntry(r.op, r.key, r.value, r.ttl, revision,
+                            op.sent_ns + (now_ns - op.sent_ns) / 2));
   }
 }
 
@@ -165,7 +178,7 @@ void AsyncWriter::OnApplied() {
   }
 }
 
-void AsyncWriter::HandleReply(natsMsg* msg) {
+void AsyncWriter::HandleReply(natsMsg* msg, std::vector<Entry>* own) {
   const char* subject = natsMsg_GetSubject(msg);
   const uint64_t id = std::strtoull(subject + inbox_.size() + 1, nullptr, 10);
   std::lock_guard<std::mutex> lock(mu_);
@@ -198,7 +211,7 @@ void AsyncWriter::HandleReply(natsMsg* msg) {
     return;
   }
   if (!ack->is_error) {
-    AckedLocked(id, *ack->seq);
+    AckedLocked(id, *ack->seq, ack->duplicate, own);
     return;
   }
   const jsErrCode jerr = static_cast<jsErrCode>(ack->error_code);
@@ -289,10 +302,16 @@ void AsyncWriter::ReadLoop() {
       }
     }
     natsMsg* msg = nullptr;
-    if (natsSubscription_NextMsg(&msg, sub_, wait_ms) == NATS_OK) {
-      HandleReply(msg);
+    if (natsSubscription_NextMsg(&msg, sub_, wait_ms) != NATS_OK) continue;
+    // Every reply already queued, then their own writes in one apply.
+    std::vector<Entry> own;
+    for (int n = 0; msg != nullptr; ++n) {
+      HandleReply(msg, &own);
       natsMsg_Destroy(msg);
+      msg = nullptr;
+      if (n + 1 < kMaxRepliesAtOnce) natsSubscription_NextMsg(&msg, sub_, 0);
     }
+    if (!own.empty()) loop_->OfferOwnWrites(std::move(own));
   }
   std::lock_guard<std::mutex> lock(mu_);
   room_.notify_all();

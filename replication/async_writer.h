@@ -108,6 +108,7 @@ class AsyncWriter {
     uint64_t revision = 0;  // kAcked
     std::chrono::milliseconds pause{10};  // before the next resend
     uint64_t denials_before = 0;
+    int64_t sent_ns = 0;  // wall clock of the last send
   };
   struct Due {
     Clock::time_point at;
@@ -120,10 +121,12 @@ class AsyncWriter {
   // Builds and sends op `id`'s message with reply subject inbox_.<id>.
   natsStatus SendLocked(uint64_t id, Op& op);
   void ReadLoop();
-  void HandleReply(natsMsg* msg);
+  // Handles one reply; an acknowledged write's entry is appended to `own`,
+  // for ApplyLoop::OfferOwnWrites once mu_ is released.
+  void HandleReply(natsMsg* msg, std::vector<Entry>* own);
   // Completes the op and frees its slot.
   void FinishLocked(uint64_t id, Result<uint64_t> result);
-  void AckedLocked(uint64_t id, uint64_t revision);
+  void AckedLocked(uint64_t id, uint64_t revision, bool duplicate, std::vector<Entry>* own);
   void HandleDueLocked(Clock::time_point now);
   bool Enqueue(std::function<void()> job);
   void WorkLoop();

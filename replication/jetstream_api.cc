@@ -246,6 +246,7 @@ std::optional<PubAckReply> ParsePubAck(std::string_view body) {
     }
     out.seq = UintField(*reply, "seq");
     out.count = UintField(*reply, "count");
+    out.duplicate = BoolField(*reply, "duplicate");
     return out;
   } catch (const std::exception&) {
     return std::nullopt;

@@ -105,6 +105,7 @@ struct PubAckReply {
   std::string description;      // the error's description
   std::optional<uint64_t> seq;  // the acknowledgement's
   std::optional<uint64_t> count;
+  bool duplicate = false;  // a repeat of a Nats-Msg-Id within the window
 };
 
 // nullopt: `body` is not a JSON object.

@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/expiry.h"
 #include "engine/record_codec.h"
 #include "replication/capabilities.h"
 #include "replication/jetstream_api.h"
@@ -101,6 +102,18 @@ Status KvWriter::InFlightConflict(std::string_view key) const {
       "without naming the current revision; sync the replica, re-read the key and retry");
 }
 
+Entry OwnEntry(Operation op, std::string_view key, std::string_view value,
+               std::chrono::seconds ttl, uint64_t revision, int64_t created_ns) {
+  Entry e;
+  e.key.assign(key);
+  e.operation = op;
+  if (op == Operation::kPut) e.value.assign(value);
+  e.revision = revision;
+  e.created_ns = created_ns;
+  e.ttl_ns = std::chrono::nanoseconds(ttl).count();
+  return e;
+}
+
 Status KvWriter::CheckFence(std::string_view key, const Fence& fence) {
   if (Status s = ValidateKey(fence.lock); !s.ok()) {
     return Status::InvalidArgument("fence names a bad lock: " + std::string(s.message()));
@@ -161,7 +174,9 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   // A publish that certainly stored nothing (no leader to take it during an
   // election, or one shedding load) goes out again until the deadline.
   auto pause = std::chrono::milliseconds(10);
+  int64_t sent_ns = 0;
   while (true) {
+    sent_ns = engine::WallClockNs();
     s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
     if (s == NATS_OK || !PublishNotStoredAndRetryable(s, jerr)) break;
     const auto left = std::chrono::ceil<ms>(start + timeout - std::chrono::steady_clock::now());
@@ -198,7 +213,17 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
     return FromNats(s, what, jerr);
   }
   const uint64_t revision = ack->Sequence;
+  const bool duplicate = ack->Duplicate;
   jsPubAck_Destroy(ack);
+  // Own-write apply: the replica takes the write at once if nothing comes
+  // before it, timed halfway through the round trip until the consumer
+  // brings the server's time. A duplicate's stored message is the first
+  // one's, which may differ: the consumer brings it.
+  if (!duplicate) {
+    const int64_t acked_ns = engine::WallClockNs();
+    loop_->OfferOwnWrites(
+        {OwnEntry(op, key, value, ttl, revision, sent_ns + (acked_ns - sent_ns) / 2)});
+  }
   // Read-your-writes: wait for the replica, but an acknowledged write is a
   // success even if the replica is slow (the caller can Sync).
   WaitOwnWrite(key, revision, start + timeout);

@@ -37,6 +37,13 @@ natsStatus BuildKvMessage(natsMsg** out, const std::string& subject, Operation o
                           std::string_view value, std::chrono::seconds ttl,
                           const char* reply = nullptr);
 
+// The entry a replica reads from the message BuildKvMessage builds, once
+// the stream stored it at `revision`; `created_ns` stands in for the
+// server's time, which the acknowledgement does not carry
+// (ApplyLoop::OfferOwnWrites).
+Entry OwnEntry(Operation op, std::string_view key, std::string_view value,
+               std::chrono::seconds ttl, uint64_t revision, int64_t created_ns);
+
 class KvWriter {
  public:
   // `js`, `loop`, `replica` and `conn` (if given) must outlive the writer.

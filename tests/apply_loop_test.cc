@@ -16,6 +16,7 @@
 
 #include "engine/local_bucket.h"
 #include "replication/kv_stream.h"
+#include "replication/kv_writer.h"
 #include "revkv/revkv.h"
 #include "tests/nats_server.h"
 #include "tests/test_util.h"
@@ -311,6 +312,59 @@ natsMsg* RoundTrip(jsCtx* js, const std::string& key, const std::string& data,
 // Purge, Remove, or a reason not known yet, a Delete), else a Put. (Not an
 // empty KV-Operation: nats.c 3.4.1 parses an empty header value as the
 // next header line.)
+// Own-write apply: a write this process made is applied when its
+// acknowledgement comes, if it is the replica's next revision, with a
+// provisional time that the consumer's delivery replaces by the server's.
+TEST_F(ApplyLoopTest, OwnWritesApplyAheadOfTheConsumerAndTakeTheServersTime) {
+  StartLoop();
+  KvWriter writer(js_, "mirror", loop_.get(), replica_, 5s);
+  uint64_t rev = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto r = writer.Update("k", "v" + std::to_string(i), rev);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    rev = *r;
+    auto mine = replica_->GetEntry("k");  // read-your-writes
+    ASSERT_TRUE(mine.ok());
+    ASSERT_EQ(mine->revision, rev);
+  }
+  ASSERT_TRUE(writer.Put("p", "x").ok());
+  ASSERT_TRUE(writer.Delete("p", std::nullopt).ok());
+  ASSERT_TRUE(writer.Put("q", "y").ok());
+  ASSERT_TRUE(writer.Purge("q", std::nullopt).ok());
+  // Some acknowledgements came before the consumer brought their message
+  // (which comes first is a race inside the server): each was the
+  // replica's next revision then, with one writer on an idle stream.
+  EXPECT_GT(loop_->own_writes_applied(), 0u);
+  const std::vector<std::string> keys = {"k", "p", "q"};
+  // Each revision's time as the server stored it, once delivered.
+  auto times_match = [&] {
+    for (const std::string& key : keys) {
+      kvEntryList list;
+      if (kvStore_History(&list, kv_, key.c_str(), nullptr) != NATS_OK) return false;
+      auto mine = replica_->History(key);
+      bool same = mine.ok() && mine->size() == static_cast<size_t>(list.Count);
+      for (int i = 0; same && i < list.Count; ++i) {
+        same = (*mine)[i].revision == kvEntry_Revision(list.Entries[i]) &&
+               (*mine)[i].created_ns == kvEntry_Created(list.Entries[i]);
+      }
+      kvEntryList_Destroy(&list);
+      if (!same) return false;
+    }
+    return true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!times_match() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(times_match());
+  ExpectReplicaMatches(keys);
+  auto p = replica_->History("p");
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->size(), 2u);
+  EXPECT_EQ((*p)[0].value, "x");
+  EXPECT_EQ((*p)[1].operation, Operation::kDelete);
+}
+
 TEST_F(ApplyLoopTest, ReadStreamMessageReadsOperationsAndMarkersAsNatsGoDoes) {
   struct Case {
     std::vector<std::pair<const char*, const char*>> headers;

@@ -249,5 +249,104 @@ TEST_F(ApplyTest, CasAgainstAppliedRevisions) {
   EXPECT_EQ(*r, 6u);
 }
 
+// A replica's own writes, applied ahead of the stream's consumer with a
+// provisional time (ReplicaSink::ApplyOwnWrites).
+Entry Provisional(Entry e) {
+  e.created_ns += 5'000'000;  // a time the server did not give
+  return e;
+}
+
+TEST_F(ApplyTest, OwnWritesMustFollowTheAppliedRevision) {
+  Open();
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("a", 3, "x")}, 3).ok());
+  // A gap would pass what the stream holds between: refused, nothing applied.
+  Status s = bucket_->ApplyOwnWrites({Make("b", 5, "y")});
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  s = bucket_->ApplyOwnWrites({Make("b", 4, "y"), Make("c", 6, "z")});
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_EQ(bucket_->LastRevision(), 3u);
+  EXPECT_TRUE(bucket_->Get("b").status().IsNotFound());
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Make("b", 4, "y"), Make("c", 5, "z")}).ok());
+  EXPECT_EQ(bucket_->LastRevision(), 5u);
+  auto c = bucket_->GetEntry("c");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->revision, 5u);
+  EXPECT_EQ(c->value, "z");
+}
+
+TEST_F(ApplyTest, TheConsumersDeliveryCorrectsAnOwnWritesTimeWithoutASecondEvent) {
+  Open(/*history=*/5);
+  auto w = bucket_->Watch(">", {.start = WatchStart::kUpdatesOnly});
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("k", 1, "a"))}).ok());
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("k", 2, "b")),
+                                       Provisional(Make("j", 3, "c"))})
+                  .ok());
+  auto k = bucket_->GetEntry("k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->created_ns, Provisional(Make("k", 2)).created_ns);
+  // The consumer delivers them (and a foreign write after them).
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("k", 1, "a"), Make("k", 2, "b"), Make("j", 3, "c"),
+                                       Make("x", 4, "d")},
+                                      4)
+                  .ok());
+  EXPECT_EQ(bucket_->LastRevision(), 4u);
+  k = bucket_->GetEntry("k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->created_ns, Make("k", 2).created_ns);
+  auto j = bucket_->GetEntry("j");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->created_ns, Make("j", 3).created_ns);
+  // The earlier revision, now history, is corrected too.
+  auto history = bucket_->History("k");
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].revision, 1u);
+  EXPECT_EQ((*history)[0].created_ns, Make("k", 1).created_ns);
+  EXPECT_EQ((*history)[0].value, "a");
+  EXPECT_EQ((*history)[1].created_ns, Make("k", 2).created_ns);
+  // One event per revision: the correction is not a change.
+  std::vector<uint64_t> seen;
+  for (int i = 0; i < 4; ++i) {
+    auto e = (*w)->Next(2s);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    seen.push_back(e->revision);
+  }
+  EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_TRUE((*w)->Next(50ms).status().IsTimeout());
+  // A redelivery after the correction is skipped as any other.
+  Entry again = Provisional(Make("j", 3, "c"));
+  ASSERT_TRUE(bucket_->ApplyCommitted({again}, 4).ok());
+  j = bucket_->GetEntry("j");
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->created_ns, Make("j", 3).created_ns);
+}
+
+TEST_F(ApplyTest, AnOwnWriteTheConsumerPassesKeepsItsProvisionalTime) {
+  Open();
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("k", 1, "a"))}).ok());
+  // The consumer moved past revision 1 without it (the server removed it):
+  // a later delivery of the same revision is a redelivery, not a correction.
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("y", 2, "b")}, 2).ok());
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("k", 1, "a")}, 2).ok());
+  auto k = bucket_->GetEntry("k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->created_ns, Provisional(Make("k", 1)).created_ns);
+}
+
+TEST_F(ApplyTest, ACorrectionLandsBeforeALaterWriteOfTheSameKeyInOneBatch) {
+  Open();
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("k", 1, "a"))}).ok());
+  // Revision 1's delivery and a newer foreign write of k in one batch: the
+  // newer one wins, whatever the correction wrote.
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("k", 1, "a"), Make("k", 2, "b")}, 2).ok());
+  auto k = bucket_->GetEntry("k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->revision, 2u);
+  EXPECT_EQ(k->value, "b");
+  EXPECT_EQ(k->created_ns, Make("k", 2).created_ns);
+  EXPECT_TRUE(bucket_->Update("k", "c", 2).ok());
+}
+
 }  // namespace
 }  // namespace revkv
