@@ -285,6 +285,36 @@ Result<int64_t> BucketStore::ReplicaSource() {
   if (!rs.ok()) return FromRocks(rs, "reading the replica source of bucket '" + name_ + "'");
   return static_cast<int64_t>(DecodeBE64(raw));
 }
+Result<std::optional<uint64_t>> BucketStore::OwnDelivered() {
+  std::string raw;
+  rocksdb::Status rs = core_->db->Get(rocksdb::ReadOptions(), core_->meta, OwnKey(name_), &raw);
+  if (rs.IsNotFound()) return std::optional<uint64_t>();
+  if (!rs.ok()) return FromRocks(rs, "reading the own-write position of bucket '" + name_ + "'");
+  return std::optional<uint64_t>(DecodeBE64(raw));
+}
+
+Status BucketStore::LogRevisionsAfter(uint64_t after, std::vector<uint64_t>* out) {
+  std::unique_ptr<rocksdb::Iterator> it(core_->db->NewIterator(rocksdb::ReadOptions(), log_cf_));
+  for (it->Seek(RevisionKey(after + 1)); it->Valid(); it->Next()) {
+    out->push_back(DecodeBE64(it->key().ToStringView()));
+  }
+  if (!it->status().ok()) {
+    return FromRocks(it->status(), "reading the revision log of bucket '" + name_ + "'");
+  }
+  return Status::OK();
+}
+
+void BucketStore::StageOwnDelivered(rocksdb::WriteBatch* batch,
+                                    std::optional<uint64_t> delivered) const {
+  if (!delivered) {
+    batch->Delete(core_->meta, OwnKey(name_));
+    return;
+  }
+  std::string raw;
+  AppendBE64(&raw, *delivered);
+  batch->Put(core_->meta, OwnKey(name_), raw);
+}
+
 Status BucketStore::ScanLatest(std::string_view filter, const rocksdb::Snapshot* snapshot,
                                DecodeParts parts,
                                const std::function<bool(std::string_view, Record&&)>& fn,
@@ -601,6 +631,7 @@ void BucketStore::StageReset(rocksdb::WriteBatch* batch, int64_t source) const {
   AppendBE64(&src, static_cast<uint64_t>(source));
   batch->Put(core_->meta, SourceKey(name_), src);
   batch->Delete(core_->meta, SkipKey(name_));
+  batch->Delete(core_->meta, OwnKey(name_));
 }
 
 void BucketStore::StageExpired(rocksdb::WriteBatch* batch, std::string_view index,

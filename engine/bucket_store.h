@@ -94,6 +94,11 @@ class BucketStore {
 
   Result<ReplicaSink::SkipSummary> Skipped();
   Result<int64_t> ReplicaSource();
+  // The consumer position kept while own writes wait for their delivery
+  // (layout.h "own/"); nullopt when none wait.
+  Result<std::optional<uint64_t>> OwnDelivered();
+  // The revisions of the log above `after`, in order.
+  Status LogRevisionsAfter(uint64_t after, std::vector<uint64_t>* out);
 
   // ---- What a commit writes ----
 
@@ -129,6 +134,8 @@ class BucketStore {
   // trim of the log records up to `last` must be in `batch` or written.
   void StageCounter(rocksdb::WriteBatch* batch, uint64_t last) const;
   void StageSkips(rocksdb::WriteBatch* batch, const ReplicaSink::SkipSummary& skips) const;
+  // Writes (or with nullopt deletes) the "own/" consumer position.
+  void StageOwnDelivered(rocksdb::WriteBatch* batch, std::optional<uint64_t> delivered) const;
   // Drops every entry and the skip count, and records `source`.
   void StageReset(rocksdb::WriteBatch* batch, int64_t source) const;
   // Removes an expiry index entry; with `revision`, also the key's Purge

@@ -276,10 +276,11 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
     if (m.revision == 0 || m.revision > last) skips.push_back(m);
   }
   uint64_t prev = last;
-  // The stream position the caller reached: every revision up to it was
-  // delivered or is gone.
-  uint64_t delivered = applied_revision;
+  // The stream position the consumer reached (not applied_revision: a
+  // catch-up may move that past own writes not yet delivered).
+  uint64_t delivered = 0;
   for (const SkippedMessage& m : skipped) delivered = std::max(delivered, m.revision);
+  const bool had_provisional = !provisional_.empty();
   for (const Entry& e : entries) {
     delivered = std::max(delivered, e.revision);
     if (e.revision <= prev) {
@@ -307,7 +308,15 @@ Status CommitPath::Apply(const std::vector<Entry>& entries, uint64_t applied_rev
   }
   // Own writes the consumer passed without delivering (removed since) keep
   // their provisional time.
-  provisional_.erase(provisional_.begin(), provisional_.upper_bound(delivered));
+  if (had_provisional) {
+    provisional_.erase(provisional_.begin(), provisional_.upper_bound(delivered));
+    if (provisional_.empty()) {
+      store_->StageOwnDelivered(&staging.batch, std::nullopt);
+    } else if (delivered > delivered_) {
+      delivered_ = delivered;
+      store_->StageOwnDelivered(&staging.batch, delivered_);
+    }
+  }
   return FinishApplyLocked(&staging, std::max(prev, applied_revision), std::move(skips),
                            newly_skipped);
 }
@@ -316,6 +325,11 @@ Status CommitPath::ApplyOwn(const std::vector<Entry>& entries) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const uint64_t last = last_revision_.load(std::memory_order_relaxed);
   Staging staging;
+  if (provisional_.empty()) {
+    // Everything applied so far came through the consumer.
+    delivered_ = last;
+    store_->StageOwnDelivered(&staging.batch, last);
+  }
   uint64_t next = last + 1;
   for (const Entry& e : entries) {
     if (e.revision != next) {
@@ -333,6 +347,28 @@ Status CommitPath::ApplyOwn(const std::vector<Entry>& entries) {
   for (const Entry& e : entries) provisional_.insert(provisional_.end(), e.revision);
   while (provisional_.size() > kMaxProvisional) provisional_.erase(provisional_.begin());
   return Status::OK();
+}
+
+uint64_t CommitPath::ResumeRevision() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return provisional_.empty() ? last_revision_.load(std::memory_order_relaxed) : delivered_;
+}
+
+void CommitPath::ResumeProvisional() {
+  if (store_->is_follower()) return;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  auto delivered = store_->OwnDelivered();
+  std::vector<uint64_t> revisions;
+  Status s = delivered.ok() ? Status::OK() : delivered.status();
+  if (s.ok() && *delivered) s = store_->LogRevisionsAfter(**delivered, &revisions);
+  if (!s.ok()) {
+    // Only the correction of provisional times is lost.
+    std::fprintf(stderr, "revkv: %s; the replica keeps the times it has\n", s.ToString().c_str());
+    return;
+  }
+  if (!*delivered) return;
+  delivered_ = **delivered;
+  provisional_.insert(revisions.begin(), revisions.end());
 }
 
 Status CommitPath::FinishApplyLocked(Staging* staging, uint64_t new_last,

@@ -84,8 +84,12 @@ class CommitPath {
   Status Apply(const std::vector<Entry>& entries, uint64_t applied_revision,
                const std::vector<ReplicaSink::SkippedMessage>& skipped,
                std::vector<ReplicaSink::SkippedMessage>* newly_skipped);
-  // ReplicaSink::ApplyOwnWrites; takes the mutex.
+  // ReplicaSink::ApplyOwnWrites and ResumeRevision; they take the mutex.
   Status ApplyOwn(const std::vector<Entry>& entries);
+  uint64_t ResumeRevision();
+  // Reloads the own writes a replica held with provisional times (layout.h
+  // "own/"), at open.
+  void ResumeProvisional();
   // ReplicaSink::PrepareSnapshotFill (no lock, any thread) and
   // CommitSnapshotFill (takes the mutex).
   std::unique_ptr<ReplicaSink::PreparedFill> PrepareFill(
@@ -216,6 +220,8 @@ class CommitPath {
   // go first (they keep their provisional time).
   static constexpr size_t kMaxProvisional = 1 << 16;
   std::set<uint64_t> provisional_;  // GUARDED_BY(write_mu_)
+  // While provisional_ is not empty: the consumer's position ("own/").
+  uint64_t delivered_ = 0;          // GUARDED_BY(write_mu_)
 
   // The skip summary as stored; loaded on the first skip.
   std::optional<ReplicaSink::SkipSummary> skips_;  // GUARDED_BY(write_mu_)

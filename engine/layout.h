@@ -43,6 +43,15 @@
 //                                 by every commit and log values had no trims,
 //                                 which format 2 reads as they are: moving a
 //                                 store from 1 to 2 rewrites only "format".
+//   "own/" name                -> BE64: while a replica holds its own writes
+//                                 applied ahead of its consumer (provisional
+//                                 times, ReplicaSink::ApplyOwnWrites), the
+//                                 stream position the consumer reached. Every
+//                                 log record above it is such a write; the
+//                                 consumer resumes after it, so that a
+//                                 restart still corrects their times. Absent
+//                                 otherwise (a revkv that does not know it
+//                                 only keeps the provisional times).
 //   "src/" name                -> BE64 creation time of the stream a replica mirrors
 //   "skip/" name               -> the stream messages a replica skipped (never
 //                                 applicable): BE64 count, BE64 revision of the
@@ -145,6 +154,7 @@ inline std::string LogFamily(std::string_view bucket) {
 }
 inline std::string ConfigKey(std::string_view bucket) { return "cfg/" + std::string(bucket); }
 inline std::string CounterKey(std::string_view bucket) { return "rev/" + std::string(bucket); }
+inline std::string OwnKey(std::string_view bucket) { return "own/" + std::string(bucket); }
 inline std::string SourceKey(std::string_view bucket) { return "src/" + std::string(bucket); }
 inline std::string SkipKey(std::string_view bucket) { return "skip/" + std::string(bucket); }
 

@@ -20,6 +20,8 @@ LocalBucket::LocalBucket(std::shared_ptr<StoreCore> core, std::shared_ptr<FenceC
       fence_(std::move(fence)) {
   // A local bucket with TTL entries left from before resumes expiring them.
   commits_.ResumeReaper();
+  // A replica's own writes that were waiting for their delivery still do.
+  commits_.ResumeProvisional();
 }
 
 Status LocalBucket::ReadOnlyError() const {

@@ -103,6 +103,7 @@ class LocalBucket final : public Bucket,
     return commits_.PrepareFill(std::move(entries), std::move(skipped));
   }
   Status ApplyOwnWrites(const std::vector<Entry>& entries) override;
+  uint64_t ResumeRevision() override { return commits_.ResumeRevision(); }
   Status CommitSnapshotFill(std::unique_ptr<PreparedFill> page, uint64_t applied_revision) override;
   Result<SkipSummary> Skipped() override { return store_.Skipped(); }
   void ReportSkips(BucketStatus* out) override;

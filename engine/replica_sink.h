@@ -89,6 +89,11 @@ class ReplicaSink : public CommitFeed {
   // InvalidArgument: entries that do not follow LastRevision(). Otherwise
   // as ApplyCommitted.
   virtual Status ApplyOwnWrites(const std::vector<Entry>& entries) = 0;
+  // Where the stream's consumer resumes after: LastRevision(), or the
+  // position it reached while own writes applied ahead of it still wait
+  // for their delivery (kept across a restart, so that their times are
+  // still corrected; ApplyCommitted rewrites them as they come again).
+  virtual uint64_t ResumeRevision() = 0;
 
   // A replica filling from a snapshot: it was empty when the fill began
   // (just created or reset) and each key comes at most once across the

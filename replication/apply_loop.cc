@@ -128,7 +128,10 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
   loop->js_ = js;
   loop->timer_ = std::thread(&ApplyLoop::FlushTimer, loop.get());
-  const uint64_t applied = loop->replica_->LastRevision();
+  // Own writes applied ahead of the consumer before a restart come again,
+  // to take the server's time (ReplicaSink::ResumeRevision).
+  const uint64_t applied = loop->replica_->ResumeRevision();
+  const bool fresh = loop->replica_->LastRevision() == 0;
   {
     std::lock_guard<std::mutex> lock(loop->batch_mu_);
     loop->last_seen_ = applied;
@@ -142,7 +145,7 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   so.Config.Heartbeat = std::chrono::nanoseconds(kConsumerHeartbeat).count();
   const std::string stream = "KV_" + bucket;
   so.Stream = stream.c_str();
-  if (applied == 0) {
+  if (fresh) {
     so.Config.DeliverPolicy = js_DeliverLastPerSubject;  // a new replica: latest state
   } else {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;  // resume after what we have
@@ -276,25 +279,29 @@ void ApplyLoop::Handle(natsMsg* msg) {
   }
 }
 
-void ApplyLoop::OfferOwnWrites(std::vector<Entry> entries) {
+bool ApplyLoop::OfferOwnWrites(std::vector<Entry> entries) {
   std::lock_guard<std::mutex> lock(batch_mu_);
-  if (stopped_) return;
+  if (stopped_ || entries.empty()) return false;
+  const uint64_t target = entries.back().revision;
   const uint64_t applied = replica_->LastRevision();
   own_.erase(own_.begin(), own_.upper_bound(applied));
   for (Entry& e : entries) {
     if (e.revision > applied) own_.insert_or_assign(e.revision, std::move(e));
   }
-  if (own_.empty() || own_.begin()->first != applied + 1) return;
+  if (own_.empty() || own_.begin()->first != applied + 1) return false;
   // The consumer may hold messages it was about to apply: they come first.
   if (!BatchEmptyLocked() && open_batch_.empty() && !gap_hold_) {
     FlushLocked();  // applies the own writes that follow too
-    return;
+    return false;
   }
-  if (ApplyOwnLocked()) NotifyApplied();
+  const uint64_t last = ApplyOwnLocked();
+  if (last == 0) return false;
+  NotifyApplied();
+  return last >= target;
 }
 
-bool ApplyLoop::ApplyOwnLocked() {
-  if (stopped_ || !open_batch_.empty() || gap_hold_) return false;
+uint64_t ApplyLoop::ApplyOwnLocked() {
+  if (stopped_ || !open_batch_.empty() || gap_hold_) return 0;
   const uint64_t applied = replica_->LastRevision();
   own_.erase(own_.begin(), own_.upper_bound(applied));
   std::vector<Entry> run;
@@ -302,15 +309,15 @@ bool ApplyLoop::ApplyOwnLocked() {
     run.push_back(std::move(it->second));
     it = own_.erase(it);
   }
-  if (run.empty()) return false;
+  if (run.empty()) return 0;
   if (Status s = replica_->ApplyOwnWrites(run); !s.ok()) {
     StopLocked(s);
-    return false;
+    return 0;
   }
   own_applied_.fetch_add(run.size(), std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(mu_);
   applied_cv_.notify_all();
-  return true;
+  return run.back().revision;
 }
 
 uint64_t ApplyLoop::own_writes_applied() const {
@@ -411,6 +418,26 @@ Status ApplyLoop::WaitApplied(uint64_t revision, std::chrono::steady_clock::time
 }
 
 Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline) {
+  Status s = CatchUpApplied(last, deadline);
+  if (!s.ok()) return s;
+  // Own writes applied ahead of the consumer take the server's time when it
+  // delivers them: wait for that too, while deliveries come. One whose
+  // message the server removed never comes; that is no failure.
+  uint64_t seen = messages_received();
+  // (ResumeRevision takes the replica's write lock: not under mu_.)
+  while (replica_->ResumeRevision() < last) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!error_.ok()) break;
+    const auto until = std::min(deadline, std::chrono::steady_clock::now() + kGapQuiet);
+    if (applied_cv_.wait_until(lock, until) == std::cv_status::timeout) {
+      if (received_ == seen || std::chrono::steady_clock::now() >= deadline) break;
+      seen = received_;
+    }
+  }
+  return Status::OK();
+}
+
+Status ApplyLoop::CatchUpApplied(uint64_t last, std::chrono::steady_clock::time_point deadline) {
   using Clock = std::chrono::steady_clock;
   // The usual case: the message at `last` exists and arrives shortly.
   Status s = WaitApplied(last, std::min(deadline, Clock::now() + std::chrono::milliseconds(20)));

@@ -102,6 +102,8 @@ class ApplyLoop {
   // `last` (the stream's last sequence, read by the caller). The message at
   // `last` may no longer exist (purged, or removed by max_age): then, once the
   // consumer reports nothing pending, the applied revision moves to `last`.
+  // Own writes applied ahead of the consumer (OfferOwnWrites) up to `last`
+  // also get their server time first, unless their delivery stops coming.
   // Timeout: not caught up by `deadline`. As WaitApplied otherwise.
   Status CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
@@ -113,8 +115,10 @@ class ApplyLoop {
   // brings the replica up to it; one the consumer delivers first is simply
   // dropped. Never while an atomic batch is open or a catch-up is held, so
   // that no state the stream never had is shown. Callers must not hold a
-  // lock that the SetOnApplied hook takes.
-  void OfferOwnWrites(std::vector<Entry> entries);
+  // lock that the SetOnApplied hook takes. Returns true when this call
+  // applied the last of `entries` (the replica then shows its key at its
+  // revision).
+  bool OfferOwnWrites(std::vector<Entry> entries);
   // Own writes applied ahead of the consumer so far, for tests.
   uint64_t own_writes_applied() const;
 
@@ -136,13 +140,15 @@ class ApplyLoop {
   void Handle(natsMsg* msg);
   void FlushLocked();  // callers hold batch_mu_
   // Applies the own writes that now follow the applied revision; callers
-  // hold batch_mu_. Returns whether any were applied.
-  bool ApplyOwnLocked();
+  // hold batch_mu_. Returns the last revision applied (0: none).
+  uint64_t ApplyOwnLocked();
   bool BatchEmptyLocked() const { return batch_.empty() && batch_skipped_.empty(); }
   void StopLocked(const Status& why);  // callers hold batch_mu_
   // Logs the first message skipped, once per loop; callers hold batch_mu_.
   void WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped);
   void FlushTimer();
+  // CatchUpTo without waiting for own writes' times.
+  Status CatchUpApplied(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."

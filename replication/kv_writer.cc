@@ -221,8 +221,10 @@ Result<uint64_t> KvWriter::Publish(Operation op, std::string_view key, std::stri
   // one's, which may differ: the consumer brings it.
   if (!duplicate) {
     const int64_t acked_ns = engine::WallClockNs();
-    loop_->OfferOwnWrites(
-        {OwnEntry(op, key, value, ttl, revision, sent_ns + (acked_ns - sent_ns) / 2)});
+    if (loop_->OfferOwnWrites(
+            {OwnEntry(op, key, value, ttl, revision, sent_ns + (acked_ns - sent_ns) / 2)})) {
+      return revision;  // the replica shows it
+    }
   }
   // Read-your-writes: wait for the replica, but an acknowledged write is a
   // success even if the replica is slow (the caller can Sync).

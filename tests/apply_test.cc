@@ -334,6 +334,35 @@ TEST_F(ApplyTest, AnOwnWriteTheConsumerPassesKeepsItsProvisionalTime) {
   EXPECT_EQ(k->created_ns, Provisional(Make("k", 1)).created_ns);
 }
 
+TEST_F(ApplyTest, OwnWritesWaitingForTheirDeliveryAreCorrectedAfterARestart) {
+  Open();
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("a", 1, "x")}, 1).ok());
+  EXPECT_EQ(bucket_->ResumeRevision(), 1u);
+  ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("b", 2, "y")),
+                                       Provisional(Make("c", 3, "z"))})
+                  .ok());
+  EXPECT_EQ(bucket_->LastRevision(), 3u);
+  // The consumer resumes where it was, so that 2 and 3 come again.
+  EXPECT_EQ(bucket_->ResumeRevision(), 1u);
+  Open();  // a restart
+  EXPECT_EQ(bucket_->LastRevision(), 3u);
+  EXPECT_EQ(bucket_->ResumeRevision(), 1u);
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("b", 2, "y")}, 2).ok());
+  EXPECT_EQ(bucket_->ResumeRevision(), 2u);
+  Open();
+  EXPECT_EQ(bucket_->ResumeRevision(), 2u);
+  ASSERT_TRUE(bucket_->ApplyCommitted({Make("c", 3, "z"), Make("d", 4, "w")}, 4).ok());
+  EXPECT_EQ(bucket_->ResumeRevision(), 4u);
+  for (const char* key : {"b", "c"}) {
+    auto e = bucket_->GetEntry(key);
+    ASSERT_TRUE(e.ok()) << key;
+    EXPECT_EQ(e->created_ns, Make(key, e->revision).created_ns) << key;
+  }
+  Open();  // nothing waits any more
+  EXPECT_EQ(bucket_->ResumeRevision(), 4u);
+  EXPECT_EQ(bucket_->LastRevision(), 4u);
+}
+
 TEST_F(ApplyTest, ACorrectionLandsBeforeALaterWriteOfTheSameKeyInOneBatch) {
   Open();
   ASSERT_TRUE(bucket_->ApplyOwnWrites({Provisional(Make("k", 1, "a"))}).ok());

@@ -337,7 +337,8 @@ class Recorder {
       ParseValue(std::string_view(natsMsg_GetData(msg), natsMsg_GetDataLength(msg)), &id, &token);
     }
     *out = "{\"rev\":" + std::to_string(natsMsg_GetSequence(msg)) + ",\"op\":\"" + kind +
-           "\",\"value_id\":" + (id.empty() ? "null" : Quote(id)) + "}";
+           "\",\"value_id\":" + (id.empty() ? "null" : Quote(id)) +
+           ",\"created\":" + std::to_string(natsMsg_GetTime(msg)) + "}";
     natsMsg_Destroy(msg);
     return true;
   }

@@ -540,12 +540,14 @@ void DumpReplica(revkv::Bucket& bucket, const Args& a) {
     std::string entry;
     if (e.ok()) {
       entry = "{\"rev\":" + std::to_string(e->revision) + ",\"op\":\"PUT\",\"value_id\":" +
-              Quote(ValueId(e->value)) + "}";
+              Quote(ValueId(e->value)) + ",\"created\":" + std::to_string(e->created_ns) + "}";
     } else if (e.status().IsNotFound() && e.status().revision() > 0) {
       auto hist = bucket.History(key);
-      const char* op = hist.ok() && !hist->empty() ? OpName(hist->back().operation) : "DEL";
+      const bool known = hist.ok() && !hist->empty();
+      const char* op = known ? OpName(hist->back().operation) : "DEL";
       entry = "{\"rev\":" + std::to_string(e.status().revision()) + ",\"op\":\"" + op +
-              "\",\"value_id\":null}";
+              "\",\"value_id\":null" +
+              (known ? ",\"created\":" + std::to_string(hist->back().created_ns) : "") + "}";
     } else {
       continue;
     }

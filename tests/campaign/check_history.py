@@ -150,7 +150,8 @@ bank-total          Each snapshot that saw any bank key saw every one, with bala
 txn-lost            Each transfer acknowledged ok is in server.jsonl, each of its writes
                     at the revision acknowledged for it (one that is stored only in part
                     is txn-partial).
-replica-diverged    Each final-replica-W.json equals final-server.json key by key, except
+replica-diverged    Each final-replica-W.json equals final-server.json key by key (revision,
+                    operation, value, and the creation time where both give one), except
                     that a replica may keep as a tombstone the key's last message on the
                     server, a limit marker (PURGE or DEL, value_id null), that expired
                     there since; and a replica may show no entry where the server's last
@@ -1283,6 +1284,16 @@ def check_replica_diverged(run):
                                    f"worker {w}'s replica has {key!r} as "
                                    f"(rev, op, value_id) {r}, the server {s}",
                                    [x[2] for x in (s, r) if x]))
+                continue
+            # The same entry, at the server's time: a write applied ahead of the
+            # consumer has its time corrected once the consumer delivers it.
+            sc = (run.final_server.get(key) or {}).get("created")
+            rc = (replica.get(key) or {}).get("created")
+            if s is not None and sc is not None and rc is not None and sc != rc:
+                out.append(anomaly("replica-diverged",
+                                   f"worker {w}'s replica has {key!r} at revision {s[0]} "
+                                   f"created at {rc} ns, the server at {sc} ns",
+                                   [s[2]] if s[2] else []))
     return out
 
 

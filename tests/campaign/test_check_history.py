@@ -200,7 +200,8 @@ class Builder:
         for m in self.server:
             if "seq" not in m:
                 continue  # a recorder gap
-            final[m["key"]] = {"rev": m["seq"], "op": m["op"], "value_id": m["value_id"]}
+            final[m["key"]] = {"rev": m["seq"], "op": m["op"], "value_id": m["value_id"],
+                               "created": 1_700_000_000_000_000_000 + m["seq"]}
         return final
 
     def write_dir_finals(self):
@@ -775,6 +776,12 @@ class PlantedAnomalies(CheckerTest):
         b.server_expired.add("k.b")  # a live value, gone from the server's final state
         b.replica_patch[1]["k.b"] = {"rev": b.marks["s_kb2"] + 1000, "op": "PURGE",
                                      "value_id": None}
+        self.assertOnly(b, "replica-diverged")
+
+    def test_replica_keeps_a_provisional_time(self):
+        b = clean_history()
+        server = b.final_server()["k.b"]
+        b.replica_patch[2]["k.b"] = dict(server, created=server["created"] + 250_000)
         self.assertOnly(b, "replica-diverged")
 
     def test_replica_missing_a_key(self):
