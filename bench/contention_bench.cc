@@ -179,28 +179,13 @@ const ZipfParams& SharedZipf() {
   return params;
 }
 
-class KeyChooser {
- public:
-  KeyChooser(Workload workload, size_t num_keys, uint64_t seed)
-      : workload_(workload), num_keys_(num_keys), rng_(seed) {}
-
-  size_t Next() {
-    switch (workload_) {
-      case Workload::kHot:
-        return 0;
-      case Workload::kUniform:
-        return static_cast<size_t>(rng_.Next() % num_keys_);
-      case Workload::kZipf:
-        return static_cast<size_t>(SharedZipf().Sample(rng_.NextDouble()));
-    }
-    return 0;
-  }
-
- private:
-  Workload workload_;
-  size_t num_keys_;
-  Rng rng_;
-};
+// Key choice (bench/workload.h): the hot workload's one key, uniform, or
+// Zipf.
+using revkv::bench::KeyChooser;
+using revkv::bench::PercentileUs;
+KeyChooser ChooserFor(Workload w, uint64_t seed) {
+  return KeyChooser(NumKeys(w), w == Workload::kZipf ? &SharedZipf() : nullptr, seed);
+}
 
 // ---------------------------------------------------------------------------
 // Stores.
@@ -562,15 +547,6 @@ class Worker {
   std::string value_;
 };
 
-// Nearest-rank percentile of `v` (which it reorders); 0 when empty.
-double PercentileUs(std::vector<uint64_t>* v, double p) {
-  if (v->empty()) return 0;
-  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v->size())));
-  rank = std::clamp<size_t>(rank, 1, v->size());
-  std::nth_element(v->begin(), v->begin() + static_cast<ptrdiff_t>(rank - 1), v->end());
-  return static_cast<double>((*v)[rank - 1]) / 1000.0;
-}
-
 void BM_Contention(benchmark::State& state, Strategy strategy, Workload workload) {
   std::string err;
   Family* f = FamilyFor(strategy, workload, &err);
@@ -581,9 +557,9 @@ void BM_Contention(benchmark::State& state, Strategy strategy, Workload workload
   }
 
   Worker worker(*f);
-  KeyChooser chooser(workload, f->keys.size(),
-                     static_cast<uint64_t>(state.thread_index()) * 1000003 +
-                         static_cast<uint64_t>(strategy) * 101 + static_cast<uint64_t>(workload));
+  KeyChooser chooser = ChooserFor(
+      workload, static_cast<uint64_t>(state.thread_index()) * 1000003 +
+                    static_cast<uint64_t>(strategy) * 101 + static_cast<uint64_t>(workload));
   std::vector<uint64_t> latency_ns;
   latency_ns.reserve(static_cast<size_t>(std::min<benchmark::IterationCount>(
       state.max_iterations, benchmark::IterationCount{1} << 22)));

@@ -41,9 +41,7 @@ THREADS_RE = re.compile(r"/threads:(\d+)(?:/|$)")
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "contention_report.py"
 
 
-def fail(msg):
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with(PROG)
 
 
 def load(path):
@@ -52,43 +50,28 @@ def load(path):
 
 def parse(data, path):
     """Returns ({(workload, strategy): {threads: {metric: value}}}, errors)."""
-    # (strategy, workload, threads) -> list of iteration rows / median row
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        if not isinstance(b, dict):
-            fail(f"'{path}': a 'benchmarks' entry is not an object")
+    def key_of(b):
         run_name = b.get("run_name") or b.get("name", "")
         m = NAME_RE.match(run_name)
         if not m:
-            continue  # not a contention run
-        strategy, workload = m.group(1), m.group(2)
+            return None  # not a contention run
         threads = b.get("threads")
         if not isinstance(threads, int):
             t = THREADS_RE.search(run_name)
             if not t:
                 fail(f"'{path}': cannot tell the thread count of '{run_name}'")
             threads = int(t.group(1))
-        key = (strategy, workload, threads)
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name', run_name)}: {b.get('error_message', 'error')}")
-            continue
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = b
-            continue
-        iterations[key].append(b)
+        return (m.group(1), m.group(2), threads)
 
+    groups, errors, _ = gbench_json.group_runs(data, key_of)
     results = defaultdict(dict)
-    for key in set(iterations) | set(medians):
+    for key, rows in groups.items():
         strategy, workload, threads = key
-        rows = [medians[key]] if key in medians else iterations[key]
         values = {}
         for metric in METRICS:
-            vals = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
-            if vals:
-                values[metric] = sum(vals) / len(vals)
+            v = gbench_json.mean_of(rows, metric)
+            if v is not None:
+                values[metric] = v
         if "ops_per_s" not in values:
             fail(f"'{path}': run '{strategy}/{workload}' threads:{threads} has no ops_per_s "
                  f"counter; is this revkv_contention_bench output?")

@@ -208,28 +208,13 @@ using revkv::bench::kValueSize;
 using revkv::bench::Rng;
 using Zipf = revkv::bench::ZipfParams;
 
-class KeyChooser {
- public:
-  KeyChooser(Workload w, uint64_t seed) : workload_(w), rng_(seed) {}
-  size_t Next() {
-    if (workload_ == Workload::kHot) return 0;
-    static const Zipf zipf(kZipfKeys, kZipfTheta);
-    return static_cast<size_t>(zipf.Sample(rng_.NextDouble()));
-  }
-
- private:
-  Workload workload_;
-  Rng rng_;
-};
-
-// Nearest-rank percentile, in microseconds, of samples in nanoseconds (which
-// it reorders); 0 when empty.
-double PercentileUs(std::vector<int64_t>* v, double p) {
-  if (v->empty()) return 0;
-  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v->size())));
-  rank = std::clamp<size_t>(rank, 1, v->size());
-  std::nth_element(v->begin(), v->begin() + static_cast<ptrdiff_t>(rank - 1), v->end());
-  return static_cast<double>((*v)[rank - 1]) / 1e3;
+// Key choice: the hot workload's one key, or Zipf over kZipfKeys.
+using revkv::bench::KeyChooser;
+using revkv::bench::PercentileUs;
+KeyChooser ChooserFor(Workload w, uint64_t seed) {
+  static const Zipf zipf(kZipfKeys, kZipfTheta);
+  return KeyChooser(w == Workload::kHot ? 1 : kZipfKeys, w == Workload::kHot ? nullptr : &zipf,
+                    seed);
 }
 
 double MeanUs(const std::vector<int64_t>& v) {
@@ -451,7 +436,7 @@ std::optional<uint64_t> SumOnServer(Family& f, std::string* err) {
 class Worker {
  public:
   Worker(FamilySpec spec, int index)
-      : f_(std::move(spec)), index_(index), chooser_(f_.workload, Seed(f_, index)) {
+      : f_(std::move(spec)), index_(index), chooser_(ChooserFor(f_.workload, Seed(f_, index))) {
     mutate_ = [this](const std::optional<std::string>& current) -> std::optional<std::string> {
       bad_value_ = false;  // may run more than once per update
       std::optional<uint64_t> n;

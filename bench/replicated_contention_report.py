@@ -71,51 +71,35 @@ PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else \
     "replicated_contention_report.py"
 
 
-def fail(msg):
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with(PROG)
 
 
 def parse(data, path):
     """Returns ({(workload, strategy): {engines: {metric: value}}},
     {single name: {metric: value}}, errors, repetitions seen)."""
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        if not isinstance(b, dict):
-            fail(f"'{path}': a 'benchmarks' entry is not an object")
+    def key_of(b):
         run_name = b.get("run_name") or b.get("name", "")
         m = CASE_RE.match(run_name)
         s = SINGLE_RE.match(run_name)
         if m:
-            key = ("case", m.group(1), m.group(2), int(m.group(3)))
-        elif s:
-            key = ("single", s.group(1))
-        else:
-            continue
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name', run_name)}: {b.get('error_message', 'error')}")
-            continue
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = b
-            continue
-        iterations[key].append(b)
+            return ("case", m.group(1), m.group(2), int(m.group(3)))
+        if s:
+            return ("single", s.group(1))
+        return None
+
+    groups, errors, reps = gbench_json.group_runs(data, key_of)
 
     def values(key, metrics):
-        rows = [medians[key]] if key in medians else iterations[key]
         out = {}
         for metric in metrics:
-            vals = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
-            if vals:
-                out[metric] = sum(vals) / len(vals)
+            v = gbench_json.mean_of(groups[key], metric)
+            if v is not None:
+                out[metric] = v
         return out
 
     cases = defaultdict(dict)
     singles = {}
-    reps = max((len(v) for v in iterations.values()), default=0)
-    for key in set(iterations) | set(medians):
+    for key in groups:
         if key[0] == "case":
             _, strategy, workload, engines = key
             v = values(key, METRICS)

@@ -31,7 +31,6 @@ target is reported in the table (✘), not by the exit status.
 
 import argparse
 import sys
-from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
 import targets_json  # bench/, next to this script
@@ -86,9 +85,7 @@ ROWS = [
 ]
 
 
-def fail(msg):
-    print(f"replication_report.py: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with("replication_report.py")
 
 
 def load(path):
@@ -119,26 +116,14 @@ def metrics(bench):
 
 def collect(data):
     """{(base name, threads): {metric: value}}, plus the failed runs."""
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        key = (base_name(b), int(b.get("threads", 1)))
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name')}: {b.get('error_message', 'error')}")
-            continue
-        run_type = b.get("run_type", "iteration")
-        if run_type == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = metrics(b)
-        elif run_type == "iteration":
-            iterations[key].append(metrics(b))
+    groups, errors, _ = gbench_json.group_runs(
+        data, lambda b: (base_name(b), int(b.get("threads", 1))))
     results = {}
-    for key, runs in iterations.items():
+    for key, rows in groups.items():
+        runs = [metrics(r) for r in rows]
         names = set().union(*runs)
         results[key] = {m: sum(r[m] for r in runs if m in r) / sum(1 for r in runs if m in r)
                         for m in names}
-    results.update(medians)
     return results, errors
 
 

@@ -27,7 +27,6 @@ benchmark reported an error; prints the table first when it can.
 
 import argparse
 import sys
-from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
 import targets_json  # bench/, next to this script
@@ -46,9 +45,7 @@ PAIRS = [
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 
-def fail(msg):
-    print(f"report.py: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with("report.py")
 
 
 def load(path):
@@ -75,22 +72,9 @@ def ns_per_op(bench):
 
 def collect(data):
     """{(base name, threads): ns/op}, plus the names of failed runs."""
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        key = (base_name(b), int(b.get("threads", 1)))
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name')}: {b.get('error_message', 'error')}")
-            continue
-        run_type = b.get("run_type", "iteration")
-        if run_type == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = ns_per_op(b)
-        elif run_type == "iteration":
-            iterations[key].append(ns_per_op(b))
-    results = {k: sum(v) / len(v) for k, v in iterations.items()}
-    results.update(medians)
+    groups, errors, _ = gbench_json.group_runs(
+        data, lambda b: (base_name(b), int(b.get("threads", 1))))
+    results = {k: sum(ns_per_op(r) for r in rows) / len(rows) for k, rows in groups.items()}
     return results, errors
 
 

@@ -30,7 +30,6 @@ import argparse
 import os
 import re
 import sys
-from collections import defaultdict
 
 import gbench_json  # bench/, next to this script
 
@@ -39,9 +38,7 @@ TIME_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "scale_report.py"
 
 
-def fail(msg):
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with(PROG)
 
 
 def metrics(bench):
@@ -61,31 +58,17 @@ def metrics(bench):
 
 def parse(data):
     """({(benchmark, keys): {metric: value}}, errors)."""
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        if not isinstance(b, dict):
-            continue
+    def key_of(b):
         m = NAME_RE.match(b.get("run_name") or b.get("name", ""))
-        if not m:
-            continue
-        key = (m.group(1), int(m.group(2)))
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name')}: {b.get('error_message', 'error')}")
-            continue
-        run_type = b.get("run_type", "iteration")
-        if run_type == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = metrics(b)
-        elif run_type == "iteration":
-            iterations[key].append(metrics(b))
+        return (m.group(1), int(m.group(2))) if m else None
+
+    groups, errors, _ = gbench_json.group_runs(data, key_of)
     results = {}
-    for key, runs in iterations.items():
+    for key, rows in groups.items():
+        runs = [metrics(r) for r in rows]
         names = set().union(*runs)
         results[key] = {n: sum(r[n] for r in runs if n in r) / sum(1 for r in runs if n in r)
                         for n in names}
-    results.update(medians)
     return results, errors
 
 

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+import gbench_json  # bench/, next to this script
+
 # DESIGN §8, in its order: (name, what, target as shown).
 TARGETS = [
     ("local_get", "local Get vs raw RocksDB Get", "≥ 0.8×"),
@@ -33,9 +35,7 @@ TARGETS = [
 ]
 
 
-def fail(msg):
-    print(f"targets.py: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with("targets.py")
 
 
 def main():

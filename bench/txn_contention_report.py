@@ -73,54 +73,38 @@ SINGLE_RE = re.compile(r"^single/writes/([^/]+)(?:/|$)")
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "txn_contention_report.py"
 
 
-def fail(msg):
-    print(f"{PROG}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
+fail = gbench_json.fail_with(PROG)
 
 
 def parse(data, path):
     """Returns ({"local"|"replicated": {(workload, strategy): {n: {metric: v}}}},
     {"file"|"memory": {metric: v}}, errors, repetitions seen)."""
-    iterations = defaultdict(list)
-    medians = {}
-    errors = []
-    for b in data["benchmarks"]:
-        if not isinstance(b, dict):
-            fail(f"'{path}': a 'benchmarks' entry is not an object")
+    def key_of(b):
         run_name = b.get("run_name") or b.get("name", "")
         m_local = LOCAL_RE.match(run_name)
         m_rep = REPLICATED_RE.match(run_name)
         m_single = SINGLE_RE.match(run_name)
         if m_local:
-            key = ("local", m_local.group(1), m_local.group(2), int(m_local.group(3)))
-        elif m_rep:
-            key = ("replicated", m_rep.group(1), m_rep.group(2), int(m_rep.group(3)))
-        elif m_single:
-            key = ("single", m_single.group(1))
-        else:
-            continue
-        if b.get("error_occurred"):
-            errors.append(f"{b.get('name', run_name)}: {b.get('error_message', 'error')}")
-            continue
-        if b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[key] = b
-            continue
-        iterations[key].append(b)
+            return ("local", m_local.group(1), m_local.group(2), int(m_local.group(3)))
+        if m_rep:
+            return ("replicated", m_rep.group(1), m_rep.group(2), int(m_rep.group(3)))
+        if m_single:
+            return ("single", m_single.group(1))
+        return None
+
+    groups, errors, reps = gbench_json.group_runs(data, key_of)
 
     def values(key, metrics):
-        rows = [medians[key]] if key in medians else iterations[key]
         out = {}
         for metric in metrics:
-            vals = [r[metric] for r in rows if isinstance(r.get(metric), (int, float))]
-            if vals:
-                out[metric] = sum(vals) / len(vals)
+            v = gbench_json.mean_of(groups[key], metric)
+            if v is not None:
+                out[metric] = v
         return out
 
     cases = {"local": defaultdict(dict), "replicated": defaultdict(dict)}
     singles = {}
-    reps = max((len(v) for v in iterations.values()), default=0)
-    for key in set(iterations) | set(medians):
+    for key in groups:
         if key[0] == "single":
             singles[key[1]] = values(key, SINGLE_METRICS)
             continue

@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace revkv::bench {
 
@@ -117,6 +119,17 @@ class KeyChooser {
   const ZipfParams* zipf_;
   Rng rng_;
 };
+
+// Nearest-rank percentile `p` (0..1), in microseconds, of samples in
+// nanoseconds (which it reorders); 0 when there are none.
+template <typename Int>
+double PercentileUs(std::vector<Int>* v, double p) {
+  if (v->empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v->size())));
+  rank = std::clamp<size_t>(rank, 1, v->size());
+  std::nth_element(v->begin(), v->begin() + static_cast<std::ptrdiff_t>(rank - 1), v->end());
+  return static_cast<double>((*v)[rank - 1]) / 1e3;
+}
 
 }  // namespace revkv::bench
 

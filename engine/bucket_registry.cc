@@ -40,7 +40,8 @@ Result<std::shared_ptr<LocalBucket>> BucketRegistry::Open(std::string_view name_
   if (Status s = ValidateBucketName(name_view); !s.ok()) return s;
   if (options.history < 0 || options.history > kMaxHistory) {
     return Status::InvalidArgument("history " + std::to_string(options.history) +
-                                   " is out of range; use 1..64 (or 0 to keep the stored value)");
+                                   " is out of range; use 1.." + std::to_string(kMaxHistory) +
+                                   " (or 0 to keep the stored value)");
   }
   if (options.max_value_size > kMaxMaxValueSize) {
     return Status::InvalidArgument("max_value_size " + std::to_string(options.max_value_size) +

@@ -45,6 +45,10 @@ class BucketStore {
   const std::string& name() const { return name_; }
   const BucketConfigValues& config() const { return config_; }
   bool is_follower() const { return !core_->follower_dir.empty(); }
+  // The engine's log (Options::logger).
+  const Log& log() const { return core_->log; }
+  // The engine's statistics.
+  Stats& stats() const { return core_->stats; }
   rocksdb::DB* db() const { return core_->db; }
   rocksdb::ColumnFamilyHandle* records_family() const { return cf_; }
   rocksdb::ColumnFamilyHandle* log_family() const { return log_cf_; }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/txn_rules.h"
 #include "revkv/validation.h"
 
 namespace revkv::engine {
@@ -86,11 +87,7 @@ Status CommitPath::Check(const KeyCompare& compare, const KeyHead& head) const {
                               current);
     case KeyCompare::Kind::kRevision:
       if (current == compare.revision) return Status::OK();
-      return Status::Conflict("wrong last revision for " + store_->Describe(compare.key) +
-                                  ": expected " + std::to_string(compare.revision) +
-                                  ", current is " + std::to_string(current) +
-                                  "; re-read the key and retry",
-                              current);
+      return WrongRevisionConflict(store_->Describe(compare.key), compare.revision, current);
   }
   return Status::OK();
 }
@@ -363,7 +360,7 @@ void CommitPath::ResumeProvisional() {
   if (s.ok() && *delivered) s = store_->LogRevisionsAfter(**delivered, &revisions);
   if (!s.ok()) {
     // Only the correction of provisional times is lost.
-    std::fprintf(stderr, "revkv: %s; the replica keeps the times it has\n", s.ToString().c_str());
+    store_->log().Warning(s.ToString() + "; the replica keeps the times it has");
     return;
   }
   if (!*delivered) return;
@@ -566,7 +563,7 @@ int64_t CommitPath::ReapDue(int64_t now_ns) {
     }
     if (!s.ok()) {
       // A full disk, say: try again later; reads already treat it as gone.
-      std::fprintf(stderr, "revkv: %s; retrying in 1 s\n", s.ToString().c_str());
+      store_->log().Error(s.ToString() + "; retrying in 1 s");
       return now_ns + 1000000000LL;
     }
   }

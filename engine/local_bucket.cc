@@ -79,13 +79,25 @@ Result<uint64_t> LocalBucket::CommitWrite(Operation op, std::string_view key,
                                           std::string_view value, Precondition pre,
                                           uint64_t expected_revision,
                                           const WriteOptions& options) {
+  const StatOp stat = op == Operation::kDelete                 ? StatOp::kDelete
+                      : op == Operation::kPurge                ? StatOp::kPurge
+                      : pre == Precondition::kAbsentOrTombstone ? StatOp::kCreate
+                      : pre == Precondition::kRevision          ? StatOp::kUpdate
+                                                                : StatOp::kPut;
+  return store_.stats().Time(stat, [&] {
+    return CommitWriteUntimed(op, key, value, pre, expected_revision, options);
+  });
+}
+
+Result<uint64_t> LocalBucket::CommitWriteUntimed(Operation op, std::string_view key,
+                                                 std::string_view value, Precondition pre,
+                                                 uint64_t expected_revision,
+                                                 const WriteOptions& options) {
   if (Status s = ValidateKey(key); !s.ok()) return s;
   const BucketConfigValues& config = store_.config();
-  if (value.size() > config.max_value_size) {
-    return Status::InvalidArgument("value for " + store_.Describe(key) + " is " +
-                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
-                                   std::to_string(config.max_value_size) +
-                                   " (BucketOptions::max_value_size)");
+  if (Status s = CheckValueSize(store_.Describe(key), value.size(), config.max_value_size);
+      !s.ok()) {
+    return s;
   }
   if (Status s = CheckIdempotencyKey(
           options, op == Operation::kPut && pre == Precondition::kNone && !options.fence);
@@ -123,6 +135,10 @@ Result<std::vector<uint64_t>> LocalBucket::CommitWith(const WriteOptions& option
 }
 
 Result<TxnResult> LocalBucket::Commit(const Txn& txn, const WriteOptions& options) {
+  return store_.stats().Time(StatOp::kCommit, [&] { return CommitUntimed(txn, options); });
+}
+
+Result<TxnResult> LocalBucket::CommitUntimed(const Txn& txn, const WriteOptions& options) {
   if (Status s = CheckTxn(txn, name(), history(), max_value_size(), options.ttl);
       !s.ok()) {
     return s;
@@ -178,15 +194,23 @@ uint64_t LocalBucket::LastRevision() {
 Result<UpdateOutcome> LocalBucket::UpdateWithRetry(std::string_view key, const Mutator& mutate,
                                                    const RetryPolicy& policy,
                                                    const WriteOptions& options) {
-  return RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options);
+  auto outcome = store_.stats().Time(StatOp::kUpdateWithRetry, [&] {
+    return RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options);
+  });
+  if (outcome.ok()) store_.stats().AddRetries(static_cast<uint64_t>(outcome->attempts - 1));
+  return outcome;
 }
 
 Result<ManyUpdateOutcome> LocalBucket::UpdateManyWithRetry(const std::vector<std::string>& keys,
                                                            const ManyMutator& mutate,
                                                            const RetryPolicy& policy,
                                                            const WriteOptions& options) {
-  return RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
-                                /*check_kept=*/true);
+  auto outcome = store_.stats().Time(StatOp::kUpdateManyWithRetry, [&] {
+    return RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
+                                  /*check_kept=*/true);
+  });
+  if (outcome.ok()) store_.stats().AddRetries(static_cast<uint64_t>(outcome->attempts - 1));
+  return outcome;
 }
 
 Status LocalBucket::Sync(std::chrono::milliseconds) { return Status::OK(); }

@@ -132,9 +132,15 @@ class LocalBucket final : public Bucket,
   using WriteOp = CommitPath::WriteOp;
   using KeyCompare = CommitPath::KeyCompare;
 
+  // A single-key write, counted in the engine's statistics as the kind of
+  // write `op` and `pre` make.
   Result<uint64_t> CommitWrite(Operation op, std::string_view key, std::string_view value,
                                Precondition pre, uint64_t expected_revision,
                                const WriteOptions& options);
+  Result<uint64_t> CommitWriteUntimed(Operation op, std::string_view key, std::string_view value,
+                                      Precondition pre, uint64_t expected_revision,
+                                      const WriteOptions& options);
+  Result<TxnResult> CommitUntimed(const Txn& txn, const WriteOptions& options);
   // Commits `writes` after `compares` (CommitPath::CommitLocked) with this
   // bucket's write mutex held; a fenced write commits through the
   // FenceCheck, which checks the fence as one step with the commit.

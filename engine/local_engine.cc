@@ -126,6 +126,7 @@ Result<std::unique_ptr<LocalEngine>> LocalEngine::Open(const Options& options) {
 
   auto core = std::make_shared<StoreCore>();
   core->options = options;
+  core->log = Log::From(options);
   core->write_options.sync = options.sync;
   rocksdb::Status rs;
   if (options.read_only_follower) {
@@ -228,6 +229,10 @@ Result<std::shared_ptr<Bucket>> LocalEngine::OpenBucket(std::string_view name,
 
 std::vector<std::string> LocalEngine::ListBuckets() { return registry_->List(); }
 
+Statistics LocalEngine::GetStatistics() { return core_->stats.Snapshot(0); }
+
+Stats& LocalEngine::stats() { return core_->stats; }
+
 LocalEngine::LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry)
     : core_(std::move(core)), registry_(std::move(registry)) {}
 
@@ -245,7 +250,7 @@ Result<std::shared_ptr<LockManager>> LocalEngine::Locks(const std::string& bucke
   }
   auto bucket = registry_->Open(name, {});
   if (!bucket.ok()) return bucket.status();
-  auto manager = LockManager::Create(*bucket, *bucket, *bucket);
+  auto manager = LockManager::Create(*bucket, *bucket, *bucket, 0, false, &core_->stats);
   locks_.emplace(name, manager);
   return manager;
 }

@@ -29,6 +29,10 @@ class LocalEngine final : public Engine {
   Result<std::shared_ptr<Bucket>> OpenBucket(std::string_view name,
                                              const BucketOptions& options) override;
   std::vector<std::string> ListBuckets() override;
+  Statistics GetStatistics() override;
+  // The counters every bucket, apply loop and lock manager of the engine
+  // adds to.
+  Stats& stats();
   Result<std::unique_ptr<Lock>> Acquire(std::string_view name, std::chrono::milliseconds lease,
                                         std::chrono::milliseconds timeout,
                                         const LockOptions& options) override;

@@ -92,9 +92,11 @@ class LocalLock final : public Lock {
 std::shared_ptr<LockManager> LockManager::Create(std::shared_ptr<Bucket> store,
                                                  std::shared_ptr<Bucket> replica,
                                                  std::shared_ptr<CommitFeed> feed,
-                                                 uint32_t max_handoffs, bool record_ttl) {
+                                                 uint32_t max_handoffs, bool record_ttl,
+                                                 Stats* stats) {
   std::shared_ptr<LockManager> m(
       new LockManager(std::move(store), std::move(replica), std::move(feed)));
+  m->stats_ = stats;
   m->max_handoffs_ = max_handoffs;
   m->record_ttl_ = record_ttl;
   std::weak_ptr<LockManager> weak = m;
@@ -155,10 +157,27 @@ void LockManager::OnCommit(const Entry& entry) {
   head->cv.notify_one();
 }
 
-Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
+Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name,
                                                    std::chrono::milliseconds lease,
                                                    std::optional<std::chrono::milliseconds> timeout,
                                                    const LockOptions& options) {
+  const Clock::time_point start = Clock::now();
+  AcquireNotes notes;
+  auto lock = AcquireNoted(name, lease, timeout, options, &notes);
+  if (stats_ != nullptr) {
+    if (lock.ok()) {
+      stats_->LockGranted(notes.waited, notes.took_over, Clock::now() - start);
+    } else if (lock.status().IsTimeout() || lock.status().IsBusy()) {
+      stats_->LockGaveUp();
+    }
+  }
+  return lock;
+}
+
+Result<std::unique_ptr<Lock>> LockManager::AcquireNoted(
+    std::string_view name_view, std::chrono::milliseconds lease,
+    std::optional<std::chrono::milliseconds> timeout, const LockOptions& options,
+    AcquireNotes* notes) {
   if (Status s = ValidateKey(name_view); !s.ok()) {
     return Status::InvalidArgument("bad lock name: " + std::string(s.message()));
   }
@@ -251,6 +270,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
                              std::to_string(timeout->count()) +
                              " ms (queued behind this process's other waiters)");
     }
+    notes->waited = true;
     if (sleep(deadline, [&] { return q.waiters.front() == self; })) {
       handed = true;
       break;
@@ -301,7 +321,10 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
       lk.unlock();
       attempt_start = Clock::now();
       won = store_->Update(name, first_record, entry->revision, RecordWrite(lease_ns));
-      if (won.ok()) break;
+      if (won.ok()) {
+        notes->took_over = true;
+        break;
+      }
       lk.lock();
       if (won.status().IsConflict()) {
         // Revision 0: the key has no message left on the server (the
@@ -333,6 +356,7 @@ Result<std::unique_ptr<Lock>> LockManager::Acquire(std::string_view name_view,
     }
     // Sleep until the lock's key changes (release, renewal, takeover) or the
     // holder's lease could have run out; no polling.
+    notes->waited = true;
     if (sleep(std::min(expiry, deadline), [&] { return q.changes != seen_changes; })) {
       handed = true;
       break;
@@ -624,6 +648,7 @@ void LockManager::NoteRecordRewritten(const std::string& name, uint64_t token,
 
 void LockManager::MarkLost(Held* held, const Status& why) {
   if (held->lost.exchange(true)) return;
+  if (stats_ != nullptr) stats_->LockLost();
   {
     std::lock_guard<std::mutex> lock(held->callbacks_mu);
     held->fired = true;

@@ -25,8 +25,9 @@
 #include <string>
 #include <thread>
 
-#include "engine/replica_sink.h"
 #include "engine/record_codec.h"
+#include "engine/replica_sink.h"
+#include "engine/stats.h"
 #include "revkv/lock.h"
 #include "revkv/options.h"
 
@@ -51,7 +52,8 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   static std::shared_ptr<LockManager> Create(std::shared_ptr<Bucket> store,
                                              std::shared_ptr<Bucket> replica,
                                              std::shared_ptr<CommitFeed> feed,
-                                             uint32_t max_handoffs = 0, bool record_ttl = false);
+                                             uint32_t max_handoffs = 0, bool record_ttl = false,
+                                             Stats* stats = nullptr);
   static constexpr int kRecordTtlLeases = 3;
   ~LockManager();
   // The bucket that holds this manager's lock records.
@@ -160,6 +162,16 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   // Sync with the server. Callers hold held->mu.
   Result<bool> StillHeld(Held* held, std::optional<uint64_t> at, Clock::time_point until);
 
+  // What one Acquire went through, for the statistics.
+  struct AcquireNotes {
+    bool waited = false;     // it slept for another holder
+    bool took_over = false;  // it took over an expired lease
+  };
+  Result<std::unique_ptr<Lock>> AcquireNoted(std::string_view name,
+                                             std::chrono::milliseconds lease,
+                                             std::optional<std::chrono::milliseconds> timeout,
+                                             const LockOptions& options, AcquireNotes* notes);
+
   void OnCommit(const Entry& entry);
   // Wakes the head waiter of lock `name` in this process, if any, to
   // re-read the lock's record.
@@ -167,6 +179,7 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
   void TimerLoop();
   std::string OwnerId() const;
 
+  Stats* stats_ = nullptr;  // the engine's, which outlives the manager
   const std::shared_ptr<Bucket> store_;
   const std::shared_ptr<Bucket> replica_;
   const std::shared_ptr<CommitFeed> feed_;

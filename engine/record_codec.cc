@@ -209,7 +209,7 @@ Result<BucketConfigValues> DecodeBucketConfig(std::string_view bytes, std::strin
       ReadRoot<schema::BucketConfig>(bytes, what, [&](schema::BucketConfig::Reader c) -> Status {
         out.history = c.getHistory();
         out.max_value_size = c.getMaxValueSize();
-        if (out.history < 1 || out.history > 64 || out.max_value_size == 0) {
+        if (out.history < 1 || out.history > kMaxHistory || out.max_value_size == 0) {
           return Damaged(what, "history " + std::to_string(out.history) + ", max value size " +
                                    std::to_string(out.max_value_size));
         }

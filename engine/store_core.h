@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/log.h"
+#include "engine/stats.h"
 #include "revkv/options.h"
 
 namespace revkv::engine {
@@ -28,6 +30,8 @@ struct StoreCore {
 
   // Constant after construction.
   Options options;
+  Log log;  // options.logger at options.log_level
+  Stats stats;  // Engine::GetStatistics
   rocksdb::DB* db = nullptr;                           // owned
   rocksdb::ColumnFamilyHandle* meta = nullptr;         // owned via `handles`
   std::vector<rocksdb::ColumnFamilyHandle*> handles;   // owned; appended under the engine mutex

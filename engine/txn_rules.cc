@@ -26,6 +26,23 @@ TtlWrite TtlWriteOf(const TxnOp& op) {
   return TtlWrite::kPut;
 }
 
+Status CheckValueSize(std::string_view what, size_t size, uint32_t max_value_size) {
+  if (size <= max_value_size) return Status::OK();
+  return Status::InvalidArgument("value for " + std::string(what) + " is " + std::to_string(size) +
+                                 " bytes; the bucket's limit is " +
+                                 std::to_string(max_value_size) +
+                                 " (BucketOptions::max_value_size)");
+}
+
+Status WrongRevisionConflict(std::string_view what, uint64_t expected, uint64_t current,
+                             bool at_least) {
+  return Status::Conflict("wrong last revision for " + std::string(what) + ": expected " +
+                              std::to_string(expected) + ", current is " +
+                              (at_least ? "at least " : "") + std::to_string(current) +
+                              "; re-read the key and retry",
+                          current);
+}
+
 Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t max_value_size,
                 std::chrono::seconds ttl) {
   auto describe = [&](std::string_view key) {
@@ -60,12 +77,8 @@ Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t
                                      "revision; use TxnOp::Update(key, value, revision)");
     }
     if (OperationOf(o) != Operation::kPut) continue;
-    if (o.value.size() > max_value_size) {
-      return Status::InvalidArgument("value for " + describe(o.key) + " is " +
-                                     std::to_string(o.value.size()) +
-                                     " bytes; the bucket's limit is " +
-                                     std::to_string(max_value_size) +
-                                     " (BucketOptions::max_value_size)");
+    if (Status s = CheckValueSize(describe(o.key), o.value.size(), max_value_size); !s.ok()) {
+      return s;
     }
     if (Status s = CheckWriteTtl(bucket, history, TtlWriteOf(o), ttl); !s.ok()) return s;
   }

@@ -24,6 +24,16 @@ namespace revkv::engine {
 Status CheckTxn(const Txn& txn, const std::string& bucket, int history, uint32_t max_value_size,
                 std::chrono::seconds ttl);
 
+// OK, or InvalidArgument when a value of `size` bytes is over the bucket's
+// `max_value_size`; `what` names the key ("key 'k' of bucket 'b'").
+Status CheckValueSize(std::string_view what, size_t size, uint32_t max_value_size);
+
+// The Conflict of a compare-and-swap on `what` that expected `expected`
+// while the key is at `current`; with `at_least`, at `current` or later (a
+// replica that may be behind says so). Carries `current` as its revision.
+Status WrongRevisionConflict(std::string_view what, uint64_t expected, uint64_t current,
+                             bool at_least = false);
+
 // OK, or InvalidArgument: WriteOptions::idempotency_key on anything but a
 // Put without a fence (`plain_put`), or an id that is not 1..256 printable
 // ASCII characters.

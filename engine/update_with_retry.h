@@ -1,5 +1,6 @@
-// The UpdateWithRetry algorithm (DESIGN §7), shared by local and replicated
-// buckets: it reads, mutates and writes through the Bucket interface, so the
+// The UpdateWithRetry algorithm (read, mutate, compare-and-swap, retry on
+// Conflict with backoff; see Bucket::UpdateWithRetry), shared by local and
+// replicated buckets: it reads, mutates and writes through the Bucket interface, so the
 // same code runs a local CAS or a server-arbitrated one.
 
 #ifndef REVKV_ENGINE_UPDATE_WITH_RETRY_H_

@@ -10,6 +10,7 @@
 int main(int argc, char** argv) {
   const std::string path = argc > 1 ? argv[1] : "/tmp/revkv-quickstart";
 
+  std::printf("revkv %s\n", revkv::Version());
   auto engine = revkv::Engine::Open({.path = path});
   if (!engine.ok()) {
     std::fprintf(stderr, "open: %s\n", engine.status().ToString().c_str());

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "engine/expiry.h"
+#include "replication/kv_stream.h"
 #include "replication/nats_connection.h"
 #include "replication/nats_status.h"
 #include "replication/nats_ttl.h"
@@ -119,13 +121,19 @@ Result<StreamMessage> ReadStreamEntry(natsMsg* msg, std::string_view subj,
   return out;
 }
 
-ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica)
-    : bucket_(std::move(bucket)), prefix_("$KV." + bucket_ + "."), replica_(std::move(replica)) {}
+ApplyLoop::ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica,
+                     engine::Log log)
+    : bucket_(std::move(bucket)),
+      prefix_(KvSubjectPrefix(bucket_)),
+      replica_(std::move(replica)),
+      log_(std::move(log)) {}
 
 Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string& bucket,
                                                     std::shared_ptr<engine::ReplicaSink> replica,
-                                                    const NatsConnection* conn) {
-  std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica)));
+                                                    const NatsConnection* conn, engine::Log log,
+                                                    engine::Stats* stats) {
+  std::unique_ptr<ApplyLoop> loop(new ApplyLoop(bucket, std::move(replica), std::move(log)));
+  loop->stats_ = stats;
   loop->js_ = js;
   loop->timer_ = std::thread(&ApplyLoop::FlushTimer, loop.get());
   // Own writes applied ahead of the consumer before a restart come again,
@@ -143,7 +151,7 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   // node died, say); nats.c recreates it after two missed ones. Its default
   // of 5 s stalled replicas for 10-20 s after a node kill.
   so.Config.Heartbeat = std::chrono::nanoseconds(kConsumerHeartbeat).count();
-  const std::string stream = "KV_" + bucket;
+  const std::string stream = KvStreamName(bucket);
   so.Stream = stream.c_str();
   if (fresh) {
     so.Config.DeliverPolicy = js_DeliverLastPerSubject;  // a new replica: latest state
@@ -315,6 +323,7 @@ uint64_t ApplyLoop::ApplyOwnLocked() {
     return 0;
   }
   own_applied_.fetch_add(run.size(), std::memory_order_relaxed);
+  if (stats_ != nullptr) stats_->OwnWritesApplied(run.size());
   std::lock_guard<std::mutex> lock(mu_);
   applied_cv_.notify_all();
   return run.back().revision;
@@ -328,6 +337,14 @@ void ApplyLoop::FlushLocked() {
   if (BatchEmptyLocked() || stopped_) return;
   std::vector<engine::ReplicaSink::SkippedMessage> skipped;
   Status s = replica_->ApplyCommitted(batch_, batch_last_, batch_skipped_, &skipped);
+  if (s.ok() && stats_ != nullptr) {
+    stats_->AppliedBatch(batch_.size());
+    stats_->Skipped(skipped.size());
+    const int64_t now_ns = engine::WallClockNs();
+    for (const Entry& e : batch_) {
+      if (e.created_ns > 0) stats_->ApplyLag(std::chrono::nanoseconds(now_ns - e.created_ns));
+    }
+  }
   batch_.clear();
   batch_skipped_.clear();
   if (!s.ok()) {
@@ -357,12 +374,10 @@ void ApplyLoop::WarnSkippedLocked(const std::vector<engine::ReplicaSink::Skipped
   if (warned_skip_) return;
   warned_skip_ = true;
   const auto& first = skipped.front();
-  std::fprintf(stderr,
-               "revkv: warning: the replica of bucket '%s' skipped revision %llu, which it can "
-               "never apply: %s; the replica goes on past it. GetStatus() and 'revkv status' "
-               "count the skipped messages (logged once while the bucket is open)\n",
-               bucket_.c_str(), static_cast<unsigned long long>(first.revision),
-               first.reason.c_str());
+  log_.Warning("the replica of bucket '" + bucket_ + "' skipped revision " +
+               std::to_string(first.revision) + ", which it can never apply: " + first.reason +
+               "; the replica goes on past it. GetStatus() and 'revkv status' count the "
+               "skipped messages (logged once while the bucket is open)");
 }
 
 void ApplyLoop::StopLocked(const Status& why) {
@@ -376,11 +391,9 @@ void ApplyLoop::StopLocked(const Status& why) {
   batch_.clear();
   batch_skipped_.clear();
   own_.clear();
-  std::fprintf(stderr,
-               "revkv: the replica of bucket '%s' stopped applying after revision %llu: %s; "
-               "reopen the bucket to retry\n",
-               bucket_.c_str(), static_cast<unsigned long long>(replica_->LastRevision()),
-               why.ToString().c_str());
+  log_.Error("the replica of bucket '" + bucket_ + "' stopped applying after revision " +
+             std::to_string(replica_->LastRevision()) + ": " + why.ToString() +
+             "; reopen the bucket to retry");
   std::lock_guard<std::mutex> lock(mu_);
   error_ = why;
   applied_cv_.notify_all();
@@ -447,7 +460,7 @@ Status ApplyLoop::CatchUpApplied(uint64_t last, std::chrono::steady_clock::time_
   // any more.
   natsMsg* newest = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  const std::string stream = "KV_" + bucket_;
+  const std::string stream = KvStreamName(bucket_);
   const std::string subjects = prefix_ + ">";
   natsStatus ns = js_GetLastMsg(&newest, js_, stream.c_str(), subjects.c_str(), nullptr, &jerr);
   uint64_t exists = 0;

@@ -31,7 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include "engine/log.h"
 #include "engine/replica_sink.h"
+#include "engine/stats.h"
 #include "revkv/entry.h"
 #include "revkv/result.h"
 
@@ -83,9 +85,13 @@ class ApplyLoop {
   // server denied creating the consumer or subscribing to its deliver
   // subject; without it the first is a Timeout and the second goes unseen.
   // Unavailable, Timeout: as the server answers.
+  // `log` takes the loop's warnings (a skipped message, a stop); `stats`
+  // (may be null, else outlives the loop) counts its applies.
   static Result<std::unique_ptr<ApplyLoop>> Start(jsCtx* js, const std::string& bucket,
                                                   std::shared_ptr<engine::ReplicaSink> replica,
-                                                  const NatsConnection* conn = nullptr);
+                                                  const NatsConnection* conn = nullptr,
+                                                  engine::Log log = engine::Log(),
+                                                  engine::Stats* stats = nullptr);
   ~ApplyLoop();
   ApplyLoop(const ApplyLoop&) = delete;
   ApplyLoop& operator=(const ApplyLoop&) = delete;
@@ -134,7 +140,7 @@ class ApplyLoop {
   natsSubscription* TEST_subscription() const { return sub_; }
 
  private:
-  ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica);
+  ApplyLoop(std::string bucket, std::shared_ptr<engine::ReplicaSink> replica, engine::Log log);
   static void OnMessage(natsConnection* nc, natsSubscription* sub, natsMsg* msg, void* closure);
   static void OnComplete(void* closure);
   void Handle(natsMsg* msg);
@@ -153,6 +159,8 @@ class ApplyLoop {
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
   const std::shared_ptr<engine::ReplicaSink> replica_;
+  const engine::Log log_;
+  engine::Stats* stats_ = nullptr;
   jsCtx* js_ = nullptr;
   natsSubscription* sub_ = nullptr;
 

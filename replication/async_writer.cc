@@ -28,13 +28,14 @@ uint64_t SequenceInDescription(const std::string& description) {
 
 AsyncWriter::AsyncWriter(const NatsConnection* conn, KvWriter* writer, ApplyLoop* loop,
                          std::shared_ptr<Bucket> replica, std::string bucket,
-                         size_t max_in_flight)
+                         size_t max_in_flight, engine::Stats* stats)
     : conn_(conn),
       writer_(writer),
       loop_(loop),
       replica_(std::move(replica)),
       bucket_(std::move(bucket)),
-      max_in_flight_(std::max<size_t>(1, max_in_flight)) {
+      max_in_flight_(std::max<size_t>(1, max_in_flight)),
+      stats_(stats) {
   // The apply loop reports each applied batch: acknowledged writes wait
   // for their revision there. (Registered here, not under mu_: the loop
   // calls it holding its own lock.)
@@ -42,6 +43,17 @@ AsyncWriter::AsyncWriter(const NatsConnection* conn, KvWriter* writer, ApplyLoop
 }
 
 AsyncWriter::~AsyncWriter() { Shutdown(); }
+
+void AsyncWriter::Record(const Request& r, const Status& status, Clock::time_point started) const {
+  if (stats_ == nullptr) return;
+  using engine::StatOp;
+  const StatOp op = r.op == Operation::kDelete  ? StatOp::kDeleteAsync
+                    : r.op == Operation::kPurge ? StatOp::kPurgeAsync
+                    : r.on_conflict             ? StatOp::kCreateAsync
+                    : r.expected                ? StatOp::kUpdateAsync
+                                                : StatOp::kPutAsync;
+  stats_->Record(op, status, Clock::now() - started);
+}
 
 Status AsyncWriter::Closed() const {
   return Status::Unavailable("bucket '" + bucket_ + "' is closing: its engine or bucket is being "
@@ -71,8 +83,10 @@ Status AsyncWriter::StartLocked() {
 }
 
 std::future<Result<uint64_t>> AsyncWriter::Publish(Request request) {
+  const Clock::time_point started = Clock::now();
   std::promise<Result<uint64_t>> early;
   auto fail = [&](Status s) {
+    Record(request, s, started);
     early.set_value(std::move(s));
     return early.get_future();
   };
@@ -83,7 +97,13 @@ std::future<Result<uint64_t>> AsyncWriter::Publish(Request request) {
       if (!request.on_conflict) return fail(s);
       // A Create of a key the replica shows live: Create's own rounds say
       // Exists, or find the tombstone that came since.
-      return Run<uint64_t>(std::move(request.on_conflict));
+      return Run<uint64_t>([this, next = std::move(request.on_conflict), started] {
+        Result<uint64_t> result = next();
+        const Request create{Operation::kPut, {}, {}, 0, {}, {}, {},
+                             []() -> Result<uint64_t> { return uint64_t{0}; }};
+        Record(create, result.ok() ? Status::OK() : result.status(), started);
+        return result;
+      });
     }
   }
   std::unique_lock<std::mutex> lock(mu_);
@@ -102,6 +122,7 @@ std::future<Result<uint64_t>> AsyncWriter::Publish(Request request) {
   const uint64_t id = next_id_++;
   Op& op = ops_[id];
   op.request = std::move(request);
+  op.started = started;
   // The write's own time starts when it goes out, after any wait for room.
   op.deadline = Clock::now() + timeout;
   op.denials_before = conn_->permission_errors();
@@ -136,6 +157,7 @@ natsStatus AsyncWriter::SendLocked(uint64_t id, Op& op) {
 void AsyncWriter::FinishLocked(uint64_t id, Result<uint64_t> result) {
   auto it = ops_.find(id);
   if (it == ops_.end()) return;
+  Record(it->second.request, result.ok() ? Status::OK() : result.status(), it->second.started);
   it->second.done.set_value(std::move(result));
   ops_.erase(it);
   room_.notify_all();
@@ -223,9 +245,18 @@ void AsyncWriter::HandleReply(natsMsg* msg, std::vector<Entry>* own) {
     // rounds go on from here, on a worker thread.
     auto next = std::move(op.request.on_conflict);
     auto done = std::make_shared<std::promise<Result<uint64_t>>>(std::move(op.done));
+    Request counted{op.request.op, {}, {}, op.request.expected, {}, {}, {}, []() -> Result<uint64_t> {
+                      return uint64_t{0};
+                    }};  // counted as the Create it is
+    const Clock::time_point started = op.started;
     ops_.erase(it);
     room_.notify_all();
-    if (!Enqueue([done, next = std::move(next)] { done->set_value(next()); })) {
+    if (!Enqueue([this, done, next = std::move(next), counted, started] {
+          Result<uint64_t> result = next();
+          Record(counted, result.ok() ? Status::OK() : result.status(), started);
+          done->set_value(std::move(result));
+        })) {
+      Record(counted, Closed(), started);
       done->set_value(Closed());
     }
     return;

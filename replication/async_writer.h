@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "replication/apply_loop.h"
+#include "engine/stats.h"
 #include "replication/kv_writer.h"
 #include "replication/nats_connection.h"
 #include "revkv/bucket.h"
@@ -72,8 +73,10 @@ class AsyncWriter {
   };
 
   // `conn`, `writer` and `loop` must outlive the AsyncWriter.
+  // `stats` (may be null) counts each write when its future completes.
   AsyncWriter(const NatsConnection* conn, KvWriter* writer, ApplyLoop* loop,
-              std::shared_ptr<Bucket> replica, std::string bucket, size_t max_in_flight);
+              std::shared_ptr<Bucket> replica, std::string bucket, size_t max_in_flight,
+              engine::Stats* stats = nullptr);
   ~AsyncWriter();
   AsyncWriter(const AsyncWriter&) = delete;
   AsyncWriter& operator=(const AsyncWriter&) = delete;
@@ -109,6 +112,7 @@ class AsyncWriter {
     std::chrono::milliseconds pause{10};  // before the next resend
     uint64_t denials_before = 0;
     int64_t sent_ns = 0;  // wall clock of the last send
+    Clock::time_point started;  // when Publish was called
   };
   struct Due {
     Clock::time_point at;
@@ -117,6 +121,8 @@ class AsyncWriter {
   };
 
   Status Closed() const;
+  // Counts a write of `request` that ended with `status` (engine::Stats).
+  void Record(const Request& request, const Status& status, Clock::time_point started) const;
   Status StartLocked();
   // Builds and sends op `id`'s message with reply subject inbox_.<id>.
   natsStatus SendLocked(uint64_t id, Op& op);
@@ -137,6 +143,7 @@ class AsyncWriter {
   const std::shared_ptr<Bucket> replica_;
   const std::string bucket_;
   const size_t max_in_flight_;
+  engine::Stats* const stats_;
 
   std::mutex mu_;
   std::condition_variable room_;  // a slot freed, or everything completed

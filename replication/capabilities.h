@@ -1,5 +1,5 @@
 // The one table of server features revkv needs, and the versions that bring
-// them (DESIGN §5). Every feature gate reads this table: a server that lacks
+// them. Every feature gate reads this table: a server that lacks
 // a feature gives InvalidArgument naming its version and the minimum.
 //
 // The version is the one of the server the connection is on now

@@ -9,6 +9,11 @@
 #include "revkv/validation.h"
 
 namespace revkv::replication {
+
+std::string KvStreamName(std::string_view bucket) { return "KV_" + std::string(bucket); }
+std::string KvSubjectPrefix(std::string_view bucket) { return "$KV." + std::string(bucket) + "."; }
+std::string KvSubjects(std::string_view bucket) { return KvSubjectPrefix(bucket) + ">"; }
+
 namespace {
 
 KvStream FromInfo(const jsStreamInfo* si) {
@@ -26,8 +31,6 @@ KvStream FromInfo(const jsStreamInfo* si) {
   return out;
 }
 
-std::string StreamName(const std::string& bucket) { return "KV_" + bucket; }
-std::string Subjects(const std::string& bucket) { return "$KV." + bucket + ".>"; }
 
 // A failed JetStream API request to `api_subject`, begun when `conn` (if
 // given) had seen `since` permission violations.
@@ -44,7 +47,7 @@ uint64_t PermissionErrors(const NatsConnection* conn) {
 // Reads allow_msg_ttl, subject_delete_marker_ttl and allow_atomic, which
 // nats.c's stream info does not carry, into `out`.
 Status ReadNewerSettings(const NatsConnection& conn, const std::string& bucket, KvStream* out) {
-  const std::string name = StreamName(bucket);
+  const std::string name = KvStreamName(bucket);
   auto settings = ReadNewerStreamSettings(
       conn, name, "reading the TTL and batch settings of stream " + name);
   if (!settings.ok()) return settings.status();
@@ -62,8 +65,8 @@ Status ReadNewerSettings(const NatsConnection& conn, const std::string& bucket, 
 Status CreateRaw(const NatsConnection& conn, const KvStreamRequest& req,
                  std::chrono::seconds marker_ttl, bool allow_atomic) {
   KvStreamSpec spec;
-  spec.name = StreamName(req.bucket);
-  spec.subject = Subjects(req.bucket);
+  spec.name = KvStreamName(req.bucket);
+  spec.subject = KvSubjects(req.bucket);
   spec.history = req.history.value_or(1);
   spec.replicas = req.replicas.value_or(1);
   spec.memory_storage = req.memory_storage.value_or(false);
@@ -76,7 +79,7 @@ Status CreateRaw(const NatsConnection& conn, const KvStreamRequest& req,
 }
 
 std::string AtomicContext(const std::string& bucket) {
-  return "turning on atomic batches (allow_atomic) in stream " + StreamName(bucket) +
+  return "turning on atomic batches (allow_atomic) in stream " + KvStreamName(bucket) +
          " of bucket '" + bucket + "'";
 }
 
@@ -95,7 +98,7 @@ Status RequireAtomicBatches(const NatsConnection* conn, const std::string& bucke
 Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket, const NatsConnection* conn) {
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  const std::string name = StreamName(bucket);
+  const std::string name = KvStreamName(bucket);
   const uint64_t since = PermissionErrors(conn);
   natsStatus s = js_GetStreamInfo(&si, js, name.c_str(), nullptr, &jerr);
   if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
@@ -109,13 +112,13 @@ Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket, const NatsCo
   }
   bool kv_subjects = false;
   for (int i = 0; i < si->Config->SubjectsLen; ++i) {
-    if (Subjects(bucket) == si->Config->Subjects[i]) kv_subjects = true;
+    if (KvSubjects(bucket) == si->Config->Subjects[i]) kv_subjects = true;
   }
   KvStream out = FromInfo(si);
   jsStreamInfo_Destroy(si);
   if (!kv_subjects || out.history < 1) {
     return Status::InvalidArgument("stream " + name + " is not a KV bucket (it needs subjects " +
-                                   Subjects(bucket) +
+                                   KvSubjects(bucket) +
                                    " and a per-subject limit); use another bucket name");
   }
   return out;
@@ -123,9 +126,10 @@ Result<KvStream> ReadKvStream(jsCtx* js, const std::string& bucket, const NatsCo
 
 Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsConnection* conn) {
   if (Status s = ValidateBucketName(req.bucket); !s.ok()) return s;
-  if (req.history && (*req.history < 1 || *req.history > 64)) {
+  if (req.history && (*req.history < 1 || *req.history > kMaxHistory)) {
     return Status::InvalidArgument("history " + std::to_string(*req.history) +
-                                   " is out of range; NATS KV allows 1..64");
+                                   " is out of range; NATS KV allows 1.." +
+                                   std::to_string(kMaxHistory));
   }
   if (req.replicas && (*req.replicas < 1 || *req.replicas > 5)) {
     return Status::InvalidArgument("replicas " + std::to_string(*req.replicas) +
@@ -180,8 +184,8 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
     existing = ReadKvStream(js, req.bucket, conn);
   } else if (existing.status().IsNotFound()) {
     // The standard KV layout, as nats.c's js_CreateKeyValue builds it.
-    const std::string name = StreamName(req.bucket);
-    const std::string subject = Subjects(req.bucket);
+    const std::string name = KvStreamName(req.bucket);
+    const std::string subject = KvSubjects(req.bucket);
     const char* subjects[] = {subject.c_str()};
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
@@ -267,7 +271,7 @@ Result<KvStream> BindKvStream(jsCtx* js, const KvStreamRequest& req, const NatsC
 
 Status AllowAtomicBatches(const NatsConnection* conn, const std::string& bucket) {
   if (Status s = RequireAtomicBatches(conn, bucket); !s.ok()) return s;
-  const std::string name = StreamName(bucket);
+  const std::string name = KvStreamName(bucket);
   auto settings = ReadNewerStreamSettings(*conn, name, AtomicContext(bucket));
   if (!settings.ok()) return settings.status();
   if (settings->allow_atomic) return Status::OK();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "revkv/result.h"
 
@@ -47,6 +48,13 @@ struct KvStreamRequest {
   // on 2.12+ anyway. Needs `conn`; InvalidArgument on an older server.
   bool allow_atomic_batches = false;
 };
+
+// The names NATS KV gives a bucket's parts, as nats.go and nats.c build
+// them: the stream "KV_<bucket>", whose subjects are "$KV.<bucket>.>", and a
+// key's subject "$KV.<bucket>.<key>" (the prefix below, then the key).
+std::string KvStreamName(std::string_view bucket);
+std::string KvSubjectPrefix(std::string_view bucket);
+std::string KvSubjects(std::string_view bucket);
 
 // The bound stream's identity and settings.
 struct KvStream {

@@ -9,6 +9,7 @@
 
 #include "engine/expiry.h"
 #include "engine/record_codec.h"
+#include "engine/txn_rules.h"
 #include "replication/capabilities.h"
 #include "replication/jetstream_api.h"
 #include "replication/kv_stream.h"
@@ -70,7 +71,7 @@ KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
                    std::chrono::milliseconds write_timeout, const NatsConnection* conn)
     : js_(js),
       bucket_(std::move(bucket)),
-      prefix_("$KV." + bucket_ + "."),
+      prefix_(KvSubjectPrefix(bucket_)),
       loop_(loop),
       replica_(std::move(replica)),
       write_timeout_(write_timeout),
@@ -78,20 +79,11 @@ KvWriter::KvWriter(jsCtx* js, std::string bucket, ApplyLoop* loop,
 
 Status KvWriter::CheckKeyAndValue(std::string_view key, std::string_view value) const {
   if (Status s = ValidateKey(key); !s.ok()) return s;
-  if (value.size() > replica_->max_value_size()) {
-    return Status::InvalidArgument("value for key '" + std::string(key) + "' is " +
-                                   std::to_string(value.size()) + " bytes; the bucket's limit is " +
-                                   std::to_string(replica_->max_value_size()));
-  }
-  return Status::OK();
+  return engine::CheckValueSize(Describe(key), value.size(), replica_->max_value_size());
 }
 
 Status KvWriter::WrongRevision(std::string_view key, uint64_t expected, uint64_t current) const {
-  return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
-                              bucket_ + "': expected " + std::to_string(expected) +
-                              ", current is " + std::to_string(current) +
-                              "; re-read the key and retry",
-                          current);
+  return engine::WrongRevisionConflict(Describe(key), expected, current);
 }
 
 Status KvWriter::InFlightConflict(std::string_view key) const {
@@ -131,11 +123,7 @@ Status KvWriter::PreCheck(std::string_view key, uint64_t expected) {
   auto entry = replica_->GetEntry(key);
   uint64_t seen = entry.ok() ? entry->revision : entry.status().revision();
   if (seen > expected) {
-    return Status::Conflict("wrong last revision for key '" + std::string(key) + "' of bucket '" +
-                                bucket_ + "': expected " + std::to_string(expected) +
-                                ", current is at least " + std::to_string(seen) +
-                                "; re-read the key and retry",
-                            seen);
+    return engine::WrongRevisionConflict(Describe(key), expected, seen, /*at_least=*/true);
   }
   return Status::OK();
 }
@@ -412,10 +400,7 @@ Status KvWriter::NameConflict(const std::vector<TxnMessage>& messages, const Sta
   }
   auto conflict = [&](const TxnMessage& m, uint64_t current) {
     const std::string& key = m.check_key.empty() ? m.key : m.check_key;
-    return Status::Conflict("wrong last revision for key '" + key + "' of bucket '" + bucket_ +
-                                "': expected " + std::to_string(*m.expected) + ", current is " +
-                                std::to_string(current) + "; re-read the key and retry",
-                            current);
+    return engine::WrongRevisionConflict(Describe(key), *m.expected, current);
   };
   // One check: the server's number is its key's.
   if (checks == 1 && failed.revision_known()) return conflict(*only, failed.revision());
@@ -644,7 +629,7 @@ Result<uint64_t> KvWriter::PublishAtomic(const std::vector<BatchWrite>& writes,
     }
     if (code == kJsAtomicPublishDisabled) {
       return Status::InvalidArgument(
-          said + "; stream KV_" + bucket_ + " does not allow atomic batches (allow_atomic), "
+          said + "; stream " + KvStreamName(bucket_) + " does not allow atomic batches (allow_atomic), "
           "which revkv turns on by itself only in buckets it creates on nats-server 2.12+; "
           "open the bucket with BucketOptions::allow_atomic_batches (revkv --allow-atomic) "
           "to turn it on, or write without a fence");
@@ -663,7 +648,7 @@ Result<uint64_t> KvWriter::ServerRevision(std::string_view key,
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = left.count();
-  const std::string stream = "KV_" + bucket_;
+  const std::string stream = KvStreamName(bucket_);
   const std::string subject = prefix_ + std::string(key);
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);

@@ -1,4 +1,4 @@
-// KvWriter: the write path of a replicated bucket (DESIGN §5).
+// KvWriter: the write path of a replicated bucket.
 //
 //  1. validate; 2. a local pre-check that rejects only what the replica
 //  proves (it already holds a newer revision of the key than expected);
@@ -141,6 +141,10 @@ class KvWriter {
   Status InFlightConflict(std::string_view key) const;
   ms Effective(ms timeout) const { return timeout.count() > 0 ? timeout : write_timeout_; }
   const std::string& subject_prefix() const { return prefix_; }
+  // "key '<key>' of bucket '<bucket>'", as errors name a key.
+  std::string Describe(std::string_view key) const {
+    return "key '" + std::string(key) + "' of bucket '" + bucket_ + "'";
+  }
   // The key's revision in the replica (a tombstone's included; 0: none).
   uint64_t ReplicaRevision(std::string_view key);
   // Read-your-writes for a write of `key` acknowledged at `revision`: waits

@@ -19,7 +19,7 @@ Status FromNats(natsStatus s, std::string_view context, jsErrCode jerr) {
     msg += last;
     msg += ")";
   }
-  // Elections and overload (DESIGN §5): nothing was done, retry later. A
+  // Elections and overload: nothing was done, retry later. A
   // request nobody answered comes first: nats.c labels it JSNotEnabledErr,
   // but during a stream's leader election it only means "no leader yet".
   if (s == NATS_NO_RESPONDERS) {

@@ -12,7 +12,7 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                                    std::shared_ptr<Bucket> replica,
                                    std::shared_ptr<engine::ReplicaSink> sink,
                                    std::unique_ptr<ApplyLoop> loop, const KvStream& stream,
-                                   std::string locks_bucket)
+                                   std::string locks_bucket, engine::Stats* stats)
     : conn_(std::move(conn)),
       replica_(std::move(replica)),
       sink_(std::move(sink)),
@@ -24,9 +24,10 @@ ReplicatedBucket::ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
       allow_msg_ttl_(stream.allow_msg_ttl),
       locks_bucket_(std::move(locks_bucket)),
       limit_marker_ttl_(stream.limit_marker_ttl),
+      stats_(stats),
       async_(std::make_unique<AsyncWriter>(conn_.get(), writer_.get(), loop_.get(), replica_,
                                            replica_->name(),
-                                           conn_->options().max_writes_in_flight)) {
+                                           conn_->options().max_writes_in_flight, stats)) {
   sink_->SetExpiry({max_age_.count(), std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              conn_->options().max_clock_skew)
                                              .count()});
@@ -102,67 +103,77 @@ Status ReplicatedBucket::CheckWrite(const WriteOptions& options, bool cas,
 
 Result<uint64_t> ReplicatedBucket::Put(std::string_view key, std::string_view value,
                                        const WriteOptions& options) {
-  if (Status s = CheckWrite(options, false, engine::TtlWrite::kPut); !s.ok()) return s;
-  if (options.fence) {
-    return writer_->FencedWrite(Operation::kPut, key, value, *options.fence, options.timeout,
-                                options.ttl);
-  }
-  return writer_->Put(key, value, options.timeout, options.ttl, options.idempotency_key);
+  return stats_->Time(engine::StatOp::kPut, [&]() -> Result<uint64_t> {
+    if (Status s = CheckWrite(options, false, engine::TtlWrite::kPut); !s.ok()) return s;
+    if (options.fence) {
+      return writer_->FencedWrite(Operation::kPut, key, value, *options.fence, options.timeout,
+                                  options.ttl);
+    }
+    return writer_->Put(key, value, options.timeout, options.ttl, options.idempotency_key);
+  });
 }
 
 Result<uint64_t> ReplicatedBucket::Create(std::string_view key, std::string_view value,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
-  if (options.fence) {
-    return writer_->FencedCreate(key, value, *options.fence, options.timeout, options.ttl);
-  }
-  return writer_->Create(key, value, options.timeout, options.ttl);
+  return stats_->Time(engine::StatOp::kCreate, [&]() -> Result<uint64_t> {
+    if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
+    if (options.fence) {
+      return writer_->FencedCreate(key, value, *options.fence, options.timeout, options.ttl);
+    }
+    return writer_->Create(key, value, options.timeout, options.ttl);
+  });
 }
 
 Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view value,
                                           uint64_t expected_revision,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
-  if (options.fence) {
-    return writer_->FencedUpdate(Operation::kPut, key, value, expected_revision, *options.fence,
-                                 options.timeout, options.ttl);
-  }
-  return writer_->Update(key, value, expected_revision, options.timeout, options.ttl);
+  return stats_->Time(engine::StatOp::kUpdate, [&]() -> Result<uint64_t> {
+    if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
+    if (options.fence) {
+      return writer_->FencedUpdate(Operation::kPut, key, value, expected_revision, *options.fence,
+                                   options.timeout, options.ttl);
+    }
+    return writer_->Update(key, value, expected_revision, options.timeout, options.ttl);
+  });
 }
 
 Result<uint64_t> ReplicatedBucket::Delete(std::string_view key,
                                           std::optional<uint64_t> expected_revision,
                                           const WriteOptions& options) {
-  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kDelete);
-      !s.ok()) {
-    return s;
-  }
-  if (options.fence && expected_revision) {
-    return writer_->FencedUpdate(Operation::kDelete, key, {}, *expected_revision, *options.fence,
-                                 options.timeout);
-  }
-  if (options.fence) {
-    return writer_->FencedWrite(Operation::kDelete, key, {}, *options.fence, options.timeout);
-  }
-  return writer_->Delete(key, expected_revision, options.timeout);
+  return stats_->Time(engine::StatOp::kDelete, [&]() -> Result<uint64_t> {
+    if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kDelete);
+        !s.ok()) {
+      return s;
+    }
+    if (options.fence && expected_revision) {
+      return writer_->FencedUpdate(Operation::kDelete, key, {}, *expected_revision, *options.fence,
+                                   options.timeout);
+    }
+    if (options.fence) {
+      return writer_->FencedWrite(Operation::kDelete, key, {}, *options.fence, options.timeout);
+    }
+    return writer_->Delete(key, expected_revision, options.timeout);
+  });
 }
 
 Result<uint64_t> ReplicatedBucket::Purge(std::string_view key,
                                          std::optional<uint64_t> expected_revision,
                                          const WriteOptions& options) {
-  if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
-      !s.ok()) {
-    return s;
-  }
-  if (options.fence && expected_revision) {
-    return writer_->FencedUpdate(Operation::kPurge, key, {}, *expected_revision, *options.fence,
-                                 options.timeout, options.ttl);
-  }
-  if (options.fence) {
-    return writer_->FencedWrite(Operation::kPurge, key, {}, *options.fence, options.timeout,
-                                options.ttl);
-  }
-  return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
+  return stats_->Time(engine::StatOp::kPurge, [&]() -> Result<uint64_t> {
+    if (Status s = CheckWrite(options, expected_revision.has_value(), engine::TtlWrite::kPurge);
+        !s.ok()) {
+      return s;
+    }
+    if (options.fence && expected_revision) {
+      return writer_->FencedUpdate(Operation::kPurge, key, {}, *expected_revision, *options.fence,
+                                   options.timeout, options.ttl);
+    }
+    if (options.fence) {
+      return writer_->FencedWrite(Operation::kPurge, key, {}, *options.fence, options.timeout,
+                                  options.ttl);
+    }
+    return writer_->Purge(key, expected_revision, options.timeout, options.ttl);
+  });
 }
 
 std::future<Result<uint64_t>> ReplicatedBucket::PutAsync(std::string_view key,
@@ -279,122 +290,132 @@ Result<UpdateOutcome> ReplicatedBucket::UpdateWithRetry(std::string_view key,
                                                         const WriteOptions& options) {
   if (Status s = CheckWrite(options, true, engine::TtlWrite::kUpdate); !s.ok()) return s;
   const auto catch_up = ConflictCatchUp(std::string(key));
-  return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
+  auto outcome = stats_->Time(engine::StatOp::kUpdateWithRetry, [&] {
+    return engine::RunUpdateWithRetry(*this, update_gate_, key, mutate, policy, options, catch_up);
+  });
+  if (outcome.ok()) stats_->AddRetries(static_cast<uint64_t>(outcome->attempts - 1));
+  return outcome;
 }
 
 Result<ManyUpdateOutcome> ReplicatedBucket::UpdateManyWithRetry(
     const std::vector<std::string>& keys, const ManyMutator& mutate, const RetryPolicy& policy,
     const WriteOptions& options) {
   const auto catch_up = ConflictCatchUp(std::nullopt);
-  return engine::RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
-                                        /*check_kept=*/false, catch_up);
+  auto outcome = stats_->Time(engine::StatOp::kUpdateManyWithRetry, [&] {
+    return engine::RunUpdateManyWithRetry(*this, update_gate_, keys, mutate, policy, options,
+                                          /*check_kept=*/false, catch_up);
+  });
+  if (outcome.ok()) stats_->AddRetries(static_cast<uint64_t>(outcome->attempts - 1));
+  return outcome;
 }
 
 Result<TxnResult> ReplicatedBucket::Commit(const Txn& txn, const WriteOptions& options) {
-  if (Status s = engine::CheckTxn(txn, name(), history(), max_value_size(), options.ttl);
-      !s.ok()) {
-    return s;
-  }
-  // The per-operation TTL rules are CheckTxn's; the rest as for a CAS.
-  if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
-  if (Status s = conn_->Require(Feature::kAtomicBatch,
-                                "a transaction on bucket '" + name() + "'");
-      !s.ok()) {
-    return s;
-  }
-  // A fence's lock record takes one message of the server's batch.
-  if (options.fence && txn.ops.size() + 1 > kMaxTxnOps) {
-    return Status::InvalidArgument(
-        "a fenced transaction on bucket '" + name() + "' has " + std::to_string(txn.ops.size()) +
-        " operations; at most " + std::to_string(kMaxTxnOps - 1) +
-        " fit in one atomic batch with the lock's record; split it");
-  }
-  const auto deadline = std::chrono::steady_clock::now() +
-                        (options.timeout.count() > 0 ? options.timeout
-                                                     : conn_->options().write_timeout);
-  // The replica's view of a key, confirmed with the server when it shows a
-  // live entry (a stale replica must not turn a Create into Exists).
-  auto current = [&](const std::string& key) -> Result<Entry> {
-    auto e = replica_->GetEntry(key);
-    if (e.ok()) {
-      auto on_server = writer_->ServerRevision(key, deadline);
-      if (!on_server.ok()) return on_server.status();
-      if (*on_server != e->revision) {
-        if (Status c = writer_->CatchUpKey(key, deadline); !c.ok()) return c;
-        e = replica_->GetEntry(key);
-      }
+  return stats_->Time(engine::StatOp::kCommit, [&]() -> Result<TxnResult> {
+    if (Status s = engine::CheckTxn(txn, name(), history(), max_value_size(), options.ttl);
+        !s.ok()) {
+      return s;
     }
-    return e;
-  };
-  const auto ttl = options.ttl;
-  std::vector<KvWriter::TxnMessage> messages;
-  std::vector<size_t> carriers;  // messages without a check of their own
-  for (const TxnOp& o : txn.ops) {
-    KvWriter::TxnMessage m;
-    m.op = engine::OperationOf(o);
-    m.key = o.key;
-    if (m.op == Operation::kPut) {
-      m.value = o.value;
-      m.ttl = ttl;
+    // The per-operation TTL rules are CheckTxn's; the rest as for a CAS.
+    if (Status s = CheckWrite(options, true, engine::TtlWrite::kCreate); !s.ok()) return s;
+    if (Status s = conn_->Require(Feature::kAtomicBatch,
+                                  "a transaction on bucket '" + name() + "'");
+        !s.ok()) {
+      return s;
     }
-    if (o.kind == TxnOp::Kind::kCreate) {
-      // Absent or tombstoned: a CAS on "no message", or on the tombstone.
-      auto e = current(o.key);
-      if (e.ok()) {
-        return Status::Exists("key '" + o.key + "' of bucket '" + name() + "' exists at " +
-                                  "revision " + std::to_string(e->revision) +
-                                  "; use Update with that revision to change it",
-                              e->revision);
-      }
-      if (!e.status().IsNotFound()) return e.status();
-      m.expected = e.status().revision();
-    } else if (o.expected_revision) {
-      m.expected = *o.expected_revision;
-    } else {
-      carriers.push_back(messages.size());
-    }
-    messages.push_back(std::move(m));
-  }
-  // A compare on a key the transaction does not write rides on a message
-  // without a check of its own (the -Subject form; one check per message).
-  size_t next_carrier = 0;
-  for (const TxnCompare& c : txn.compares) {
-    if (next_carrier == carriers.size()) {
+    // A fence's lock record takes one message of the server's batch.
+    if (options.fence && txn.ops.size() + 1 > kMaxTxnOps) {
       return Status::InvalidArgument(
-          "a transaction on replicated bucket '" + name() + "' has " +
-          std::to_string(txn.compares.size()) + " compares on keys it does not write, and " +
-          std::to_string(carriers.size()) + " operations without a condition of their own (a "
-          "Put, or a Delete or Purge without an expected revision): nats-server checks one "
-          "condition per message of a batch, so each such compare needs one of those "
-          "operations to carry it; drop compares or write those keys with Update(revision)");
+          "a fenced transaction on bucket '" + name() + "' has " + std::to_string(txn.ops.size()) +
+          " operations; at most " + std::to_string(kMaxTxnOps - 1) +
+          " fit in one atomic batch with the lock's record; split it");
     }
-    uint64_t expected = c.revision;
-    if (c.kind != TxnCompare::Kind::kRevision) {
-      // Present and absent are checked as "the revision the replica shows".
-      auto e = current(c.key);
-      if (!e.ok() && !e.status().IsNotFound()) return e.status();
-      const uint64_t rev = e.ok() ? e->revision : e.status().revision();
-      if (e.ok() != (c.kind == TxnCompare::Kind::kPresent)) {
-        return Status::Conflict("key '" + c.key + "' of bucket '" + name() + "' is " +
-                                    (e.ok() ? "present at revision " + std::to_string(rev)
-                                            : std::string("not present")) +
-                                    "; re-read the key and retry",
-                                rev);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          (options.timeout.count() > 0 ? options.timeout
+                                                       : conn_->options().write_timeout);
+    // The replica's view of a key, confirmed with the server when it shows a
+    // live entry (a stale replica must not turn a Create into Exists).
+    auto current = [&](const std::string& key) -> Result<Entry> {
+      auto e = replica_->GetEntry(key);
+      if (e.ok()) {
+        auto on_server = writer_->ServerRevision(key, deadline);
+        if (!on_server.ok()) return on_server.status();
+        if (*on_server != e->revision) {
+          if (Status c = writer_->CatchUpKey(key, deadline); !c.ok()) return c;
+          e = replica_->GetEntry(key);
+        }
       }
-      expected = rev;
+      return e;
+    };
+    const auto ttl = options.ttl;
+    std::vector<KvWriter::TxnMessage> messages;
+    std::vector<size_t> carriers;  // messages without a check of their own
+    for (const TxnOp& o : txn.ops) {
+      KvWriter::TxnMessage m;
+      m.op = engine::OperationOf(o);
+      m.key = o.key;
+      if (m.op == Operation::kPut) {
+        m.value = o.value;
+        m.ttl = ttl;
+      }
+      if (o.kind == TxnOp::Kind::kCreate) {
+        // Absent or tombstoned: a CAS on "no message", or on the tombstone.
+        auto e = current(o.key);
+        if (e.ok()) {
+          return Status::Exists("key '" + o.key + "' of bucket '" + name() + "' exists at " +
+                                    "revision " + std::to_string(e->revision) +
+                                    "; use Update with that revision to change it",
+                                e->revision);
+        }
+        if (!e.status().IsNotFound()) return e.status();
+        m.expected = e.status().revision();
+      } else if (o.expected_revision) {
+        m.expected = *o.expected_revision;
+      } else {
+        carriers.push_back(messages.size());
+      }
+      messages.push_back(std::move(m));
     }
-    KvWriter::TxnMessage& carrier = messages[carriers[next_carrier++]];
-    carrier.expected = expected;
-    carrier.check_key = c.key;
-  }
-  auto revisions = writer_->CommitBatch(
-      messages, options.fence ? &*options.fence : nullptr,
-      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
-  if (!revisions.ok()) return revisions.status();
-  TxnResult out;
-  out.revision = revisions->back();
-  out.revisions = std::move(*revisions);
-  return out;
+    // A compare on a key the transaction does not write rides on a message
+    // without a check of its own (the -Subject form; one check per message).
+    size_t next_carrier = 0;
+    for (const TxnCompare& c : txn.compares) {
+      if (next_carrier == carriers.size()) {
+        return Status::InvalidArgument(
+            "a transaction on replicated bucket '" + name() + "' has " +
+            std::to_string(txn.compares.size()) + " compares on keys it does not write, and " +
+            std::to_string(carriers.size()) + " operations without a condition of their own (a "
+            "Put, or a Delete or Purge without an expected revision): nats-server checks one "
+            "condition per message of a batch, so each such compare needs one of those "
+            "operations to carry it; drop compares or write those keys with Update(revision)");
+      }
+      uint64_t expected = c.revision;
+      if (c.kind != TxnCompare::Kind::kRevision) {
+        // Present and absent are checked as "the revision the replica shows".
+        auto e = current(c.key);
+        if (!e.ok() && !e.status().IsNotFound()) return e.status();
+        const uint64_t rev = e.ok() ? e->revision : e.status().revision();
+        if (e.ok() != (c.kind == TxnCompare::Kind::kPresent)) {
+          return Status::Conflict("key '" + c.key + "' of bucket '" + name() + "' is " +
+                                      (e.ok() ? "present at revision " + std::to_string(rev)
+                                              : std::string("not present")) +
+                                      "; re-read the key and retry",
+                                  rev);
+        }
+        expected = rev;
+      }
+      KvWriter::TxnMessage& carrier = messages[carriers[next_carrier++]];
+      carrier.expected = expected;
+      carrier.check_key = c.key;
+    }
+    auto revisions = writer_->CommitBatch(
+        messages, options.fence ? &*options.fence : nullptr,
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    if (!revisions.ok()) return revisions.status();
+    TxnResult out;
+    out.revision = revisions->back();
+    out.revisions = std::move(*revisions);
+    return out;
+  });
 }
 
 Status ReplicatedBucket::Sync(std::chrono::milliseconds timeout) {

@@ -12,6 +12,7 @@
 #include "engine/update_with_retry.h"
 #include "engine/replica_sink.h"
 #include "engine/expiry.h"
+#include "engine/stats.h"
 #include "replication/apply_loop.h"
 #include "replication/async_writer.h"
 #include "replication/kv_stream.h"
@@ -31,7 +32,7 @@ class ReplicatedBucket final : public Bucket {
   ReplicatedBucket(std::shared_ptr<NatsConnection> conn,
                    std::shared_ptr<Bucket> replica, std::shared_ptr<engine::ReplicaSink> sink,
                    std::unique_ptr<ApplyLoop> loop,
-                   const KvStream& stream, std::string locks_bucket);
+                   const KvStream& stream, std::string locks_bucket, engine::Stats* stats);
   ~ReplicatedBucket() override;
 
   const std::string& name() const override { return replica_->name(); }
@@ -148,6 +149,7 @@ class ReplicatedBucket final : public Bucket {
   const std::string locks_bucket_;  // the engine's (Options::locks_bucket)
   const std::chrono::nanoseconds limit_marker_ttl_;
   engine::KeyGate update_gate_;
+  engine::Stats* const stats_;  // the engine's, which outlives the bucket
   // Last, so that it goes first: its threads use the writer and the loop.
   const std::unique_ptr<AsyncWriter> async_;
 };

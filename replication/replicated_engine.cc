@@ -101,24 +101,24 @@ Result<std::shared_ptr<ReplicatedBucket>> ReplicatedEngine::OpenReplicatedLocked
   const bool behind = stream->last_sequence < applied;
   if (recreated || behind || *source == 0) {
     if (recreated || behind) {
-      std::fprintf(stderr,
-                   "revkv: replica of bucket '%s' is stale (%s); resyncing from the server\n",
-                   name.c_str(),
-                   recreated ? "the bucket was deleted and recreated"
-                             : "the stream is behind the replica");
+      log_.Warning("the replica of bucket '" + name + "' is stale (" +
+                   (recreated ? "the bucket was deleted and recreated"
+                              : "the stream is behind the replica") +
+                   "); resyncing from the server");
     }
     if (Status s = sink->ResetReplica(stream->created_ns); !s.ok()) return s;
   }
   // A new replica loads a snapshot where the server can send one; the
   // consumer then starts after it (or after what part of it was loaded).
   if (replica->LastRevision() == 0) {
-    auto boot = BootstrapFromSnapshot(*conn_, *stream, name, sink.get(), options.bootstrap_progress);
+    auto boot = BootstrapFromSnapshot(*conn_, *stream, name, sink.get(), options.bootstrap_progress,
+                                      log_);
     if (!boot.ok()) return boot.status();
   }
-  auto loop = ApplyLoop::Start(conn_->js(), name, sink, conn_.get());
+  auto loop = ApplyLoop::Start(conn_->js(), name, sink, conn_.get(), log_, &local_->stats());
   if (!loop.ok()) return loop.status();
-  auto bucket =
-      std::make_shared<ReplicatedBucket>(conn_, replica, sink, std::move(*loop), *stream, locks_bucket_);
+  auto bucket = std::make_shared<ReplicatedBucket>(conn_, replica, sink, std::move(*loop), *stream,
+                                                   locks_bucket_, &local_->stats());
   buckets_.emplace(name, bucket);
   return bucket;
 }
@@ -148,7 +148,7 @@ Result<std::shared_ptr<engine::LockManager>> ReplicatedEngine::Locks(
     // hand-offs inside this process, a release is a real one, so that they
     // get their turn.
     locking.manager = engine::LockManager::Create(*bucket, (*bucket)->replica(), (*bucket)->sink(),
-                                                  kMaxLockHandOffs, record_ttl);
+                                                  kMaxLockHandOffs, record_ttl, &local_->stats());
     // A fenced compare-and-swap rewrites its lock's record: for a holder of
     // this engine, that is a renewal.
     std::weak_ptr<engine::LockManager> manager = locking.manager;
@@ -184,6 +184,10 @@ Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view name
   auto locks = Locks(lease, options.locks_bucket);
   if (!locks.ok()) return locks.status();
   return (*locks)->Acquire(name, lease, std::nullopt, options);
+}
+
+Statistics ReplicatedEngine::GetStatistics() {
+  return local_->stats().Snapshot(conn_->reconnects());
 }
 
 }  // namespace replication

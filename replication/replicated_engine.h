@@ -32,6 +32,7 @@ class ReplicatedEngine final : public Engine {
   Result<std::unique_ptr<Lock>> TryAcquire(std::string_view name, std::chrono::milliseconds lease,
                                            const LockOptions& options) override;
   Status CatchUp() override { return local_->CatchUp(); }
+  Statistics GetStatistics() override;
 
  private:
   ReplicatedEngine(std::unique_ptr<engine::LocalEngine> local,
@@ -39,7 +40,8 @@ class ReplicatedEngine final : public Engine {
       : local_(std::move(local)),
         conn_(std::move(conn)),
         locks_bucket_(options.locks_bucket),
-        locks_max_age_(options.locks_max_age) {}
+        locks_max_age_(options.locks_max_age),
+        log_(engine::Log::From(options)) {}
 
   // OpenBucket for a replicated bucket; callers hold mu_. A missing bucket
   // is created with `max_age_if_created`, and with limit markers of
@@ -60,6 +62,7 @@ class ReplicatedEngine final : public Engine {
 
   const std::string locks_bucket_;
   const std::chrono::seconds locks_max_age_;
+  const engine::Log log_;
 
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<ReplicatedBucket>, std::less<>> buckets_;  // GUARDED_BY(mu_)

@@ -307,25 +307,23 @@ void TEST_SetSnapshotPageMessages(int messages) {
 Result<BootstrapPath> BootstrapFromSnapshot(
     const NatsConnection& conn, const KvStream& stream, const std::string& bucket,
     engine::ReplicaSink* replica,
-    const std::function<void(const BootstrapProgress&)>& progress) {
+    const std::function<void(const BootstrapProgress&)>& progress, const engine::Log& log) {
   const uint64_t up_to = stream.last_sequence;
   if (!g_snapshot_enabled.load() || replica->LastRevision() != 0 || up_to == 0 ||
       stream.history != 1 || !stream.allow_direct ||
       !conn.Require(Feature::kBatchedDirectGet, "").ok()) {
     return BootstrapPath::kReplay;
   }
-  const std::string prefix = "$KV." + bucket + ".";
+  const std::string prefix = KvSubjectPrefix(bucket);
   // Written pages, as the writer reports them.
   BootstrapProgress at;
   at.target = up_to;
   // Anything the server or the connection does wrong ends the snapshot
   // where it is: the consumer resumes after the last page written.
   auto stop = [&](const Status& why) -> Result<BootstrapPath> {
-    std::fprintf(stderr,
-                 "revkv: the snapshot of bucket '%s' stopped at revision %llu of %llu (%s); "
-                 "the replica replays the rest of the stream\n",
-                 bucket.c_str(), static_cast<unsigned long long>(at.revision),
-                 static_cast<unsigned long long>(up_to), why.ToString().c_str());
+    log.Warning("the snapshot of bucket '" + bucket + "' stopped at revision " +
+                std::to_string(at.revision) + " of " + std::to_string(up_to) + " (" +
+                why.ToString() + "); the replica replays the rest of the stream");
     return BootstrapPath::kPartial;
   };
 

@@ -1,6 +1,7 @@
 // Bootstrap from a snapshot: how a new replica of a history-1 bucket loads
 // the latest entry of every key on nats-server 2.11+, instead of replaying
-// the stream through the ordered consumer (DESIGN §5, README "Bootstrap").
+// the stream through the ordered consumer (README "Bootstrap of a new
+// replica").
 //
 // The snapshot is a sequence of batched direct gets (JSApiMsgGetRequest with
 // `seq`, `batch` and `next_by_subj` $KV.<bucket>.>), each page answered by
@@ -30,6 +31,7 @@
 #include <optional>
 #include <string_view>
 
+#include "engine/log.h"
 #include "engine/replica_sink.h"
 #include "replication/kv_stream.h"
 #include "revkv/options.h"
@@ -60,7 +62,8 @@ enum class BootstrapPath {
 Result<BootstrapPath> BootstrapFromSnapshot(
     const NatsConnection& conn, const KvStream& stream, const std::string& bucket,
     engine::ReplicaSink* replica,
-    const std::function<void(const BootstrapProgress&)>& progress);
+    const std::function<void(const BootstrapProgress&)>& progress,
+    const engine::Log& log = engine::Log());
 
 // Parses a time as Go's time.RFC3339Nano writes it (nats-server's
 // Nats-Time-Stamp header), into nanoseconds since the Unix epoch.

@@ -255,7 +255,10 @@ class Bucket {
   // InvalidArgument: limit is 0. Corruption: a damaged record.
   virtual Result<std::vector<Entry>> ChangesSince(uint64_t after_revision, size_t limit) = 0;
 
-  // The bucket's latest revision: the highest ever committed, 0 when empty.
+  // The bucket's latest revision, 0 when empty. On a local bucket: the
+  // highest ever committed. On a replica: the highest the replica has
+  // applied from its stream (Sync waits for the stream's last one), which
+  // may pass revisions the stream no longer holds.
   virtual uint64_t LastRevision() = 0;
 
   // Waits until this process sees every write the bucket's server had
@@ -411,7 +414,7 @@ class Bucket {
   }
 };
 
-// DESIGN's spelling of Bucket::UpdateWithRetry.
+// Bucket::UpdateWithRetry as a free function: the same call, the same results.
 inline Result<UpdateOutcome> UpdateWithRetry(Bucket& bucket, std::string_view key,
                                              const Mutator& mutate,
                                              const RetryPolicy& policy = {}) {

@@ -21,6 +21,7 @@
 #include "revkv/lock.h"
 #include "revkv/options.h"
 #include "revkv/result.h"
+#include "revkv/statistics.h"
 
 namespace revkv {
 
@@ -40,16 +41,32 @@ class Engine {
 
   // Opens the bucket `name`, creating it if missing. Opening an open bucket
   // again returns the same Bucket. Names use [A-Za-z0-9_-], 1..128 bytes.
-  // InvalidArgument: bad name; history outside 1..64; max_value_size above
-  //   kMaxMaxValueSize; or a non-zero setting that differs from the existing
-  //   bucket's (the message lists each difference).
-  // NotFound: a read-only follower asked for a bucket that does not exist.
-  // IOError: the store could not create the bucket.
+  // InvalidArgument: bad name; history outside 1..kMaxHistory;
+  //   max_value_size above kMaxMaxValueSize; a non-zero setting that
+  //   differs from the existing bucket's, locally or on the server (the
+  //   message lists each difference); a server stream of that name that is
+  //   not a KV bucket; or an option the connected nats-server is too old
+  //   for (the message names its version and the one needed).
+  // NotFound: a read-only follower asked for a bucket that does not exist,
+  //   or BucketOptions::create_if_missing is false and the server has no
+  //   such bucket.
+  // PermissionDenied: the server denied a request the bucket needs (binding
+  //   the stream, creating its consumer, subscribing).
+  // Unavailable, Timeout: the server could not be reached, or did not
+  //   answer, while binding the bucket or bootstrapping its replica.
+  // IOError: the store could not create the bucket or write its replica.
+  // Corruption: the bucket's stored settings or replica are damaged.
   virtual Result<std::shared_ptr<Bucket>> OpenBucket(std::string_view name,
                                                      const BucketOptions& options = {}) = 0;
 
   // The names of the existing buckets, sorted.
   virtual std::vector<std::string> ListBuckets() = 0;
+
+  // What this engine has done since it was opened: writes, conflicts and
+  // retries by operation, with latency histograms; the replicas' applies,
+  // lag and skipped messages; reconnects; lock acquires, waits, takeovers
+  // and losses (revkv/statistics.h). Cheap: a copy of counters.
+  virtual Statistics GetStatistics() = 0;
 
   // Acquires the lease lock `name`, waiting up to `timeout` for it.
   // Returns a handle, never null.

@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace revkv {
@@ -23,6 +24,18 @@ inline constexpr uint32_t kDefaultMaxValueSize = 1024 * 1024 - 1024;
 inline constexpr uint32_t kMaxMaxValueSize = 64 * 1024 * 1024;
 // History limits, as in NATS KV.
 inline constexpr int kMaxHistory = 64;
+
+// How much a log message matters.
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+// Receives the engine's log messages: one line each, without a newline or a
+// "revkv:" prefix. It is called from the engine's own threads (the apply
+// loop, the reaper, an opening thread), possibly at once from several: it
+// must be thread-safe, return quickly and not call back into the engine.
+using Logger = std::function<void(LogLevel level, std::string_view message)>;
+
+// "debug", "info", "warning" or "error".
+const char* LogLevelName(LogLevel level);
 
 // Where and how to reach NATS. With no servers the engine is local-only.
 struct NatsOptions {
@@ -134,6 +147,15 @@ struct Options {
   // also created with limit markers, and lock records carry a TTL of three
   // leases, so an abandoned record goes long before this.
   std::chrono::seconds locks_max_age = std::chrono::hours(24);
+
+  // Where the engine's log messages go (see Logger); the engine itself never
+  // writes to stderr or stdout. Empty: each message at or above log_level
+  // is written to stderr as "revkv: <level>: <message>".
+  // Default: empty.
+  Logger logger{};
+  // Messages below this level are not passed on.
+  // Default: kInfo.
+  LogLevel log_level = LogLevel::kInfo;
 
   // ---- Performance ----
 

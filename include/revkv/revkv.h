@@ -10,9 +10,11 @@
 #include "revkv/lock.h"      // IWYU pragma: export
 #include "revkv/options.h"   // IWYU pragma: export
 #include "revkv/result.h"    // IWYU pragma: export
+#include "revkv/statistics.h"  // IWYU pragma: export
 #include "revkv/status.h"    // IWYU pragma: export
 #include "revkv/txn.h"       // IWYU pragma: export
 #include "revkv/validation.h"  // IWYU pragma: export
+#include "revkv/version.h"   // IWYU pragma: export
 #include "revkv/watch.h"     // IWYU pragma: export
 
 #endif  // REVKV_REVKV_H_

@@ -1,0 +1,7 @@
+#include "revkv/version.h"
+
+namespace revkv {
+
+const char* Version() { return REVKV_VERSION; }
+
+}  // namespace revkv
