@@ -30,6 +30,7 @@ else
   cmake --build "$build" -j "$(nproc)" --target lock_test lock_conflict_test watch_test \
     update_with_retry_test ttl_test txn_test entry_cache_test apply_loop_test replicated_lock_test \
     replicated_fence_test replicated_txn_test replicated_async_test replica_bootstrap_test \
+    statistics_test \
     revkv_campaign
 fi
 supp="$ROOT/tests/sanitizers"
@@ -43,5 +44,5 @@ if [[ "$kind" == asan ]]; then
 else
   # The concurrency suites, on the newest server (only they are built).
   ctest --output-on-failure -j "$(nproc)" --timeout 600 -LE 'nats-2\.10' \
-    -R '^(lock_|watch_test\.|ttl_test\.|update_with_retry_test\.|ApplyLoopTest\.|replicated_lock|replicated_fence\.|txn_test\.|EntryCache|replicated_txn\.|replicated_async\.|ReplicaBootstrapTest\.|campaign\.)'
+    -R '^(lock_|watch_test\.|ttl_test\.|update_with_retry_test\.|ApplyLoopTest\.|replicated_lock|replicated_fence\.|txn_test\.|EntryCache|replicated_txn\.|replicated_async\.|ReplicaBootstrapTest\.|StatisticsTest\.|ReplicatedStatisticsTest\.|campaign\.)'
 fi

@@ -433,7 +433,12 @@ TEST_F(replicated_fence, FencedCompareAndSwapRacingRenewalsAndEachOtherNeverFail
   ASSERT_TRUE(a);
   auto jobs = a->OpenBucket("jobs");
   ASSERT_TRUE(jobs.ok());
-  auto held = a->Acquire("lock.L", 300ms, 5s);
+  // Every batch rewrites the record, so the writers race each other at
+  // every moment whatever the lease; a renewal every 300 ms races them too.
+  // (A 300 ms lease, renewed every 100 ms, was lost now and then under
+  // ThreadSanitizer with other suites on the same 2 cores: a holder that
+  // cannot renew within its lease must count it lost.)
+  auto held = a->Acquire("lock.L", 900ms, 5s);
   ASSERT_TRUE(held.ok());
   const WriteOptions fence = Fenced(**held);
   std::atomic<int> failed{0}, writes{0};
