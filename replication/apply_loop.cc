@@ -431,26 +431,6 @@ Status ApplyLoop::WaitApplied(uint64_t revision, std::chrono::steady_clock::time
 }
 
 Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline) {
-  Status s = CatchUpApplied(last, deadline);
-  if (!s.ok()) return s;
-  // Own writes applied ahead of the consumer take the server's time when it
-  // delivers them: wait for that too, while deliveries come. One whose
-  // message the server removed never comes; that is no failure.
-  uint64_t seen = messages_received();
-  // (ResumeRevision takes the replica's write lock: not under mu_.)
-  while (replica_->ResumeRevision() < last) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!error_.ok()) break;
-    const auto until = std::min(deadline, std::chrono::steady_clock::now() + kGapQuiet);
-    if (applied_cv_.wait_until(lock, until) == std::cv_status::timeout) {
-      if (received_ == seen || std::chrono::steady_clock::now() >= deadline) break;
-      seen = received_;
-    }
-  }
-  return Status::OK();
-}
-
-Status ApplyLoop::CatchUpApplied(uint64_t last, std::chrono::steady_clock::time_point deadline) {
   using Clock = std::chrono::steady_clock;
   // The usual case: the message at `last` exists and arrives shortly.
   Status s = WaitApplied(last, std::min(deadline, Clock::now() + std::chrono::milliseconds(20)));

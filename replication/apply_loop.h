@@ -108,8 +108,9 @@ class ApplyLoop {
   // `last` (the stream's last sequence, read by the caller). The message at
   // `last` may no longer exist (purged, or removed by max_age): then, once the
   // consumer reports nothing pending, the applied revision moves to `last`.
-  // Own writes applied ahead of the consumer (OfferOwnWrites) up to `last`
-  // also get their server time first, unless their delivery stops coming.
+  // Own writes applied ahead of the consumer (OfferOwnWrites) may still
+  // show their provisional time: waiting for their delivery too cost lock
+  // renewals, which catch up this way, their lease under load.
   // Timeout: not caught up by `deadline`. As WaitApplied otherwise.
   Status CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
@@ -153,8 +154,6 @@ class ApplyLoop {
   // Logs the first message skipped, once per loop; callers hold batch_mu_.
   void WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped);
   void FlushTimer();
-  // CatchUpTo without waiting for own writes' times.
-  Status CatchUpApplied(uint64_t last, std::chrono::steady_clock::time_point deadline);
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."

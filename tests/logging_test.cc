@@ -44,19 +44,7 @@ class LoggingTest : public ::testing::Test {
       ASSERT_TRUE(b.ok()) << b.status().ToString();
       ASSERT_TRUE((*b)->Put("old", "1").ok());
     }
-    natsConnection* nc = nullptr;
-    jsCtx* js = nullptr;
-    ASSERT_EQ(natsConnection_ConnectTo(&nc, server_.url().c_str()), NATS_OK);
-    ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-    ASSERT_EQ(js_DeleteKeyValue(js, "re"), NATS_OK);
-    kvConfig cfg;
-    kvConfig_Init(&cfg);
-    cfg.Bucket = "re";
-    kvStore* kv = nullptr;
-    ASSERT_EQ(js_CreateKeyValue(&kv, js, &cfg), NATS_OK);
-    kvStore_Destroy(kv);
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
+    ASSERT_EQ(testing::RecreateKvBucket(server_.url(), "re"), NATS_OK);
   }
   // Opens the engine and the bucket with `o`; returns what reached stderr.
   std::string OpenCapturingStderr(const Options& o) {

@@ -548,6 +548,29 @@ bool NatsCluster::WaitForJetStream(std::chrono::steady_clock::time_point deadlin
   return placed;
 }
 
+natsStatus RecreateKvBucket(const std::string& url, const std::string& bucket,
+                            const std::string& key, const std::string& value,
+                            uint64_t* revision) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  kvStore* kv = nullptr;
+  natsStatus s = ConnectClient(url, &nc, &js);
+  if (s == NATS_OK) s = js_DeleteKeyValue(js, bucket.c_str());
+  if (s == NATS_OK) {
+    kvConfig cfg;
+    kvConfig_Init(&cfg);
+    cfg.Bucket = bucket.c_str();
+    s = js_CreateKeyValue(&kv, js, &cfg);
+  }
+  uint64_t rev = 0;
+  if (s == NATS_OK && !key.empty()) s = kvStore_PutString(&rev, kv, key.c_str(), value.c_str());
+  if (s == NATS_OK && revision != nullptr) *revision = rev;
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return s;
+}
+
 natsStatus ConnectClient(const std::string& url, natsConnection** nc, jsCtx** js) {
   natsOptions* opts = nullptr;
   natsStatus s = natsOptions_Create(&opts);

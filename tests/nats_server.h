@@ -160,6 +160,14 @@ class NatsCluster {
 // `url`, with reconnects off. Returns the first failing status.
 natsStatus ConnectClient(const std::string& url, natsConnection** nc, jsCtx** js);
 
+// As another client would: deletes KV bucket `bucket` on the server at
+// `url` and creates it again (default settings), then puts `key` = `value`
+// there unless `key` is empty; *revision (if given) gets that Put's revision.
+// Returns the first failing status.
+natsStatus RecreateKvBucket(const std::string& url, const std::string& bucket,
+                            const std::string& key = "", const std::string& value = "",
+                            uint64_t* revision = nullptr);
+
 }  // namespace revkv::testing
 
 #endif  // REVKV_TESTS_NATS_SERVER_H_

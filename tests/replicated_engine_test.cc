@@ -430,21 +430,8 @@ TEST_F(ReplicatedEngineTest, RecreatedBucketMakesTheReplicaResyncInsteadOfMergin
     ASSERT_TRUE(b->Put("old.b", "2").ok());
   }
   // Another client deletes the bucket and recreates it with other content.
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, server_.url().c_str()), NATS_OK);
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  ASSERT_EQ(js_DeleteKeyValue(js, "re"), NATS_OK);
-  kvConfig cfg;
-  kvConfig_Init(&cfg);
-  cfg.Bucket = "re";
-  kvStore* kv = nullptr;
-  ASSERT_EQ(js_CreateKeyValue(&kv, js, &cfg), NATS_OK);
   uint64_t rev = 0;
-  ASSERT_EQ(kvStore_PutString(&rev, kv, "new.c", "3"), NATS_OK);
-  kvStore_Destroy(kv);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
+  ASSERT_EQ(testing::RecreateKvBucket(server_.url(), "re", "new.c", "3", &rev), NATS_OK);
 
   auto a = OpenEngine(dir_a_);
   ASSERT_TRUE(a);
