@@ -20,14 +20,14 @@ constexpr std::chrono::milliseconds kMaxBatchDelay{2};
 // How long an atomic batch may wait for its commit message, which the
 // server may have removed since (history limits, max_age).
 constexpr std::chrono::milliseconds kMaxOpenBatch{1000};
-// The bounds of a catch-up held after a gap (see ApplyLoop::gap_hold_):
+// The limits of a catch-up held after a gap (see GapHold):
 // past them the replica applies what it has rather than fall further
 // behind or hold more in memory.
 constexpr std::chrono::milliseconds kMaxGapHold{5000};
 constexpr size_t kMaxGapHeld = 1 << 16;
 // A held catch-up also ends when no message came for this long: the
-// consumer's pending count may name messages the server removed since it
-// counted them (a history-1 key rewritten, say), which never come. A
+// message at its bound (or the one the pending count named) may have been
+// removed since (a history-1 key rewritten, say), and never come. A
 // consumer that still has messages delivers them far faster than this.
 constexpr std::chrono::milliseconds kGapQuiet{100};
 
@@ -142,7 +142,7 @@ Result<std::unique_ptr<ApplyLoop>> ApplyLoop::Start(jsCtx* js, const std::string
   const bool fresh = loop->replica_->LastRevision() == 0;
   {
     std::lock_guard<std::mutex> lock(loop->batch_mu_);
-    loop->last_seen_ = applied;
+    loop->gap_ = GapHold(applied);
   }
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -231,6 +231,18 @@ void ApplyLoop::Handle(natsMsg* msg) {
     std::lock_guard<std::mutex> lock(mu_);
     ++received_;
   }
+  // A gap's bound is read without batch_mu_, which writers offering their
+  // own writes take. Seen asks NeedsBound again, so a release by the timer
+  // in between does no harm.
+  std::optional<uint64_t> bound;
+  if (read.ok()) {
+    bool needs = false;
+    {
+      std::lock_guard<std::mutex> lock(batch_mu_);
+      needs = !stopped_ && gap_.NeedsBound(read->entry.revision);
+    }
+    if (needs) bound = StreamLastSequence();
+  }
   std::lock_guard<std::mutex> lock(batch_mu_);
   if (stopped_) return;  // see Stop: nothing after a failure is applied
   if (!read.ok()) {
@@ -238,14 +250,9 @@ void ApplyLoop::Handle(natsMsg* msg) {
     return;
   }
   const uint64_t pending = read->pending;
-  const uint64_t seq = read->entry.revision;
-  if (seq > last_seen_) {
-    if (seq > last_seen_ + 1 && pending > 0 && !gap_hold_) {
-      gap_hold_ = true;
-      hold_since_ = std::chrono::steady_clock::now();
-    }
-    last_seen_ = seq;
-  }
+  const bool was_holding = gap_.holding();
+  gap_.Seen(read->entry.revision, pending, bound);
+  if (gap_.holding() && !was_holding) hold_since_ = std::chrono::steady_clock::now();
   // A batch's messages are consecutive in the stream: a message of another
   // batch, or of none, means the open one's commit is gone.
   if (!open_batch_.empty() && read->batch_id != open_batch_) open_batch_.clear();
@@ -262,9 +269,9 @@ void ApplyLoop::Handle(natsMsg* msg) {
     batch_last_ = read->entry.revision;
     batch_.push_back(std::move(read->entry));
   }
-  if (gap_hold_ && (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxGapHeld ||
-                    std::chrono::steady_clock::now() >= hold_since_ + kMaxGapHold)) {
-    gap_hold_ = false;
+  if (gap_.holding() && (batch_.size() + batch_skipped_.size() >= kMaxGapHeld ||
+                         std::chrono::steady_clock::now() >= hold_since_ + kMaxGapHold)) {
+    gap_.Release();
   }
   // Batch while the server says more is pending; apply at once when idle.
   // An atomic batch is applied whole, at its commit message; a catch-up
@@ -274,9 +281,9 @@ void ApplyLoop::Handle(natsMsg* msg) {
   };
   if (!open_batch_.empty()) {
     flush_due_ = open_since_ + kMaxOpenBatch;
-    if (gap_hold_) flush_due_ = std::max(flush_due_, hold_due());
+    if (gap_.holding()) flush_due_ = std::max(flush_due_, hold_due());
     batch_cv_.notify_one();
-  } else if (gap_hold_) {
+  } else if (gap_.holding()) {
     flush_due_ = hold_due();
     batch_cv_.notify_one();
   } else if (pending == 0 || batch_.size() + batch_skipped_.size() >= kMaxBatch) {
@@ -298,7 +305,7 @@ bool ApplyLoop::OfferOwnWrites(std::vector<Entry> entries) {
   }
   if (own_.empty() || own_.begin()->first != applied + 1) return false;
   // The consumer may hold messages it was about to apply: they come first.
-  if (!BatchEmptyLocked() && open_batch_.empty() && !gap_hold_) {
+  if (!BatchEmptyLocked() && open_batch_.empty() && !gap_.holding()) {
     FlushLocked();  // applies the own writes that follow too
     return false;
   }
@@ -309,7 +316,7 @@ bool ApplyLoop::OfferOwnWrites(std::vector<Entry> entries) {
 }
 
 uint64_t ApplyLoop::ApplyOwnLocked() {
-  if (stopped_ || !open_batch_.empty() || gap_hold_) return 0;
+  if (stopped_ || !open_batch_.empty() || gap_.holding()) return 0;
   const uint64_t applied = replica_->LastRevision();
   own_.erase(own_.begin(), own_.upper_bound(applied));
   std::vector<Entry> run;
@@ -408,7 +415,7 @@ void ApplyLoop::FlushTimer() {
     }
     if (std::chrono::steady_clock::now() >= flush_due_) {
       open_batch_.clear();  // its commit message never came
-      gap_hold_ = false;    // or the rest of the catch-up
+      gap_.Release();       // or the rest of the catch-up
       FlushLocked();
     } else {
       batch_cv_.wait_until(lock, flush_due_);
@@ -472,6 +479,12 @@ Status ApplyLoop::CatchUpTo(uint64_t last, std::chrono::steady_clock::time_point
     NotifyApplied();
   }
   return s;
+}
+
+std::optional<uint64_t> ApplyLoop::StreamLastSequence() const {
+  auto stream = ReadKvStream(js_, bucket_);
+  if (!stream.ok()) return std::nullopt;
+  return stream->last_sequence;
 }
 
 uint64_t ApplyLoop::messages_received() const {

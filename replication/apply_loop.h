@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "engine/log.h"
 #include "engine/replica_sink.h"
 #include "engine/stats.h"
+#include "replication/gap_hold.h"
 #include "revkv/entry.h"
 #include "revkv/result.h"
 
@@ -154,6 +156,9 @@ class ApplyLoop {
   // Logs the first message skipped, once per loop; callers hold batch_mu_.
   void WarnSkippedLocked(const std::vector<engine::ReplicaSink::SkippedMessage>& skipped);
   void FlushTimer();
+  // The stream's last sequence, read from the server (a gap's bound);
+  // nullopt when it does not answer.
+  std::optional<uint64_t> StreamLastSequence() const;
 
   const std::string bucket_;
   const std::string prefix_;  // "$KV.<bucket>."
@@ -180,16 +185,11 @@ class ApplyLoop {
   // removed the rest), ends it.
   std::string open_batch_;                             // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point open_since_;   // GUARDED_BY(batch_mu_)
-  // A catch-up across a gap in the stream's sequences. The missing messages
-  // were removed (history limits, TTLs, purges), and a removed message's key
-  // may have a later message still to come: until it does, the replica
-  // would show that key older than the messages around it, a state the
-  // stream never had (half of a transaction, say). So after such a gap
-  // nothing is applied until the consumer reports nothing more pending,
-  // bounded by kMaxGapHold and kMaxGapHeld, or until no message came for
-  // kGapQuiet (the pending count may name messages removed since).
-  uint64_t last_seen_ = 0;                             // GUARDED_BY(batch_mu_)
-  bool gap_hold_ = false;                              // GUARDED_BY(batch_mu_)
+  // When a catch-up across a gap in the stream's sequences may be applied
+  // (gap_hold.h), and since when one is held: past kMaxGapHold, or
+  // kMaxGapHeld messages, or kGapQuiet without a message, the replica
+  // applies what it has.
+  GapHold gap_;                                        // GUARDED_BY(batch_mu_)
   std::chrono::steady_clock::time_point hold_since_;   // GUARDED_BY(batch_mu_)
   bool stopping_ = false;                             // GUARDED_BY(batch_mu_)
   bool stopped_ = false;  // GUARDED_BY(batch_mu_): applying failed; nothing more is applied
