@@ -10,7 +10,7 @@ PACKAGES=(
   libnats-dev
   libcapnp-dev capnproto
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libcli11-dev
   nats-server openssl
 )
 
