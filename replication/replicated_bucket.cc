@@ -133,6 +133,11 @@ Result<uint64_t> ReplicatedBucket::Update(std::string_view key, std::string_view
       return writer_->FencedUpdate(Operation::kPut, key, value, expected_revision, *options.fence,
                                    options.timeout, options.ttl);
     }
+    // A refusal names the subject's last sequence on the server: 0 when the
+    // server holds no message for the key any more (max_age, a TTL or a
+    // purge removed it), which the replica may not have applied yet. That
+    // is Bucket::Update's Conflict at revision 0, "no entry": a lock's
+    // takeover of an abandoned record then creates it afresh.
     return writer_->Update(key, value, expected_revision, options.timeout, options.ttl);
   });
 }

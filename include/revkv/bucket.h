@@ -201,7 +201,10 @@ class Bucket {
   // `expected_revision`; 0 expects that the key has no entry at all. Returns
   // the new revision.
   // Conflict: the revision differs; status.revision() is the current one
-  //   (0 if the key has no entry). On a clustered bucket (nats-server 2.11+)
+  //   (0 if the key has no entry). On a replicated bucket the server
+  //   judges: a key whose message its max_age, a TTL or a purge removed has
+  //   no entry there, even while the replica still shows one it has not yet
+  //   seen removed. On a clustered bucket (nats-server 2.11+)
   //   a CAS refused while another one on the key was in flight is a Conflict
   //   with status.revision_known() false: Sync, re-read, retry.
   // InvalidArgument, IOError: as Put.
