@@ -45,7 +45,6 @@ class LockManager : public std::enable_shared_from_this<LockManager> {
                                              std::shared_ptr<CommitFeed> feed,
                                              uint32_t max_handoffs = 0, bool record_ttl = false,
                                              Stats* stats = nullptr);
-  static constexpr int kRecordTtlLeases = LockProtocol::kRecordTtlLeases;
   ~LockManager();
   LockManager(const LockManager&) = delete;
   LockManager& operator=(const LockManager&) = delete;
