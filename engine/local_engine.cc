@@ -231,6 +231,12 @@ std::vector<std::string> LocalEngine::ListBuckets() { return registry_->List(); 
 
 Statistics LocalEngine::GetStatistics() { return core_->stats.Snapshot(0); }
 
+Result<std::string> LocalEngine::ServerVersion() {
+  return Status::InvalidArgument(
+      "this engine is local: it was opened without NATS servers (Options::nats.servers), so "
+      "there is no server to ask");
+}
+
 Stats& LocalEngine::stats() { return core_->stats; }
 
 LocalEngine::LocalEngine(std::shared_ptr<StoreCore> core, std::shared_ptr<BucketRegistry> registry)

@@ -30,6 +30,7 @@ class LocalEngine final : public Engine {
                                              const BucketOptions& options) override;
   std::vector<std::string> ListBuckets() override;
   Statistics GetStatistics() override;
+  Result<std::string> ServerVersion() override;
   // The counters every bucket, apply loop and lock manager of the engine
   // adds to.
   Stats& stats();

@@ -186,6 +186,18 @@ Result<std::unique_ptr<Lock>> ReplicatedEngine::TryAcquire(std::string_view name
   return (*locks)->Acquire(name, lease, std::nullopt, options);
 }
 
+Result<std::string> ReplicatedEngine::ServerVersion() {
+  // Server() keeps what it read until a reconnect: ask whether there is a
+  // connection first.
+  if (!conn_->connected()) {
+    return Status::Unavailable("not connected to a NATS server now, so its version is not "
+                               "known; retry once the connection is back");
+  }
+  auto server = conn_->Server();
+  if (!server.ok()) return server.status();
+  return server->version_text;
+}
+
 Statistics ReplicatedEngine::GetStatistics() {
   return local_->stats().Snapshot(conn_->reconnects());
 }

@@ -33,6 +33,7 @@ class ReplicatedEngine final : public Engine {
                                            const LockOptions& options) override;
   Status CatchUp() override { return local_->CatchUp(); }
   Statistics GetStatistics() override;
+  Result<std::string> ServerVersion() override;
 
  private:
   ReplicatedEngine(std::unique_ptr<engine::LocalEngine> local,

@@ -636,6 +636,29 @@ TEST(ReplicatedAuth, DeniedPublishIsPermissionDeniedWithinTheWriteTimeout) {
   EXPECT_LT(testing::MsSince(start), 3000);
 }
 
+TEST_F(ReplicatedEngineTest, ServerVersionIsTheConnectedServersAndLocalEnginesHaveNone) {
+  const std::string line = NatsServer::Version();  // "nats-server: v2.15.1"
+  const std::string expected = line.substr(line.find(" v") + 2);
+  auto a = OpenEngine(dir_a_);
+  auto version = a->ServerVersion();
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  EXPECT_EQ(*version, expected);
+  // Once the connection has noticed the server is gone, there is none to name.
+  server_.Stop();
+  auto down = a->ServerVersion();
+  for (const auto until = std::chrono::steady_clock::now() + 5s;
+       down.ok() && std::chrono::steady_clock::now() < until; down = a->ServerVersion()) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(down.status().IsUnavailable()) << down.status().ToString();
+
+  Options local;
+  local.path = dir_b_.path();
+  auto b = Engine::Open(local);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_TRUE((*b)->ServerVersion().status().IsInvalidArgument());
+}
+
 TEST_F(ReplicatedEngineTest, UnreachableServerIsUnavailableAtOpen) {
   const std::string url = server_.url();
   server_.Stop();

@@ -68,6 +68,13 @@ class Engine {
   // and losses (revkv/statistics.h). Cheap: a copy of counters.
   virtual Statistics GetStatistics() = 0;
 
+  // The version of the nats-server the engine's connection is on now (e.g.
+  // "2.15.1"), as that server reports it; it changes with a reconnect to
+  // another server (a rolling upgrade).
+  // InvalidArgument: a local engine (opened without NATS servers).
+  // Unavailable: not connected now.
+  virtual Result<std::string> ServerVersion() = 0;
+
   // Acquires the lease lock `name`, waiting up to `timeout` for it.
   // Returns a handle, never null.
   // Timeout: not acquired in time; or the server confirmed the grant only

@@ -1,4 +1,4 @@
-// status, and --version (which asks the server through the same bucket).
+// status, and --version (which also asks the server, with --nats).
 
 #include <stdlib.h>
 
@@ -64,47 +64,40 @@ int RunStatus(Context& ctx) {
 }
 
 // "revkv VERSION", and with --nats "nats-server VERSION" of the server the
-// bucket's connection is on: read through DIR (--db), or else through a
-// temporary replica that is removed afterwards.
+// connection is on (Engine::ServerVersion). The engine needs a store, so it
+// opens a temporary one, removed afterwards: no bucket is read or made.
 int PrintVersion(const Args& args) {
   Write(std::string("revkv ") + revkv::Version() + "\n");
   if (args.nats.empty()) return FinishOutput();
   if (int rc = FinishOutput(); rc != kExitOk) return rc;
-  Args status_args = args;
-  status_args.positional = {"status"};
-  status_args.separator.reset();
-  status_args.version = false;
-  std::string temp;
-  if (!status_args.db) {
-    const char* tmpdir = getenv("TMPDIR");
-    std::string pattern = std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") +
-                          "/revkv-version-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return Fail(kExitError, "cannot create a temporary replica directory in " + pattern);
-    }
-    temp = pattern;
-    status_args.db = temp;
+  // The connection options, checked as every command checks them.
+  Args version_args = args;
+  version_args.positional = {"status"};
+  version_args.separator.reset();
+  Context ctx{version_args, *FindCommand("status")};
+  if (int rc = PrepareContext(ctx); rc != kExitOk) return rc;
+  const char* tmpdir = getenv("TMPDIR");
+  std::string temp = std::string(tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp") +
+                     "/revkv-version-XXXXXX";
+  if (mkdtemp(temp.data()) == nullptr) {
+    return Fail(kExitError, "cannot create a temporary directory in " + temp +
+                                "; set TMPDIR to a writable directory");
   }
   int rc;
   {
-    Command status = *FindCommand("status");
-    status.on_missing_bucket = nullptr;  // no version without the bucket
-    Context ctx{status_args, status};
-    rc = PrepareContext(ctx);
-    if (rc == kExitOk && Open(ctx, &rc, /*catch_up=*/false)) {
-      const std::string version = ctx.connected ? ctx.bucket->GetStatus().server_version : "";
-      if (version.empty()) {
-        rc = Fail(kExitUnavailable, "Unavailable: cannot read the NATS server's version");
-      } else {
-        Write("nats-server " + Printable(version) + "\n");
-        rc = FinishOutput();
-      }
+    revkv::Options options = EngineOptions(version_args, ctx.nats);
+    options.path = temp;
+    auto engine = revkv::Engine::Open(options);
+    auto version = engine.ok() ? (*engine)->ServerVersion() : Result<std::string>(engine.status());
+    if (!version.ok()) {
+      rc = FailStatus(version.status());
+    } else {
+      Write("nats-server " + Printable(*version) + "\n");
+      rc = FinishOutput();
     }
   }
-  if (!temp.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(temp, ec);
-  }
+  std::error_code ec;
+  std::filesystem::remove_all(temp, ec);
   return rc;
 }
 
