@@ -231,23 +231,21 @@ void ApplyLoop::Handle(natsMsg* msg) {
     std::lock_guard<std::mutex> lock(mu_);
     ++received_;
   }
-  // A gap's bound is read without batch_mu_, which writers offering their
-  // own writes take. Seen asks NeedsBound again, so a release by the timer
-  // in between does no harm.
-  std::optional<uint64_t> bound;
-  if (read.ok()) {
-    bool needs = false;
-    {
-      std::lock_guard<std::mutex> lock(batch_mu_);
-      needs = !stopped_ && gap_.NeedsBound(read->entry.revision);
-    }
-    if (needs) bound = StreamLastSequence();
-  }
-  std::lock_guard<std::mutex> lock(batch_mu_);
+  std::unique_lock<std::mutex> lock(batch_mu_);
   if (stopped_) return;  // see Stop: nothing after a failure is applied
   if (!read.ok()) {
     StopLocked(read.status());
     return;
+  }
+  // A gap's bound is read without batch_mu_, which writers offering their
+  // own writes take. Seen asks NeedsBound again, so a release by the timer
+  // in between does no harm.
+  std::optional<uint64_t> bound;
+  if (gap_.NeedsBound(read->entry.revision)) {
+    lock.unlock();
+    bound = StreamLastSequence();
+    lock.lock();
+    if (stopped_) return;
   }
   const uint64_t pending = read->pending;
   const bool was_holding = gap_.holding();
